@@ -1,0 +1,1 @@
+"""Pure recommendation algorithms: no I/O, one small contract (see models.base)."""

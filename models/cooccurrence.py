@@ -1,0 +1,67 @@
+"""Item-item co-occurrence: items touched in the same session are related."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Collection, Sequence
+
+from models.base import Interaction, Recommender, Scored, top_k
+
+
+class SessionCooccurrence(Recommender):
+    """Counts how often two items appear in one user's recent context.
+
+    Similarity is the cosine of the co-occurrence counts,
+    ``c(i, j) / sqrt(n(i) * n(j))``, so that best-sellers do not neighbour
+    everything. A user's context items vote for their neighbours, the most
+    recent item with weight 1 and each older one ``recency_decay`` times less.
+
+    >>> cooc = SessionCooccurrence()
+    >>> for basket in (["tea", "cups"], ["tea", "cups"], ["tea", "saucers"]):
+    ...     for n, item in enumerate(basket):
+    ...         cooc.learn_one(Interaction("u", item, ts=0.0, context=basket[:n]))
+    >>> [item for item, _ in cooc.recommend("u", context=["tea"], k=2)]
+    ['cups', 'saucers']
+    """
+
+    name = "session-cooccurrence"
+
+    def __init__(self, recency_decay: float = 0.8, max_context: int = 20):
+        self.recency_decay = recency_decay
+        self.max_context = max_context
+        self._pairs: dict[str, dict[str, float]] = defaultdict(dict)
+        self._counts: dict[str, float] = defaultdict(float)
+
+    def learn_one(self, x: Interaction) -> None:
+        self._counts[x.item_id] += x.weight
+        for other in set(x.context[-self.max_context :]):
+            if other == x.item_id:
+                continue
+            row, back = self._pairs[x.item_id], self._pairs[other]
+            row[other] = row.get(other, 0.0) + x.weight
+            back[x.item_id] = back.get(x.item_id, 0.0) + x.weight
+
+    def similarity(self, item_a: str, item_b: str) -> float:
+        together = self._pairs.get(item_a, {}).get(item_b, 0.0)
+        if together <= 0:
+            return 0.0
+        return together / math.sqrt(self._counts[item_a] * self._counts[item_b])
+
+    def neighbours(self, item_id: str) -> dict[str, float]:
+        row = self._pairs.get(item_id)
+        if not row:
+            return {}
+        norm = self._counts[item_id]
+        return {other: c / math.sqrt(norm * self._counts[other]) for other, c in row.items() if c > 0}
+
+    def recommend(
+        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()
+    ) -> Scored:
+        scores: dict[str, float] = defaultdict(float)
+        vote = 1.0
+        for item in reversed(context[-self.max_context :]):
+            for other, sim in self.neighbours(item).items():
+                scores[other] += vote * sim
+            vote *= self.recency_decay
+        return top_k(scores, k, exclude)

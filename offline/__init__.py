@@ -1,0 +1,1 @@
+"""The offline side: event history, the platform replay, and the `recsys` command."""

@@ -1,0 +1,92 @@
+"""Loads the UCI Online Retail export and applies the product's cleaning rules.
+
+The result is the history schema every offline step shares:
+``order_id, user_id, item_id, description, quantity, price, timestamp, country``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+RETAIL_FILE = Path("online-retail") / "online_retail.csv.gz"
+RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+HISTORY_COLUMNS = ["order_id", "user_id", "item_id", "description", "quantity", "price", "timestamp", "country"]
+PRODUCT_CODE = r"^\d{5}[A-Za-z]*$"
+
+
+class HistoryError(ValueError):
+    """The history file cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class CleaningReport:
+    rows_in: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_out(self) -> int:
+        return self.rows_in - sum(self.removed.values())
+
+    def lines(self) -> list[str]:
+        out = [f"{self.rows_in:>9,} rows read"]
+        out += [f"{-count:>9,} {rule}" for rule, count in self.removed.items()]
+        out.append(f"{self.rows_out:>9,} rows kept")
+        return out
+
+
+def retail_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / RETAIL_FILE
+
+
+def read_retail_csv(path: str | Path) -> pd.DataFrame:
+    """Read the raw export with ids kept as text (CustomerID arrives as ``17850.0``)."""
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str, "Description": str,
+                                       "CustomerID": str, "Country": str}, keep_default_na=False,
+                          na_values={"CustomerID": [""], "Description": [""]})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise HistoryError(f"{path}: cannot read as Online Retail CSV ({exc})") from None
+    missing = [c for c in RAW_COLUMNS if c not in raw.columns]
+    if missing:
+        raise HistoryError(f"{path}: missing columns {', '.join(missing)}; expected {', '.join(RAW_COLUMNS)}")
+    return raw
+
+
+def clean_retail(raw: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
+    """Apply the cleaning rules in order and count what each one removes."""
+    report = CleaningReport(rows_in=len(raw))
+    df = raw.copy()
+    df["Quantity"] = pd.to_numeric(df["Quantity"], errors="coerce")
+    df["UnitPrice"] = pd.to_numeric(df["UnitPrice"], errors="coerce")
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"], errors="coerce", format="mixed")
+    rules = [
+        ("unparseable quantity, price or date", lambda d: d["Quantity"].isna() | d["UnitPrice"].isna() | d["InvoiceDate"].isna()),
+        ("missing CustomerID", lambda d: d["CustomerID"].isna() | (d["CustomerID"].str.strip() == "")),
+        ("cancellations (InvoiceNo starting with C)", lambda d: d["InvoiceNo"].str.upper().str.startswith("C")),
+        ("Quantity <= 0", lambda d: d["Quantity"] <= 0),
+        ("UnitPrice <= 0", lambda d: d["UnitPrice"] <= 0),
+        ("non-product StockCode", lambda d: ~d["StockCode"].str.match(PRODUCT_CODE)),
+    ]
+    for rule, drop in rules:
+        mask = drop(df).fillna(False).astype(bool)
+        report.removed[rule] = int(mask.sum())
+        df = df.loc[~mask]
+    history = pd.DataFrame({
+        "order_id": df["InvoiceNo"].str.strip(),
+        "user_id": df["CustomerID"].str.strip().str.removesuffix(".0"),
+        "item_id": df["StockCode"].str.strip(),
+        "description": df["Description"].fillna("").str.strip(),
+        "quantity": df["Quantity"].astype("int64"),
+        "price": df["UnitPrice"].astype("float64"),
+        "timestamp": df["InvoiceDate"],
+        "country": df["Country"].fillna(""),
+    })
+    return history.sort_values("timestamp", kind="stable").reset_index(drop=True), report
+
+
+def load_retail(path: str | Path) -> tuple[pd.DataFrame, CleaningReport]:
+    return clean_retail(read_retail_csv(path))

@@ -1,0 +1,1 @@
+"""The streaming worker: Kafka events in, fresh recommendations in Redis out."""

@@ -1,0 +1,83 @@
+"""The Faust application: configuration, topics, the session table and the agents."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import redis.asyncio as aioredis
+
+from models.session_blend import PopularityCooccurrenceBlend
+from streams.dead_letters import dead_letter_headers
+from streams.event_pipeline import EventPipeline, Message
+from streams.recommendation_store import RecommendationWriter
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_VERSION = "online-popularity-cooccurrence-1"
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        # A group join takes seconds instead of 30 s with these (see docs/design notes in README).
+        broker_rebalance_timeout=4,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        # Every payload is encoded by the product itself (msgspec), so Faust moves bytes only.
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    user_events = app.topic(settings.topic_clicks, settings.topic_purchases, **raw)
+    products = app.topic(settings.topic_products, **raw)
+    dead_letters = app.topic(settings.topic_dead_letters, **raw)
+
+    # Keyed by user_id; use_partitioner makes the changelog partition follow the
+    # key (murmur2, as the platform's producer), which batch processing needs.
+    sessions = app.Table(
+        "session-features",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+    )
+
+    async def send_dead_letter(message: Message, reason: str) -> None:
+        await dead_letters.send(
+            key=message.key,
+            value=message.value or b"",
+            headers=dead_letter_headers(reason, message.topic, message.partition, message.offset),
+        )
+
+    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    pipeline = EventPipeline(
+        settings=settings,
+        recommender=PopularityCooccurrenceBlend(half_life_seconds=settings.popularity_half_life_days * 86400),
+        writer=RecommendationWriter(redis_client, settings.recs_ttl_seconds, settings.redis_max_backoff_seconds),
+        sessions=sessions,
+        send_dead_letter=send_dead_letter,
+        model_version=MODEL_VERSION,
+    )
+    app.event_pipeline = pipeline  # type: ignore[attr-defined]
+
+    @app.agent(user_events, name="user-events")
+    async def process_user_events(stream):
+        async for batch in stream.take_events(settings.worker_batch_size, settings.worker_batch_window_seconds):
+            await pipeline.handle_user_events([event.message for event in batch])
+
+    @app.agent(products, name="products")
+    async def process_products(stream):
+        async for batch in stream.take_events(settings.worker_batch_size, settings.worker_batch_window_seconds):
+            await pipeline.handle_products([event.message for event in batch])
+
+    return app

@@ -1,0 +1,132 @@
+"""What the worker does with a batch of consumed messages.
+
+validate -> dead-letter the bad ones -> update session features -> teach the
+model -> recompute each touched user's list -> one pipelined Redis write.
+Faust specifics stay in ``streams.agents``; this class sees plain messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
+
+import msgspec
+
+from models.base import Interaction, Recommender
+from streams.events import ClickEvent, ProductRecord
+from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
+from streams.session_features import (
+    SessionFeatures,
+    dump_features,
+    load_features,
+    touched_items,
+    update_session_features,
+)
+from streams.settings import Settings
+from streams.validation import EventValidator, InvalidEvent
+
+# How strongly each action says "I want this item".
+ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "purchase": 1.0}
+POPULAR_REFRESH_SECONDS = 5.0
+
+_encode_product = msgspec.json.Encoder().encode
+
+
+class Message(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+SendDeadLetter = Callable[[Message, str], Awaitable[None]]
+
+
+class EventPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        recommender: Recommender,
+        writer: RecommendationWriter,
+        sessions: MutableMapping[bytes, bytes],
+        send_dead_letter: SendDeadLetter,
+        model_version: str,
+    ):
+        self.settings = settings
+        self.validator = EventValidator(settings)
+        self.recommender = recommender
+        self.writer = writer
+        self.sessions = sessions
+        self.send_dead_letter = send_dead_letter
+        self.model_version = model_version
+        self._popular_written_at = 0.0
+        self.totals: Counter[str] = Counter()
+
+    async def handle_user_events(self, messages: Sequence[Message]) -> None:
+        counters: Counter[str] = Counter()
+        touched: dict[str, tuple[SessionFeatures, float]] = {}
+        for message in messages:
+            event = await self._validate(message, counters)
+            if event is None:
+                continue
+            known = touched.get(event.user_id)
+            features = known[0] if known else self._load(event.user_id)
+            context = list(features.recent_items) if features else []
+            features, is_new = update_session_features(
+                features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
+            )
+            if not is_new:
+                counters[f"duplicate:{message.topic}"] += 1
+                continue
+            counters[f"valid:{message.topic}"] += 1
+            self._learn(event, context)
+            touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0))
+
+        lists = []
+        for user_id, (features, event_ts) in touched.items():
+            self.sessions[user_id.encode()] = dump_features(features)
+            scored = self.recommender.recommend(
+                user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions()
+            )
+            lists.append(build_list(user_id, scored, self.model_version, event_ts))
+        await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters)
+        self.totals.update(counters)
+
+    async def handle_products(self, messages: Sequence[Message]) -> None:
+        counters: Counter[str] = Counter()
+        products = []
+        for message in messages:
+            record = await self._validate(message, counters)
+            if isinstance(record, ProductRecord):
+                counters[f"valid:{message.topic}"] += 1
+                products.append((record.item_id, _encode_product(record)))
+        await self.writer.write(products=products, counters=counters)
+        self.totals.update(counters)
+
+    async def _validate(self, message: Message, counters: Counter[str]):
+        try:
+            return self.validator.validate(message.topic, message.value)
+        except InvalidEvent as exc:
+            await self.send_dead_letter(message, str(exc))
+            counters[f"dead_letter:{message.topic}"] += 1
+            return None
+
+    def _load(self, user_id: str) -> SessionFeatures | None:
+        raw = self.sessions.get(user_id.encode())
+        return load_features(raw) if raw else None
+
+    def _learn(self, event, context: list[str]) -> None:
+        kind = event.type if isinstance(event, ClickEvent) else "purchase"
+        weight = ACTION_WEIGHTS[kind]
+        for item in touched_items(event):
+            self.recommender.learn_one(Interaction(event.user_id, item, event.ts, weight, context))
+
+    def _popular_if_due(self) -> RecommendationList | None:
+        now = time.monotonic()
+        if now - self._popular_written_at < POPULAR_REFRESH_SECONDS:
+            return None
+        self._popular_written_at = now
+        scored = self.recommender.recommend("", (), self.settings.recs_count)
+        return build_list("", scored, self.model_version) if scored else None

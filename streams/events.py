@@ -1,0 +1,66 @@
+"""The wire contract: JSON events the platform publishes to Kafka.
+
+Every event is keyed by ``user_id`` (products by ``item_id``) so that one
+user's events stay on one partition and the worker never repartitions.
+Timestamps are Unix epoch seconds (float).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+ClickType = Literal["view", "add_to_cart", "remove_from_cart"]
+CLICK_TYPES: tuple[str, ...] = ("view", "add_to_cart", "remove_from_cart")
+
+
+class ClickEvent(msgspec.Struct, frozen=True):
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    ts: float
+    session_id: str | None = None
+    rec_id: str | None = None
+
+
+class OrderLine(msgspec.Struct, frozen=True):
+    item_id: str
+    quantity: int
+    unit_price: float
+
+
+class PurchaseEvent(msgspec.Struct, frozen=True):
+    event_id: str
+    user_id: str
+    order_id: str
+    lines: list[OrderLine]
+    ts: float
+    country: str | None = None
+    session_id: str | None = None
+    rec_id: str | None = None
+
+
+class ProductRecord(msgspec.Struct, frozen=True):
+    item_id: str
+    title: str
+    category: str | None = None
+    price: float | None = None
+    ts: float | None = None
+
+
+UserEvent = ClickEvent | PurchaseEvent
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: msgspec.Struct) -> bytes:
+    """Serialise an event for Kafka, leaving out fields that are unset."""
+    return _encoder.encode({k: v for k, v in msgspec.structs.asdict(event).items() if v is not None})
+
+
+def event_key(event: msgspec.Struct) -> bytes:
+    """The Kafka key that keeps one user's (or one product's) events together."""
+    key = event.item_id if isinstance(event, ProductRecord) else event.user_id
+    return key.encode()

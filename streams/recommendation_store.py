@@ -1,0 +1,125 @@
+"""Where recommendation lists are written to Redis, and read back for the storefront."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Iterable
+
+import msgspec
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialWithJitterBackoff
+
+from streams import redis_keys
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+class RecommendationList(msgspec.Struct, omit_defaults=True):
+    """What the storefront GETs: items and scores as parallel arrays to keep it small."""
+
+    user_id: str
+    items: list[str]
+    scores: list[float]
+    rec_id: str
+    model_version: str
+    generated_at: float
+    event_ts: float | None = None
+    fallback: bool = False
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(RecommendationList).decode
+
+
+def new_rec_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def build_list(
+    user_id: str, scored: list[tuple[str, float]], model_version: str, event_ts: float | None = None
+) -> RecommendationList:
+    return RecommendationList(
+        user_id=user_id,
+        items=[item for item, _ in scored],
+        scores=[round(score, 4) for _, score in scored],
+        rec_id=new_rec_id(),
+        model_version=model_version,
+        generated_at=round(time.time(), 3),
+        event_ts=event_ts,
+    )
+
+
+class RecommendationWriter:
+    """Writes a batch of lists, catalog records and counters in one pipelined round trip.
+
+    A Redis outage never drops a batch: writing retries with capped, jittered
+    exponential backoff until Redis is back, which holds back the consumer too.
+    """
+
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int, max_backoff_seconds: float = 5.0):
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self._backoff = ExponentialWithJitterBackoff(cap=max_backoff_seconds, base=0.05)
+
+    async def write(
+        self,
+        lists: Iterable[RecommendationList] = (),
+        popular: RecommendationList | None = None,
+        products: Iterable[tuple[str, bytes]] = (),
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        commands: list[tuple] = []
+        for rec_list in lists:
+            commands.append(("set", redis_keys.recs(rec_list.user_id), _encode(rec_list), {"ex": self.ttl_seconds}))
+        if popular is not None:
+            commands.append(("set", redis_keys.POPULAR, _encode(popular), {}))
+        for item_id, record in products:
+            commands.append(("set", redis_keys.product(item_id), record, {}))
+        for field, amount in (counters or {}).items():
+            if amount:
+                commands.append(("hincrby", redis_keys.EVENT_STATS, field, amount, {}))
+        if commands:
+            await self._execute_with_retry(commands)
+
+    async def _execute_with_retry(self, commands: list[tuple]) -> None:
+        failures = 0
+        while True:
+            # A failed pipeline is reset by redis-py, so each attempt builds it again.
+            pipe = self.client.pipeline(transaction=False)
+            for name, *args, kwargs in commands:
+                getattr(pipe, name)(*args, **kwargs)
+            try:
+                await pipe.execute()
+                if failures:
+                    log.warning("Redis is back after %d failed attempts", failures)
+                return
+            except RETRYABLE as exc:
+                failures += 1
+                delay = self._backoff.compute(failures)
+                log.warning("Redis write failed (%s); retry %d in %.2f s", exc, failures, delay)
+                await asyncio.sleep(delay)
+
+
+def read_recommendations(client: redis.Redis, user_id: str) -> RecommendationList | None:
+    """The storefront's read: the user's list, else the popular fallback, else None."""
+    raw = client.get(redis_keys.recs(user_id))
+    if raw is not None:
+        return _decode(raw)
+    raw = client.get(redis_keys.POPULAR)
+    if raw is None:
+        return None
+    fallback = _decode(raw)
+    fallback.user_id = user_id
+    fallback.fallback = True
+    return fallback
+
+
+def read_event_stats(client: redis.Redis) -> dict[str, int]:
+    """The worker's counters: ``valid:{topic}``, ``dead_letter:{topic}``, ``duplicate:{topic}``."""
+    return {k.decode(): int(v) for k, v in client.hgetall(redis_keys.EVENT_STATS).items()}

@@ -1,0 +1,20 @@
+"""Every Redis key the product reads or writes, in one place.
+
+| key | value |
+|---|---|
+| ``recs:{user_id}`` | JSON recommendation list for one user (see ``RecommendationList``) |
+| ``popular:all`` | the same JSON shape, non-personalised, for users without a list |
+| ``product:{item_id}`` | JSON catalog record as received on the products topic |
+| ``stats:events`` | hash of counters: ``valid:{topic}``, ``dead_letter:{topic}``, ``duplicate:{topic}`` |
+"""
+
+POPULAR = "popular:all"
+EVENT_STATS = "stats:events"
+
+
+def recs(user_id: str) -> str:
+    return f"recs:{user_id}"
+
+
+def product(item_id: str) -> str:
+    return f"product:{item_id}"

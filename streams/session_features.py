@@ -1,0 +1,117 @@
+"""Where a user's session features are updated, one event at a time.
+
+The state lives in a changelog-backed Faust table (see ``streams.tables``);
+this module is the pure logic, so it can be tested without a broker.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from streams.events import ClickEvent, PurchaseEvent, UserEvent
+
+# Enough to absorb redelivery after a crash, small enough to keep the state compact.
+DEDUPE_WINDOW = 128
+EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
+
+
+class SessionFeatures(msgspec.Struct):
+    user_id: str
+    session_id: str = ""
+    session_started: float = 0.0
+    last_seen: float = 0.0
+    session_events: int = 0
+    platform_session_id: str | None = None
+    # Most recent last, without repeats.
+    recent_items: list[str] = msgspec.field(default_factory=list)
+    cart: list[str] = msgspec.field(default_factory=list)
+    purchased_this_session: list[str] = msgspec.field(default_factory=list)
+    # Lifetime counts per event type, and items bought in all.
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    units_purchased: int = 0
+    recent_event_ids: list[str] = msgspec.field(default_factory=list)
+
+    def recommendation_exclusions(self) -> set[str]:
+        """Items the list must not show now: already in the cart or bought this session.
+
+        Items bought in earlier sessions stay eligible, since repeat purchases
+        are a large share of what shops sell.
+        """
+        return set(self.cart).union(self.purchased_this_session)
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(SessionFeatures).decode
+
+
+def dump_features(features: SessionFeatures) -> bytes:
+    return _encode(features)
+
+
+def load_features(raw: bytes) -> SessionFeatures:
+    return _decode(raw)
+
+
+def touched_items(event: UserEvent) -> list[str]:
+    if isinstance(event, ClickEvent):
+        return [event.item_id]
+    return [line.item_id for line in event.lines]
+
+
+def update_session_features(
+    features: SessionFeatures | None, event: UserEvent, gap_seconds: float, max_recent: int
+) -> tuple[SessionFeatures, bool]:
+    """Apply ``event`` to ``features`` (``None`` for a first-seen user).
+
+    Returns the features and whether the event was new; a redelivered event
+    (same ``event_id``) leaves the features untouched.
+    """
+    if features is None:
+        features = SessionFeatures(user_id=event.user_id)
+    elif event.event_id in features.recent_event_ids:
+        return features, False
+
+    if _starts_new_session(features, event, gap_seconds):
+        features.session_id = f"{event.user_id}:{int(event.ts)}"
+        features.session_started = event.ts
+        features.session_events = 0
+        features.cart = []
+        features.purchased_this_session = []
+    features.platform_session_id = event.session_id or features.platform_session_id
+    features.last_seen = max(features.last_seen, event.ts)
+    features.session_events += 1
+
+    kind = event.type if isinstance(event, ClickEvent) else "purchase"
+    features.counts[kind] = features.counts.get(kind, 0) + 1
+    items = touched_items(event)
+    if isinstance(event, PurchaseEvent):
+        features.units_purchased += sum(line.quantity for line in event.lines)
+        bought = set(items)
+        features.cart = [item for item in features.cart if item not in bought]
+        _append_unique(features.purchased_this_session, items, limit=None)
+    elif kind == "add_to_cart":
+        _append_unique(features.cart, items, limit=None)
+    elif kind == "remove_from_cart":
+        features.cart = [item for item in features.cart if item != event.item_id]
+    _append_unique(features.recent_items, items, limit=max_recent)
+
+    features.recent_event_ids.append(event.event_id)
+    del features.recent_event_ids[:-DEDUPE_WINDOW]
+    return features, True
+
+
+def _starts_new_session(features: SessionFeatures, event: UserEvent, gap_seconds: float) -> bool:
+    if not features.session_id:
+        return True
+    if event.session_id and features.platform_session_id and event.session_id != features.platform_session_id:
+        return True
+    return event.ts - features.last_seen > gap_seconds
+
+
+def _append_unique(items: list[str], new: list[str], limit: int | None) -> None:
+    for item in new:
+        if item in items:
+            items.remove(item)
+        items.append(item)
+    if limit is not None:
+        del items[:-limit]

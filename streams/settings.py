@@ -1,0 +1,148 @@
+"""One settings object for every role, read from the environment.
+
+Each field maps to an upper-case environment variable of the same name
+(``redis_url`` <- ``REDIS_URL``). The README documents every one of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """A setting has a value the product cannot use; the message is one line."""
+
+
+def _default_data_dir() -> str:
+    shared = Path("../shared/data")
+    return str(shared) if shared.is_dir() else "data"
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "recsys")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the servers are. Unset means "the local stack if one is up, else localhost".
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: str = field(default_factory=_default_data_dir)
+    stack_state_dir: str = field(default_factory=_default_state_dir)
+
+    # Topics of the event contract.
+    topic_clicks: str = "clicks"
+    topic_purchases: str = "purchases"
+    topic_products: str = "products"
+    topic_dead_letters: str = "dead-letters"
+    topic_partitions: int = 4
+
+    # Worker.
+    app_id: str = "recsys-worker"
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = 6066
+    worker_batch_size: int = 500
+    worker_batch_window_seconds: float = 0.05
+    log_level: str = "info"
+
+    # Session features.
+    session_gap_seconds: float = 1800.0
+    session_recent_items: int = 20
+
+    # Recommendations written to Redis.
+    recs_count: int = 20
+    recs_ttl_seconds: int = 7 * 86400
+    popularity_half_life_days: float = 7.0
+    redis_max_backoff_seconds: float = 5.0
+
+    # Validation limits: events beyond them go to the dead-letter topic.
+    max_event_bytes: int = 65536
+    max_future_skew_seconds: float = 300.0
+    max_quantity: int = 100_000
+    max_unit_price: float = 100_000.0
+    max_order_lines: int = 1000
+
+    def __post_init__(self) -> None:
+        positive = (
+            "topic_partitions", "worker_batch_size", "session_recent_items", "recs_count",
+            "recs_ttl_seconds", "max_event_bytes", "max_quantity", "max_order_lines",
+            "session_gap_seconds", "popularity_half_life_days", "max_unit_price",
+            "worker_batch_window_seconds", "redis_max_backoff_seconds",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
+        if not 0 < self.worker_web_port < 65536:
+            raise SettingsError(f"WORKER_WEB_PORT must be a TCP port (1-65535), got {self.worker_web_port}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if not self.kafka_bootstrap_servers.strip():
+            raise SettingsError("KAFKA_BOOTSTRAP_SERVERS must not be empty")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise SettingsError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {self.log_level!r}")
+
+    @property
+    def input_topics(self) -> tuple[str, str, str]:
+        return (self.topic_clicks, self.topic_purchases, self.topic_products)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return (*self.input_topics, self.topic_dead_letters)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from ``environ`` (default: the process environment).
+
+        Kafka and Redis addresses that are not set fall back to the local stack's
+        recorded URLs (``recsys stack up``), then to the localhost defaults.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        state_dir = str(values.get("stack_state_dir") or _default_state_dir())
+        for name, url in _local_stack_urls(state_dir).items():
+            values.setdefault(name, url)
+        return cls(**values)
+
+
+def _parse(name: str, type_name: object, raw: str) -> object:
+    kind = {"int": int, "float": float}.get(str(type_name))
+    if kind is None:
+        return raw
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name.upper()} must be a{'n integer' if kind is int else ' number'}, got {raw!r}") from None
+
+
+def _local_stack_urls(state_dir: str) -> dict[str, str]:
+    """URLs of a running local stack, as recorded by ``recsys stack up``."""
+    path = Path(state_dir) / "stack.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    urls = {}
+    if "kafka" in state:
+        urls["kafka_bootstrap_servers"] = state["kafka"]["url"]
+    if "redis" in state:
+        urls["redis_url"] = state["redis"]["url"]
+    return urls
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce ``settings`` in another process."""
+    return {f.name.upper(): str(getattr(settings, f.name)) for f in dataclasses.fields(settings)}

@@ -1,0 +1,47 @@
+"""Creates the contract's topics so producers and workers agree on partition counts."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> list[str]:
+    """Create any missing contract topic; return the names it created."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+                client_id=f"{settings.app_id}-admin",
+                request_timeout_ms=10_000,
+            )
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise ConnectionError(
+                    f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc}"
+                ) from None
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in settings.all_topics if name not in existing]
+        for name in missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        if missing:
+            log.info("created topics %s with %d partitions", ", ".join(missing), settings.topic_partitions)
+        return missing
+    finally:
+        admin.close()
