@@ -8,6 +8,7 @@ and outputs are plain Python values: ids are strings, scores are floats.
 from __future__ import annotations
 
 import heapq
+from operator import itemgetter
 from abc import ABC, abstractmethod
 from typing import Collection, NamedTuple, Sequence
 
@@ -48,6 +49,6 @@ class Recommender(ABC):
 
 
 def top_k(scores: dict[str, float], k: int, exclude: Collection[str] = ()) -> Scored:
-    """The ``k`` best-scored items not in ``exclude``, ties broken by item id."""
-    candidates = ((item, score) for item, score in scores.items() if item not in exclude)
-    return heapq.nsmallest(k, candidates, key=lambda pair: (-pair[1], pair[0]))
+    """The ``k`` best-scored items not in ``exclude``; ties keep insertion order."""
+    candidates = scores.items() if not exclude else ((i, s) for i, s in scores.items() if i not in exclude)
+    return heapq.nlargest(k, candidates, key=itemgetter(1))

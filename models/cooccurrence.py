@@ -27,11 +27,17 @@ class SessionCooccurrence(Recommender):
 
     name = "session-cooccurrence"
 
-    def __init__(self, recency_decay: float = 0.8, max_context: int = 20):
+    def __init__(self, recency_decay: float = 0.8, max_context: int = 20, max_neighbours: int = 50,
+                 refresh_growth: float = 1.0):
         self.recency_decay = recency_decay
         self.max_context = max_context
+        self.max_neighbours = max_neighbours
+        self.refresh_growth = refresh_growth
         self._pairs: dict[str, dict[str, float]] = defaultdict(dict)
         self._counts: dict[str, float] = defaultdict(float)
+        # item -> (its count when ranked, its best neighbours); re-ranked once the
+        # count has grown by ``refresh_growth``, so a hot item is not re-sorted per event.
+        self._neighbour_cache: dict[str, tuple[float, list[tuple[str, float]]]] = {}
 
     def learn_one(self, x: Interaction) -> None:
         self._counts[x.item_id] += x.weight
@@ -48,12 +54,19 @@ class SessionCooccurrence(Recommender):
             return 0.0
         return together / math.sqrt(self._counts[item_a] * self._counts[item_b])
 
-    def neighbours(self, item_id: str) -> dict[str, float]:
+    def neighbours(self, item_id: str) -> list[tuple[str, float]]:
+        """The item's ``max_neighbours`` most similar items, best first."""
+        count = self._counts.get(item_id, 0.0)
+        cached = self._neighbour_cache.get(item_id)
+        if cached is not None and count <= cached[0] * (1 + self.refresh_growth):
+            return cached[1]
         row = self._pairs.get(item_id)
         if not row:
-            return {}
-        norm = self._counts[item_id]
-        return {other: c / math.sqrt(norm * self._counts[other]) for other, c in row.items() if c > 0}
+            return []
+        sims = {other: c / math.sqrt(count * self._counts[other]) for other, c in row.items() if c > 0}
+        ranked = top_k(sims, self.max_neighbours)
+        self._neighbour_cache[item_id] = (count, ranked)
+        return ranked
 
     def recommend(
         self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()
@@ -61,7 +74,7 @@ class SessionCooccurrence(Recommender):
         scores: dict[str, float] = defaultdict(float)
         vote = 1.0
         for item in reversed(context[-self.max_context :]):
-            for other, sim in self.neighbours(item).items():
+            for other, sim in self.neighbours(item):
                 scores[other] += vote * sim
             vote *= self.recency_decay
         return top_k(scores, k, exclude)

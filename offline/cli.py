@@ -139,7 +139,7 @@ def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print
 
 @app.command()
 def demo(
-    orders: int = typer.Option(3000, min=1, help="How many orders of history to replay."),
+    orders: int = typer.Option(2000, min=1, help="How many orders of history to replay."),
     customers: int = typer.Option(4, min=1, max=20, help="How many customers to show."),
 ) -> None:
     """Bring up a private local stack and a worker, replay real history, show recommendations, clean up."""

@@ -8,9 +8,7 @@ printed beside what Redis now recommends. Everything started is stopped.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +21,8 @@ from rich.table import Table
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
 from streams.local_stack import LocalStack, free_port, stop_pid
 from streams.recommendation_store import read_event_stats, read_recommendations
-from streams.settings import Settings, settings_env
+from streams.settings import Settings
+from streams.worker import spawn_worker
 
 MAX_DEAD_LETTERS_SHOWN = 10
 BAD_EVENTS = [
@@ -32,13 +31,6 @@ BAD_EVENTS = [
     ("purchases", b'{"event_id": "bad-3", "user_id": "12345", "order_id": "X1", "ts": 4102444800, '
                   b'"lines": [{"item_id": "85123A", "quantity": 2, "unit_price": 2.55}]}'),
 ]
-
-
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, **settings_env(settings)}
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "offline.cli", "worker"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_until_processed(client: redis.Redis, expected: int, worker: subprocess.Popen, timeout: float) -> int:
@@ -73,7 +65,7 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
         from streams.topic_admin import ensure_topics
 
         ensure_topics(settings)
-        worker = start_worker(settings, workdir / "worker.log")
+        worker = spawn_worker(settings, workdir / "worker.log")
         console.print(f"[bold]worker[/bold]: pid {worker.pid}, log {workdir / 'worker.log'}")
 
         stats, orders = publish_history(settings, "auto", limit=n_orders)

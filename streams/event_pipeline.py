@@ -11,10 +11,8 @@ import time
 from collections import Counter
 from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
 
-import msgspec
-
 from models.base import Interaction, Recommender
-from streams.events import ClickEvent, ProductRecord
+from streams.events import ClickEvent, ProductRecord, encode_event
 from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
 from streams.session_features import (
     SessionFeatures,
@@ -29,8 +27,6 @@ from streams.validation import EventValidator, InvalidEvent
 # How strongly each action says "I want this item".
 ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "purchase": 1.0}
 POPULAR_REFRESH_SECONDS = 5.0
-
-_encode_product = msgspec.json.Encoder().encode
 
 
 class Message(Protocol):
@@ -101,7 +97,7 @@ class EventPipeline:
             record = await self._validate(message, counters)
             if isinstance(record, ProductRecord):
                 counters[f"valid:{message.topic}"] += 1
-                products.append((record.item_id, _encode_product(record)))
+                products.append((record.item_id, encode_event(record)))
         await self.writer.write(products=products, counters=counters)
         self.totals.update(counters)
 

@@ -1,16 +1,30 @@
-"""Runs the Faust worker in the foreground until it is stopped (Ctrl-C / SIGTERM)."""
+"""Runs the Faust worker: in the foreground, or as a child process for the demo and tests."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import faust
 
 from streams.app import create_app
-from streams.settings import Settings
+from streams.settings import Settings, settings_env
 from streams.topic_admin import ensure_topics
 
 
 def run_worker(settings: Settings) -> None:
+    """Consume until stopped (Ctrl-C / SIGTERM)."""
     ensure_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), override_logging=True)
     worker.execute_from_commandline()
+
+
+def spawn_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    """Start ``recsys worker`` with ``settings`` in a process of its own, logging to ``log_path``."""
+    env = {**os.environ, **settings_env(settings)}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "offline.cli", "worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

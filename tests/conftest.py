@@ -1,0 +1,80 @@
+"""Fixtures: real servers (Tansu, Redis) on free loopback ports, and the data flag.
+
+Set RECSYS_REQUIRE_DATA=1 (CI does) to make tests that need the Online Retail
+data fail instead of skipping when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from offline.retail_history import retail_path
+from streams.local_stack import ServiceRecord, free_port, kafka_command, redis_command, start_server, stop_pid
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+def _server(name: str, command, tmp_path_factory) -> ServiceRecord:
+    port = free_port()
+    log = tmp_path_factory.mktemp(name) / f"{name}.log"
+    return start_server(name, command(port), port, log)
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory):
+    service = _server("kafka", kafka_command, tmp_path_factory)
+    yield service
+    stop_pid(service.pid)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    service = _server("redis", redis_command, tmp_path_factory)
+    yield service
+    stop_pid(service.pid)
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def stack_settings(kafka_server, redis_server, redis_client, tmp_path) -> Settings:
+    """Settings pointing at the test servers, with topics and group private to one test."""
+    run = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap_servers=kafka_server.url,
+        redis_url=redis_server.url,
+        stack_state_dir=str(tmp_path / "stack"),
+        data_dir=str(DATA_DIR),
+        topic_clicks=f"clicks-{run}",
+        topic_purchases=f"purchases-{run}",
+        topic_products=f"products-{run}",
+        topic_dead_letters=f"dead-letters-{run}",
+        topic_partitions=2,
+        app_id=f"recsys-test-{run}",
+        worker_web_port=free_port(),
+        log_level="warning",
+    )
+
+
+@pytest.fixture(scope="session")
+def retail_csv() -> Path:
+    path = retail_path(DATA_DIR)
+    if not path.exists():
+        message = f"Online Retail data not found at {path}"
+        if os.environ.get("RECSYS_REQUIRE_DATA") == "1":
+            pytest.fail(message + " and RECSYS_REQUIRE_DATA=1")
+        pytest.skip(message)
+    return path

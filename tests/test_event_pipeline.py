@@ -1,0 +1,110 @@
+"""The worker's batch logic, with an in-memory table and a writer that records (pure logic)."""
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from models.session_blend import PopularityCooccurrenceBlend
+from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event
+from streams.event_pipeline import EventPipeline
+from streams.session_features import load_features
+from streams.settings import Settings
+
+SETTINGS = Settings(recs_count=5)
+NOW = 1_600_000_000.0
+
+
+@dataclass
+class Msg:
+    topic: str
+    value: bytes
+    key: bytes = b""
+    partition: int = 0
+    offset: int = 0
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.lists, self.products, self.counters, self.popular = {}, {}, {}, None
+
+    async def write(self, lists=(), popular=None, products=(), counters=None):
+        self.lists.update({rec.user_id: rec for rec in lists})
+        self.products.update(products)
+        for key, amount in (counters or {}).items():
+            self.counters[key] = self.counters.get(key, 0) + amount
+        self.popular = popular or self.popular
+
+
+@pytest.fixture
+def pipeline():
+    dead = []
+
+    async def send_dead_letter(message, reason):
+        dead.append((message.topic, reason, message.value))
+
+    p = EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, send_dead_letter, "test-v1")
+    p.dead = dead
+    # Other shoppers make items A..F popular so every list has candidates.
+    warmup = [Msg("purchases", encode_event(PurchaseEvent(f"w{n}", f"other{n}", f"wo{n}",
+                                                          [OrderLine(i, 1, 1.0) for i in "ABCDEF"], NOW)))
+              for n in range(3)]
+    asyncio.run(p.handle_user_events(warmup))
+    return p
+
+
+def clicks(*specs):
+    return [Msg("clicks", encode_event(ClickEvent(f"e{n}", "u1", item, kind, NOW + ts)))
+            for n, (kind, item, ts) in enumerate(specs)]
+
+
+def test_each_touched_user_gets_a_list_with_ids_and_version(pipeline):
+    asyncio.run(pipeline.handle_user_events(clicks(("view", "A", 1))))
+    rec = pipeline.writer.lists["u1"]
+    assert rec.model_version == "test-v1" and len(rec.rec_id) == 16 and rec.event_ts == NOW + 1
+    assert 0 < len(rec.items) <= SETTINGS.recs_count and len(rec.items) == len(rec.scores)
+    assert rec.scores == sorted(rec.scores, reverse=True)
+    assert pipeline.writer.popular is not None and pipeline.writer.popular.items
+
+
+def test_cart_items_and_this_sessions_purchases_are_not_recommended(pipeline):
+    asyncio.run(pipeline.handle_user_events(clicks(("add_to_cart", "A", 1))))
+    assert "A" not in pipeline.writer.lists["u1"].items
+    bought = Msg("purchases", encode_event(PurchaseEvent("p1", "u1", "o1", [OrderLine("B", 1, 1.0)], NOW + 2)))
+    asyncio.run(pipeline.handle_user_events([bought]))
+    assert not {"A", "B"} & set(pipeline.writer.lists["u1"].items)
+
+
+def test_earlier_purchases_become_eligible_in_a_later_session(pipeline):
+    bought = Msg("purchases", encode_event(PurchaseEvent("p1", "u1", "o1", [OrderLine("B", 1, 1.0)], NOW)))
+    asyncio.run(pipeline.handle_user_events([bought]))
+    assert "B" not in pipeline.writer.lists["u1"].items
+    later = SETTINGS.session_gap_seconds + 60
+    asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("v9", "u1", "C", "view", NOW + later)))]))
+    assert "B" in pipeline.writer.lists["u1"].items
+
+
+def test_bad_events_go_to_dead_letters_and_valid_ones_in_the_batch_are_kept(pipeline):
+    batch = [Msg("clicks", b"{oops"), *clicks(("view", "A", 1), ("view", "C", 2)), Msg("purchases", b'{"event_id": 1}')]
+    asyncio.run(pipeline.handle_user_events(batch))
+    assert [(topic, value) for topic, _, value in pipeline.dead] == [("clicks", b"{oops"), ("purchases", b'{"event_id": 1}')]
+    assert "malformed JSON" in pipeline.dead[0][1]
+    assert pipeline.writer.counters["valid:clicks"] == 2
+    assert pipeline.writer.counters["dead_letter:clicks"] == 1 and pipeline.writer.counters["dead_letter:purchases"] == 1
+    features = load_features(pipeline.sessions[b"u1"])
+    assert features.recent_items == ["A", "C"] and features.counts == {"view": 2}
+
+
+def test_redelivered_batch_is_counted_as_duplicates_only(pipeline):
+    batch = clicks(("view", "A", 1), ("add_to_cart", "A", 2))
+    asyncio.run(pipeline.handle_user_events(batch))
+    asyncio.run(pipeline.handle_user_events(batch))
+    assert pipeline.writer.counters["valid:clicks"] == 2 and pipeline.writer.counters["duplicate:clicks"] == 2
+    assert load_features(pipeline.sessions[b"u1"]).counts == {"view": 1, "add_to_cart": 1}
+
+
+def test_products_are_stored_and_bad_ones_dead_lettered(pipeline):
+    batch = [Msg("products", b'{"item_id": "A", "title": "Lamp", "price": 3.5}'), Msg("products", b'{"item_id": "B"}')]
+    asyncio.run(pipeline.handle_products(batch))
+    assert pipeline.writer.products == {"A": b'{"item_id":"A","title":"Lamp","price":3.5}'}
+    assert pipeline.dead[0][0] == "products" and "title" in pipeline.dead[0][1]

@@ -1,0 +1,52 @@
+"""`recsys stack up|down|status` semantics with real servers."""
+
+import pytest
+
+from streams.local_stack import LocalStack, StackError, free_port, is_listening, pid_alive
+from streams.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_starts_both_is_idempotent_and_down_stops_them(tmp_path):
+    stack = LocalStack(tmp_path)
+    first = stack.up(environ={})
+    try:
+        assert set(first) == {"kafka", "redis"}
+        assert all(s.started_here and pid_alive(s.pid) for s in first.values())
+        assert is_listening("127.0.0.1", first["kafka"].port) and is_listening("127.0.0.1", first["redis"].port)
+        again = stack.up(environ={})
+        assert {n: s.pid for n, s in again.items()} == {n: s.pid for n, s in first.items()}
+        assert all(healthy for _, healthy in stack.status())
+        # Other commands find the stack through the settings.
+        settings = Settings.from_env({"STACK_STATE_DIR": str(tmp_path)})
+        assert settings.kafka_bootstrap_servers == first["kafka"].url and settings.redis_url == first["redis"].url
+    finally:
+        stopped = stack.down()
+    assert sorted(stopped) == ["kafka", "redis"]
+    assert not any(pid_alive(s.pid) for s in first.values())
+    assert stack.status() == [] and stack.down() == []
+
+
+def test_reachable_servers_from_the_environment_are_adopted_not_stopped(tmp_path, kafka_server, redis_server):
+    stack = LocalStack(tmp_path)
+    services = stack.up(environ={"KAFKA_BOOTSTRAP_SERVERS": kafka_server.url, "REDIS_URL": redis_server.url})
+    assert not any(s.started_here for s in services.values())
+    assert stack.down() == []
+    assert pid_alive(kafka_server.pid) and pid_alive(redis_server.pid)
+
+
+def test_unreachable_loopback_address_gets_a_server_on_that_port(tmp_path, redis_server):
+    port = free_port()
+    stack = LocalStack(tmp_path)
+    services = stack.up(environ={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "REDIS_URL": redis_server.url})
+    try:
+        assert services["kafka"].port == port and services["kafka"].started_here
+        assert not services["redis"].started_here
+    finally:
+        assert stack.down() == ["kafka"]
+
+
+def test_malformed_address_is_a_clear_error(tmp_path):
+    with pytest.raises(StackError, match="is not a host:port address"):
+        LocalStack(tmp_path).up(environ={"KAFKA_BOOTSTRAP_SERVERS": "broker:port"})

@@ -1,0 +1,68 @@
+"""Writing and reading lists against a real Redis, including an outage mid-write."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from streams import redis_keys
+from streams.local_stack import redis_command, start_server, stop_pid, free_port
+from streams.recommendation_store import RecommendationWriter, build_list, read_event_stats, read_recommendations
+
+pytestmark = pytest.mark.integration
+
+
+def write(url, **kwargs):
+    async def go():
+        client = aioredis.Redis.from_url(url)
+        try:
+            await RecommendationWriter(client, ttl_seconds=60, max_backoff_seconds=0.5).write(**kwargs)
+        finally:
+            await client.aclose()
+    asyncio.run(go())
+
+
+def test_lists_are_read_back_with_ttl_and_fallback(redis_server, redis_client):
+    personal = build_list("u1", [("A", 0.9), ("B", 0.5)], "v1", event_ts=123.0)
+    popular = build_list("", [("P", 1.0)], "v1")
+    write(redis_server.url, lists=[personal], popular=popular, products=[("A", b'{"item_id":"A","title":"t"}')],
+          counters={"valid:clicks": 3, "dead_letter:clicks": 0})
+    got = read_recommendations(redis_client, "u1")
+    assert got.items == ["A", "B"] and got.scores == [0.9, 0.5] and got.rec_id == personal.rec_id and not got.fallback
+    assert 0 < redis_client.ttl(redis_keys.recs("u1")) <= 60
+    fallback = read_recommendations(redis_client, "stranger")
+    assert fallback.fallback and fallback.user_id == "stranger" and fallback.items == ["P"]
+    assert read_event_stats(redis_client) == {"valid:clicks": 3}
+    assert redis_client.get(redis_keys.product("A")) == b'{"item_id":"A","title":"t"}'
+
+
+def test_no_list_and_no_fallback_reads_none(redis_client):
+    assert read_recommendations(redis_client, "nobody") is None
+
+
+def test_a_write_during_an_outage_waits_for_redis_and_lands(tmp_path):
+    port = free_port()
+    server = start_server("redis", redis_command(port), port, tmp_path / "redis.log")
+    url = server.url
+    stop_pid(server.pid)
+    restarted = {}
+
+    def restart_later():
+        time.sleep(1.5)
+        restarted["server"] = start_server("redis", redis_command(port), port, tmp_path / "redis2.log")
+
+    thread = threading.Thread(target=restart_later)
+    thread.start()
+    try:
+        write(url, lists=[build_list("u1", [("A", 1.0)], "v1")], counters={"valid:clicks": 1})
+        thread.join()
+        import redis
+        client = redis.Redis.from_url(url)
+        assert read_recommendations(client, "u1").items == ["A"]
+        assert read_event_stats(client) == {"valid:clicks": 1}
+    finally:
+        thread.join()
+        if "server" in restarted:
+            stop_pid(restarted["server"].pid)
