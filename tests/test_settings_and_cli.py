@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from offline.cli import app
+
+from streams.settings import Settings, SettingsError, settings_env
+
+
+def test_settings_read_every_field_from_the_environment(tmp_path):
+    env = {"TOPIC_CLICKS": "web-clicks", "TOPIC_PARTITIONS": "8", "RECS_TTL_SECONDS": "60",
+           "MAX_FUTURE_SKEW_SECONDS": "1.5", "STACK_STATE_DIR": str(tmp_path)}
+    s = Settings.from_env(env)
+    assert (s.topic_clicks, s.topic_partitions, s.recs_ttl_seconds, s.max_future_skew_seconds) == ("web-clicks", 8, 60, 1.5)
+    assert Settings.from_env(settings_env(s)) == s
+
+
+def test_local_stack_urls_are_used_unless_the_environment_names_servers(tmp_path):
+    (tmp_path / "stack.json").write_text(json.dumps({
+        "kafka": {"name": "kafka", "url": "127.0.0.1:1111", "port": 1111},
+        "redis": {"name": "redis", "url": "redis://127.0.0.1:2222/0", "port": 2222}}))
+    s = Settings.from_env({"STACK_STATE_DIR": str(tmp_path)})
+    assert s.kafka_bootstrap_servers == "127.0.0.1:1111" and s.redis_url == "redis://127.0.0.1:2222/0"
+    s = Settings.from_env({"STACK_STATE_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:3333/1"})
+    assert s.redis_url == "redis://127.0.0.1:3333/1"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TOPIC_PARTITIONS": "four"}, "TOPIC_PARTITIONS must be an integer, got 'four'"),
+    ({"TOPIC_PARTITIONS": "0"}, "TOPIC_PARTITIONS must be greater than 0"),
+    ({"SESSION_GAP_SECONDS": "soon"}, "SESSION_GAP_SECONDS must be a number"),
+    ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must start with redis://"),
+    ({"WORKER_WEB_PORT": "70000"}, "WORKER_WEB_PORT must be a TCP port"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be debug"),
+])
+def test_bad_settings_are_one_line_errors(env, message, tmp_path):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"STACK_STATE_DIR": str(tmp_path), **env})
+
+
+def recsys(*args, env=None, tmp_path=None):
+    full_env = {"PATH": "/usr/bin:/bin", "STACK_STATE_DIR": str(tmp_path), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "offline.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=60)
+
+
+@pytest.mark.parametrize("command", [[], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"],
+                                     ["worker"], ["replay"], ["recs"], ["demo"]])
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_bad_arguments_and_settings_get_one_line_errors(tmp_path):
+    result = recsys("replay", "--source", "tape", tmp_path=tmp_path)
+    assert result.returncode == 2 and "must be auto, retail or simulator" in result.stderr
+    result = recsys("replay", "--limit", "0", tmp_path=tmp_path)
+    assert result.returncode == 2 and "--limit" in result.stderr
+    result = recsys("stack", "status", env={"TOPIC_PARTITIONS": "x"}, tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: TOPIC_PARTITIONS must be an integer, got 'x'"
+    assert "Traceback" not in result.stderr
+
+
+def test_stack_status_without_a_stack_says_so(tmp_path):
+    result = recsys("stack", "status", tmp_path=tmp_path)
+    assert result.returncode == 0 and "no local stack recorded" in result.stdout
+
+
+@pytest.mark.integration
+def test_recs_command_reads_the_stored_list(tmp_path, redis_server, redis_client):
+    from streams.recommendation_store import build_list, _encode
+    redis_client.set("recs:17850", _encode(build_list("17850", [("85123A", 0.9)], "v7")))
+    redis_client.set("product:85123A", b'{"item_id":"85123A","title":"WHITE HANGING HEART"}')
+    result = recsys("recs", "17850", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WHITE HANGING HEART" in result.stdout and "v7" in result.stdout
+    result = recsys("recs", "nobody", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
+    assert result.returncode == 1 and "no recommendations" in result.stdout
+
+
+def test_every_setting_is_documented_in_the_readme():
+    import dataclasses
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [f.name.upper() for f in dataclasses.fields(Settings) if f"| `{f.name.upper()}` |" not in readme]
+    assert missing == []
