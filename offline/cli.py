@@ -43,7 +43,7 @@ def stack_up() -> None:
     for service in services.values():
         origin = f"pid {service.pid}" if service.started_here else "external"
         console.print(f"{service.name:<6} {service.url}  ({origin})")
-    console.print(f"export KAFKA_BOOTSTRAP_SERVERS={services['kafka'].url} REDIS_URL={services['redis'].url}")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={services['kafka'].url} REDIS_URL={services['redis'].url}")
 
 
 @stack_app.command("down")
