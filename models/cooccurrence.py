@@ -1,4 +1,4 @@
-"""Item-item co-occurrence: items touched in the same session are related."""
+"""Item-item co-occurrence: items bought or browsed together are related."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import math
 from collections import defaultdict
 from typing import Collection, Sequence
 
-from models.base import Interaction, Recommender, Scored, top_k
+import numpy as np
+
+from models.base import Interaction, ItemItemRecommender, Recommender, Scored, top_k
+from models.interactions import Interactions
 
 
 class SessionCooccurrence(Recommender):
@@ -78,3 +81,26 @@ class SessionCooccurrence(Recommender):
                 scores[other] += vote * sim
             vote *= self.recency_decay
         return top_k(scores, k, exclude)
+
+
+class ItemCooccurrence(ItemItemRecommender):
+    """Jaccard co-occurrence of items across customers (as in SAR): two items are
+    similar when the same customers buy both. Scored against the user's
+    time-decayed purchase history."""
+
+    name = "cooccurrence"
+
+    def __init__(self, history_half_life_days: float = 30.0):
+        self.history_half_life_days = history_half_life_days
+
+    def fit(self, data: Interactions) -> "ItemCooccurrence":
+        self.data = data
+        bought = data.bought
+        together = (bought.T @ bought).toarray()
+        alone = np.diag(together).copy()
+        union = alone[:, None] + alone[None, :] - together
+        with np.errstate(invalid="ignore", divide="ignore"):
+            similarity = np.where(union > 0, together / union, 0.0)
+        np.fill_diagonal(similarity, 0.0)
+        self.similarity = similarity.astype(np.float32)
+        return self

@@ -1,10 +1,14 @@
-"""Recency-weighted popularity: recent interactions count more than old ones."""
+"""Popularity: streaming with recency weights, and batch over a recent window."""
 
 from __future__ import annotations
 
 from typing import Collection, Sequence
 
-from models.base import Interaction, Recommender, Scored, top_k
+import numpy as np
+import pandas as pd
+
+from models.base import BatchRecommender, Interaction, Recommender, Scored, top_k
+from models.interactions import Interactions
 
 # Past this many half-lives all scores are rescaled, so floats never overflow.
 _RESCALE_AFTER_HALF_LIVES = 64.0
@@ -72,3 +76,42 @@ class RecencyWeightedPopularity(Recommender):
     def __len__(self) -> int:
         return len(self._scores)
 
+
+
+class RecentPopularity(BatchRecommender):
+    """Distinct buyers per item over the last ``window_days`` of the history,
+    overall or, given ``segments`` (user_id -> segment), within the user's segment."""
+
+    name = "popularity"
+
+    def __init__(self, window_days: float = 30.0, segments: dict[str, str] | None = None):
+        self.window_days = window_days
+        self.segments = segments or {}
+
+    def fit(self, data: Interactions) -> "RecentPopularity":
+        self.data = data
+        recent = data.events[data.events["timestamp"] >= data.end - pd.Timedelta(days=self.window_days)]
+        self.overall = self._counts(recent)
+        self.by_segment: dict[str, np.ndarray] = {}
+        if self.segments:
+            labels = recent["user_id"].map(self.segments)
+            for segment, part in recent.groupby(labels):
+                self.by_segment[segment] = self._counts(part)
+        return self
+
+    def _counts(self, events: pd.DataFrame) -> np.ndarray:
+        buyers = events.groupby("item_id")["user_id"].nunique()
+        counts = np.zeros(self.data.n_items)
+        counts[buyers.index.map(self.data.item_index).to_numpy()] = buyers.to_numpy()
+        return counts / max(counts.max(), 1.0)
+
+    def score(self, user_rows) -> np.ndarray:
+        if not self.by_segment:
+            return np.broadcast_to(self.overall, (len(user_rows), self.data.n_items)).copy()
+        users = self.data.user_ids[user_rows]
+        return np.vstack([self.by_segment.get(self.segments.get(u), self.overall) for u in users])
+
+    def top(self, k: int, segment: str | None = None) -> list[tuple[str, float]]:
+        counts = self.by_segment.get(segment, self.overall) if segment else self.overall
+        best = np.argsort(-counts, kind="stable")[:k]
+        return [(self.data.item_ids[j], float(counts[j])) for j in best if counts[j] > 0]

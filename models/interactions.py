@@ -1,0 +1,118 @@
+"""Implicit feedback as the batch models see it.
+
+Like Surprise's ``Trainset``, raw ids (strings) are kept apart from the
+integer rows and columns the algorithms use. The item index is fixed when the
+data is built, so a slice of the history (``until``) scores the same columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+DAY = 86400.0
+EVENT_COLUMNS = ["user_id", "item_id", "order_id", "timestamp", "quantity", "price"]
+
+
+@dataclass
+class Interactions:
+    """Purchases in a fixed item space.
+
+    ``events`` holds one row per order line (``EVENT_COLUMNS``); matrices are
+    users x items and built lazily: ``orders`` counts distinct orders per pair,
+    ``last_age_days`` is 1 + days from the pair's last purchase to ``end``.
+    """
+
+    events: pd.DataFrame
+    item_ids: np.ndarray
+    items: pd.DataFrame = field(default_factory=pd.DataFrame)  # item_id-indexed: text, category, price
+    end: pd.Timestamp | None = None
+
+    def __post_init__(self):
+        self.item_index = {item: n for n, item in enumerate(self.item_ids)}
+        self.events = self.events[self.events["item_id"].isin(self.item_index)]
+        self.user_ids = np.array(sorted(self.events["user_id"].unique()), dtype=object)
+        self.user_index = {user: n for n, user in enumerate(self.user_ids)}
+        if self.end is None:
+            self.end = self.events["timestamp"].max() if len(self.events) else pd.Timestamp(0)
+        self._cache: dict[str, object] = {}
+
+    @classmethod
+    def from_frame(cls, events: pd.DataFrame, items: pd.DataFrame | None = None,
+                   end: pd.Timestamp | None = None) -> "Interactions":
+        """Build from order lines; the item space is the items these events bought."""
+        item_ids = np.array(sorted(events["item_id"].unique()), dtype=object)
+        return cls(events[EVENT_COLUMNS].copy(), item_ids, items if items is not None else pd.DataFrame(), end)
+
+    def until(self, end: pd.Timestamp) -> "Interactions":
+        """The history strictly before ``end``, in the same item space."""
+        return Interactions(self.events[self.events["timestamp"] < end], self.item_ids, self.items, end)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def rows(self, user_ids) -> np.ndarray:
+        return np.array([self.user_index[u] for u in user_ids], dtype=np.int64)
+
+    def _pairs(self) -> pd.DataFrame:
+        if "pairs" not in self._cache:
+            grouped = self.events.groupby(["user_id", "item_id"], sort=False)
+            pairs = grouped.agg(orders=("order_id", "nunique"), quantity=("quantity", "sum"),
+                                last=("timestamp", "max")).reset_index()
+            pairs["row"] = pairs["user_id"].map(self.user_index).to_numpy()
+            pairs["col"] = pairs["item_id"].map(self.item_index).to_numpy()
+            pairs["age_days"] = (self.end - pairs["last"]).dt.total_seconds().to_numpy() / DAY
+            self._cache["pairs"] = pairs
+        return self._cache["pairs"]
+
+    def matrix(self, values: np.ndarray | str) -> sp.csr_matrix:
+        pairs = self._pairs()
+        data = pairs[values].to_numpy(dtype=np.float64) if isinstance(values, str) else values
+        return sp.csr_matrix((data, (pairs["row"].to_numpy(), pairs["col"].to_numpy())),
+                             shape=(self.n_users, self.n_items))
+
+    @property
+    def bought(self) -> sp.csr_matrix:
+        """1 where the user bought the item at least once."""
+        if "bought" not in self._cache:
+            self._cache["bought"] = self.matrix(np.ones(len(self._pairs())))
+        return self._cache["bought"]
+
+    @property
+    def orders(self) -> sp.csr_matrix:
+        if "orders" not in self._cache:
+            self._cache["orders"] = self.matrix("orders")
+        return self._cache["orders"]
+
+    def decayed(self, half_life_days: float) -> sp.csr_matrix:
+        """Distinct orders per pair, each pair weighted by 2^(-age / half-life) of its last purchase."""
+        key = f"decayed:{half_life_days}"
+        if key not in self._cache:
+            pairs = self._pairs()
+            weight = np.exp2(-pairs["age_days"].to_numpy() / half_life_days)
+            self._cache[key] = self.matrix(pairs["orders"].to_numpy() * weight)
+        return self._cache[key]
+
+    @property
+    def last_age_days(self) -> sp.csr_matrix:
+        if "age" not in self._cache:
+            self._cache["age"] = self.matrix(self._pairs()["age_days"].to_numpy() + 1.0)
+        return self._cache["age"]
+
+    def cached(self, key: str, compute):
+        """``compute()`` once per data set; for values derived from it by the models."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    @property
+    def pairs(self) -> pd.DataFrame:
+        return self._pairs()
