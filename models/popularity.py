@@ -79,17 +79,23 @@ class RecencyWeightedPopularity(Recommender):
 
 
 class RecentPopularity(BatchRecommender):
-    """Distinct buyers per item over the last ``window_days`` of the history,
-    overall or, given ``segments`` (user_id -> segment), within the user's segment."""
+    """Distinct buyers per item over the last ``window_days`` of the history, overall or
+    within the user's segment: given as ``segments`` (user_id -> name), or learned at
+    fit time by a ``segmenter`` (``fit(data).labels``)."""
 
     name = "popularity"
 
-    def __init__(self, window_days: float = 30.0, segments: dict[str, str] | None = None):
+    def __init__(self, window_days: float = 30.0, segmenter=None, segments: dict[str, str] | None = None):
         self.window_days = window_days
+        self.segmenter = segmenter
         self.segments = segments or {}
+        if segmenter is not None or segments:
+            self.name = "segment-popularity"
 
     def fit(self, data: Interactions) -> "RecentPopularity":
         self.data = data
+        if self.segmenter is not None:
+            self.segments = self.segmenter.fit(data).labels.to_dict()
         recent = data.events[data.events["timestamp"] >= data.end - pd.Timedelta(days=self.window_days)]
         self.overall = self._counts(recent)
         self.by_segment: dict[str, np.ndarray] = {}

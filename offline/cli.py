@@ -7,6 +7,8 @@ worker (``streams``) and the history tools.
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 from typing import Optional
 
 import redis
@@ -146,6 +148,111 @@ def demo(
     from offline.demo import run_demo
 
     run_demo(orders, customers, console)
+
+
+SOURCE_HELP = "auto (real data if present, else simulator), retail or simulator; ignored with --interactions."
+
+
+def training_history(source: str, interactions: Optional[Path], items: Optional[Path], download: Optional[bool]):
+    """(order lines, items or None, where they came from) for the offline commands."""
+    from offline.interactions_loader import load_interactions, load_items
+
+    if interactions is not None:
+        return load_interactions(interactions), load_items(items) if items else None, str(interactions)
+    if source not in ("auto", "retail", "simulator"):
+        raise typer.BadParameter("must be auto, retail or simulator", param_hint="--source")
+    history = load_history(settings().data_dir, source, download, ask=lambda q: typer.confirm(q, default=False))
+    if history.report:
+        for line in history.report.lines():
+            console.print(f"  {line}")
+    return history.orders, load_items(items) if items else None, history.source
+
+
+def step_printer():
+    started = time.monotonic()
+    return lambda message: console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}")
+
+
+@app.command()
+def train(
+    source: str = typer.Option("auto", help=SOURCE_HELP),
+    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
+    items: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price."),
+    publish: bool = typer.Option(False, "--publish", help="Bulk-write Redis and announce the version to workers."),
+    every: Optional[str] = typer.Option(None, help="Retrain periodically, e.g. 6h or 30m (implies --publish)."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+) -> None:
+    """Train every model on the history, write a versioned artifact, optionally publish it."""
+    from offline.schedule import parse_interval, run_periodically
+
+    interval = parse_interval(every) if every else None
+    conf = settings()
+    step = step_printer()
+
+    def run() -> str:
+        history, item_table, origin = training_history(source, interactions, items, download)
+        step(f"history from {origin}")
+        return train_and_publish(conf, history, item_table, origin, publish or interval is not None, step)
+
+    if interval is None:
+        run()
+    else:
+        run_periodically(run, interval, conf, console)
+
+
+def train_and_publish(conf: Settings, history, item_table, origin: str, publish: bool, step) -> str:
+    """Train, write the artifact, and (with ``publish``) write Redis and announce; return the version."""
+    from offline.model_export import export_files
+    from offline.publish import announce_model, publish_to_redis
+    from offline.training import train_all
+    from streams.model_artifacts import ArtifactStore, data_hash, new_version
+
+    trained = train_all(history, item_table, progress=step)
+    files = export_files(trained, conf.recs_count)
+    history_hash = data_hash(history)
+    manifest = {
+        "data_hash": history_hash, "data_source": origin, "trained_at": time.time(),
+        "parameters": {"components": [c.name for c in trained.hybrid.components], "windows": trained.hybrid.windows,
+                       "window_days": trained.hybrid.window_days, "recs_count": conf.recs_count,
+                       "segments_k": trained.segmentation.k},
+        "metrics": {"customers": trained.data.n_users, "items": trained.data.n_items,
+                    "order_lines": len(trained.data.events), "seconds": trained.seconds},
+    }
+    artifact = ArtifactStore(conf.artifact_dir).write(new_version(history_hash), files, manifest)
+    step(f"artifact {artifact.path}")
+    if publish:
+        keys = publish_to_redis(artifact, conf)
+        announce_model(artifact, conf)
+        step(f"published {keys:,} Redis keys and announced {artifact.version} on {conf.topic_model_updates}")
+    else:
+        step("not published; `recsys train --publish` writes Redis and tells running workers")
+    return artifact.version
+
+
+@app.command()
+def evaluate(
+    source: str = typer.Option("auto", help=SOURCE_HELP),
+    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
+    items: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price."),
+    cut: Optional[str] = typer.Option(None, help="First day of the test window (default: the last 30 days)."),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also score the hybrid without each component."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+) -> None:
+    """Temporal-holdout evaluation of every model and the hybrid (ALL and NEW views, k=10)."""
+    import pandas as pd
+
+    from offline.evaluation_report import write_evaluation
+    from offline.training import evaluate_all
+
+    try:
+        cut_ts = pd.Timestamp(cut) if cut else None
+    except ValueError:
+        raise typer.BadParameter(f"{cut!r} is not a date", param_hint="--cut") from None
+    history, item_table, origin = training_history(source, interactions, items, None if download is None else download)
+    report = evaluate_all(history, item_table, cut_ts, ablation=ablation, progress=step_printer())
+    paths = write_evaluation(report, origin, settings().report_dir)
+    console.print(paths["table"])
+    console.print(f"written: {paths['json']}, {paths['markdown']}")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -10,6 +11,7 @@ import redis.asyncio as aioredis
 from models.session_blend import PopularityCooccurrenceBlend
 from streams.dead_letters import dead_letter_headers
 from streams.event_pipeline import EventPipeline, Message
+from streams.model_updates import follow_model_updates, load_version
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
 
@@ -69,6 +71,16 @@ def create_app(settings: Settings) -> faust.App:
         model_version=MODEL_VERSION,
     )
     app.event_pipeline = pipeline  # type: ignore[attr-defined]
+
+    async def use_version(version: str) -> None:
+        recommender = await asyncio.to_thread(load_version, settings, version)
+        if recommender is not None:
+            pipeline.use_model(recommender)
+            log.info("now recommending with model %s", version)
+
+    @app.task
+    async def follow_models():
+        await follow_model_updates(settings, use_version)
 
     @app.agent(user_events, name="user-events")
     async def process_user_events(stream):

@@ -60,6 +60,12 @@ class EventPipeline:
         self._popular_written_at = 0.0
         self.totals: Counter[str] = Counter()
 
+    def use_model(self, recommender: Recommender) -> None:
+        """Switch models between two batches; the next list written carries the new version."""
+        self.recommender = recommender
+        self.model_version = recommender.name
+        self._popular_written_at = 0.0
+
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()
         touched: dict[str, tuple[SessionFeatures, float]] = {}

@@ -47,7 +47,7 @@ def build_list(
     return RecommendationList(
         user_id=user_id,
         items=[item for item, _ in scored],
-        scores=[round(score, 4) for _, score in scored],
+        scores=[round(float(score), 4) for _, score in scored],
         rec_id=new_rec_id(),
         model_version=model_version,
         generated_at=round(time.time(), 3),

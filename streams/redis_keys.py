@@ -5,6 +5,9 @@
 | ``recs:{user_id}`` | JSON recommendation list for one user (see ``RecommendationList``) |
 | ``popular:all`` | the same JSON shape, non-personalised, for users without a list |
 | ``product:{item_id}`` | JSON catalog record as received on the products topic |
+| ``similar:{item_id}`` | JSON ``{"items": [...], "scores": [...]}``: items like this one |
+| ``segment:{user_id}`` | the customer's segment name |
+| ``popular:segment:{name}`` | the popular list within one segment |
 | ``stats:events`` | hash of counters: ``valid:{topic}``, ``dead_letter:{topic}``, ``duplicate:{topic}`` |
 """
 
@@ -18,3 +21,15 @@ def recs(user_id: str) -> str:
 
 def product(item_id: str) -> str:
     return f"product:{item_id}"
+
+
+def similar(item_id: str) -> str:
+    return f"similar:{item_id}"
+
+
+def segment(user_id: str) -> str:
+    return f"segment:{user_id}"
+
+
+def segment_popular(name: str) -> str:
+    return f"popular:segment:{name}"

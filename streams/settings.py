@@ -35,12 +35,15 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     data_dir: str = field(default_factory=_default_data_dir)
     stack_state_dir: str = field(default_factory=_default_state_dir)
+    artifact_dir: str = "artifacts"
+    report_dir: str = "reports"
 
     # Topics of the event contract.
     topic_clicks: str = "clicks"
     topic_purchases: str = "purchases"
     topic_products: str = "products"
     topic_dead_letters: str = "dead-letters"
+    topic_model_updates: str = "model-updates"
     topic_partitions: int = 4
 
     # Worker.
@@ -93,7 +96,7 @@ class Settings:
 
     @property
     def all_topics(self) -> tuple[str, ...]:
-        return (*self.input_topics, self.topic_dead_letters)
+        return (*self.input_topics, self.topic_dead_letters, self.topic_model_updates)
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

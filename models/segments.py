@@ -1,0 +1,139 @@
+"""Customer segmentation: RFM and behaviour features, scaled, K-Means with k chosen by silhouette.
+
+Each cluster gets a business name from rules on its centroid, compared with
+the median customer, so the names follow the data rather than a fixed list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
+
+from models.interactions import Interactions
+
+FEATURES = ["recency_days", "frequency", "monetary", "basket_lines", "basket_value", "days_between_orders",
+            "distinct_items", "avg_unit_price"]
+# Heavy-tailed features are clustered on a log scale.
+LOG_FEATURES = {"frequency", "monetary", "basket_lines", "basket_value", "days_between_orders", "distinct_items",
+                "avg_unit_price"}
+
+
+def customer_features(data: Interactions) -> pd.DataFrame:
+    """One row per customer: recency, frequency, monetary value and basket behaviour."""
+    events = data.events.assign(value=data.events["quantity"] * data.events["price"])
+    orders = events.groupby(["user_id", "order_id"]).agg(ts=("timestamp", "min"), lines=("item_id", "size"),
+                                                         value=("value", "sum"))
+    per_user = orders.groupby("user_id").agg(frequency=("ts", "size"), first=("ts", "min"), last=("ts", "max"),
+                                             monetary=("value", "sum"), basket_lines=("lines", "mean"),
+                                             basket_value=("value", "mean"))
+    span = (per_user["last"] - per_user["first"]).dt.total_seconds() / 86400
+    items = events.groupby("user_id").agg(distinct_items=("item_id", "nunique"), avg_unit_price=("price", "mean"))
+    features = pd.DataFrame({
+        "recency_days": (data.end - per_user["last"]).dt.total_seconds() / 86400,
+        "frequency": per_user["frequency"],
+        "monetary": per_user["monetary"],
+        "basket_lines": per_user["basket_lines"],
+        "basket_value": per_user["basket_value"],
+        # One-time buyers get the whole observed period as their gap.
+        "days_between_orders": np.where(per_user["frequency"] > 1, span / (per_user["frequency"] - 1).clip(lower=1),
+                                        (data.end - per_user["first"]).dt.total_seconds() / 86400),
+    }).join(items)
+    return features[FEATURES].astype(float)
+
+
+@dataclass
+class SegmentProfile:
+    name: str
+    customers: int
+    rule: str
+    centroid: dict[str, float]
+
+
+class CustomerSegmentation:
+    """K-Means over scaled customer features; ``k`` is the candidate with the best silhouette.
+
+    >>> rows = [(f"big{u}", "A", f"o{u}-{n}", f"2024-0{n + 1}-01", 50, 9.0) for u in range(5) for n in range(6)]
+    >>> rows += [(f"small{u}", "B", f"s{u}", "2024-06-20", 1, 1.0) for u in range(5)]
+    >>> events = pd.DataFrame(rows, columns=["user_id", "item_id", "order_id", "timestamp", "quantity", "price"])
+    >>> seg = CustomerSegmentation(k_range=range(2, 4)).fit(
+    ...     Interactions.from_frame(events.assign(timestamp=pd.to_datetime(events["timestamp"]))))
+    >>> seg.k, seg.labels["big0"] != seg.labels["small0"]
+    (2, True)
+    """
+
+    def __init__(self, k_range=range(3, 9), sample: int = 3000, seed: int = 0):
+        self.k_range = k_range
+        self.sample = sample
+        self.seed = seed
+
+    def fit(self, data: Interactions) -> "CustomerSegmentation":
+        self.features = customer_features(data)
+        X = self._transform_fit(self.features)
+        rng = np.random.default_rng(self.seed)
+        sample = rng.choice(len(X), size=min(self.sample, len(X)), replace=False)
+        self.silhouette: dict[int, float] = {}
+        models = {}
+        for k in self.k_range:
+            if k >= len(X):
+                break
+            model = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(X)
+            models[k] = model
+            self.silhouette[k] = float(silhouette_score(X[sample], model.labels_[sample]))
+        if not models:
+            raise ValueError("too few customers to segment")
+        self.k = max(self.silhouette, key=self.silhouette.get)
+        self.kmeans = models[self.k]
+        self.profiles = self._name_clusters(self.kmeans.labels_)
+        self.labels = pd.Series([self.profiles[c].name for c in self.kmeans.labels_], index=self.features.index)
+        return self
+
+    def predict(self, features: pd.DataFrame) -> pd.Series:
+        """Segment names for customers described by ``customer_features`` columns."""
+        clusters = self.kmeans.predict(self._transform(features))
+        return pd.Series([self.profiles[c].name for c in clusters], index=features.index)
+
+    def _transform_fit(self, features: pd.DataFrame) -> np.ndarray:
+        self.scaler = StandardScaler().fit(self._prepare(features))
+        return self._transform(features)
+
+    def _transform(self, features: pd.DataFrame) -> np.ndarray:
+        return self.scaler.transform(self._prepare(features))
+
+    @staticmethod
+    def _prepare(features: pd.DataFrame) -> np.ndarray:
+        prepared = features[FEATURES].copy()
+        for column in LOG_FEATURES:
+            prepared[column] = np.log1p(prepared[column].clip(lower=0))
+        return prepared.to_numpy()
+
+    def _name_clusters(self, clusters: np.ndarray) -> dict[int, SegmentProfile]:
+        median = self.features.median()
+        profiles: dict[int, SegmentProfile] = {}
+        used: dict[str, int] = {}
+        for cluster in range(self.k):
+            centre = self.features[clusters == cluster].median()
+            name, rule = _segment_rule(centre, median)
+            used[name] = used.get(name, 0) + 1
+            if used[name] > 1:
+                name = f"{name} {used[name]}"
+            profiles[cluster] = SegmentProfile(name, int((clusters == cluster).sum()), rule, centre.round(2).to_dict())
+        return profiles
+
+
+def _segment_rule(centre: pd.Series, median: pd.Series) -> tuple[str, str]:
+    """A business name for a cluster's median customer, and the rule that gave it."""
+    if centre["frequency"] <= 1.5 and centre["recency_days"] <= median["recency_days"]:
+        return "new / one-time", f"orders <= 1.5 and recency <= {median['recency_days']:.0f} d (median)"
+    if centre["recency_days"] > 2 * median["recency_days"]:
+        return "lapsing", f"recency {centre['recency_days']:.0f} d > 2 x median {median['recency_days']:.0f} d"
+    if centre["monetary"] >= 2 * median["monetary"] and centre["frequency"] >= 2 * median["frequency"]:
+        return "high-value frequent", (f"spend {centre['monetary']:.0f} and orders {centre['frequency']:.0f} "
+                                       f">= 2 x median ({median['monetary']:.0f}, {median['frequency']:.0f})")
+    if centre["monetary"] < median["monetary"]:
+        return "budget occasional", f"spend {centre['monetary']:.0f} < median {median['monetary']:.0f}"
+    return "steady regular", "none of the rules above: around the median customer"

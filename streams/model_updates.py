@@ -1,0 +1,72 @@
+"""Hot swap: every worker follows the model-updates topic and loads each new version.
+
+The topic is read outside the consumer group (no group id, from its end),
+so every worker sees every announcement, not just the one owning a partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+import msgspec
+from aiokafka import AIOKafkaConsumer
+
+from models.offline_lists import OfflineListsWithSession
+from streams.model_artifacts import Artifact, ArtifactError, ArtifactStore
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelUpdate(msgspec.Struct):
+    model_version: str
+    published_at: float | None = None
+
+
+_decode_update = msgspec.json.Decoder(ModelUpdate).decode
+
+
+def offline_recommender(artifact: Artifact, popular_count: int) -> OfflineListsWithSession:
+    """The worker's recommender for one artifact version (hashes verified on load)."""
+    lists = artifact.frame("recommendations.parquet")
+    similar = artifact.frame("similar_items.parquet")
+    popular = artifact.json("popular.json")
+    return OfflineListsWithSession(
+        user_lists={u: _pairs(items, scores) for u, items, scores in lists.itertuples(index=False)},
+        similar_items={i: _pairs(items, scores) for i, items, scores in similar.itertuples(index=False)},
+        popular=[(item, float(score)) for item, score in popular["all"][:popular_count]],
+        version=artifact.version,
+    )
+
+
+def _pairs(items, scores) -> list[tuple[str, float]]:
+    return [(str(item), float(score)) for item, score in zip(items, scores)]
+
+
+def load_version(settings: Settings, version: str = "latest") -> OfflineListsWithSession | None:
+    try:
+        artifact = ArtifactStore(settings.artifact_dir).load(version)
+    except ArtifactError as exc:
+        log.warning("offline model %s not loaded: %s", version, exc)
+        return None
+    return offline_recommender(artifact, settings.recs_count)
+
+
+async def follow_model_updates(settings: Settings, on_update: Callable[[str], Awaitable[None]]) -> None:
+    """Call ``on_update("latest")`` once listening, then ``on_update(version)`` for each announcement."""
+    consumer = AIOKafkaConsumer(settings.topic_model_updates, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        # Listening already, so no announcement can slip in before the latest version is loaded.
+        await on_update("latest")
+        async for message in consumer:
+            try:
+                update = _decode_update(message.value)
+            except msgspec.MsgspecError as exc:
+                log.warning("ignoring malformed model update %r: %s", message.value[:200], exc)
+                continue
+            await on_update(update.model_version)
+    finally:
+        await consumer.stop()
