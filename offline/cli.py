@@ -20,6 +20,7 @@ from rich.table import Table
 from offline.history import load_history
 from offline.retail_history import HistoryError
 from streams.local_stack import LocalStack, StackError
+from streams.model_artifacts import ArtifactError
 from streams.settings import Settings, SettingsError
 
 app = typer.Typer(help="Event-driven streaming recommender for e-commerce.", no_args_is_help=True,
@@ -255,10 +256,60 @@ def evaluate(
     console.print(f"written: {paths['json']}, {paths['markdown']}")
 
 
+@app.command()
+def eda(
+    source: str = typer.Option("auto", help=SOURCE_HELP),
+    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+) -> None:
+    """Exploratory report: one HTML file with a PNG and a computed finding per chart."""
+    from offline.eda_report import EdaReport
+
+    history, _, origin = training_history(source, interactions, None, download)
+    report = EdaReport(history, Path(settings().report_dir) / "eda", origin)
+    path = report.build()
+    for chart in report.charts:
+        console.print(f"[bold]{chart.title}[/bold]: {chart.finding}")
+    console.print(f"written: {path}")
+
+
+@app.command()
+def segment(
+    source: str = typer.Option("auto", help=SOURCE_HELP),
+    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
+    publish: bool = typer.Option(False, "--publish", help="Write segment:{user_id} for every customer to Redis."),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+) -> None:
+    """Customer segmentation: scaled RFM and behaviour, K-Means with k by silhouette, named profiles."""
+    from models.segments import CustomerSegmentation
+    from offline.segment_report import write_segment_report
+    from offline.training import interactions as build_interactions
+    from streams import redis_keys
+
+    history, _, _ = training_history(source, interactions, None, download)
+    seg = CustomerSegmentation().fit(build_interactions(history))
+    paths = write_segment_report(seg, Path(settings().report_dir) / "segments")
+    curve = ", ".join(f"k={k}: {s:.3f}" for k, s in seg.silhouette.items())
+    console.print(f"silhouette {curve}; chose k={seg.k}")
+    table = Table("segment", "customers", "rule", "median spend", "median orders", "median recency (d)")
+    for p in seg.profiles.values():
+        table.add_row(p.name, f"{p.customers:,}", p.rule, f"{p.centroid['monetary']:.0f}",
+                      f"{p.centroid['frequency']:.0f}", f"{p.centroid['recency_days']:.0f}")
+    console.print(table)
+    if publish:
+        client = redis.Redis.from_url(settings().redis_url)
+        pipe = client.pipeline(transaction=False)
+        for user_id, name in seg.labels.items():
+            pipe.set(redis_keys.segment(user_id), name)
+        pipe.execute()
+        console.print(f"wrote segment:{{user_id}} for {len(seg.labels):,} customers")
+    console.print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
 def main() -> None:
     try:
         app()
-    except (SettingsError, StackError, HistoryError, ConnectionError, redis.ConnectionError) as exc:
+    except (SettingsError, StackError, HistoryError, ArtifactError, ConnectionError, redis.ConnectionError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(2)
 

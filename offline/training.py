@@ -41,7 +41,7 @@ def make_component(name: str) -> BatchRecommender:
         "ease": lambda: EASE(l2=200),
         "content": lambda: ContentSimilarity(),
         "surprise-knn": lambda: SurpriseItemKNN("pearson_baseline"),
-        "surprise-svd": lambda: SurpriseSVD(n_factors=64, n_epochs=10),
+        "surprise-svd": lambda: SurpriseSVD(n_factors=32, n_epochs=20, lr_all=0.03),
     }[name]()
 
 

@@ -1,0 +1,91 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.interactions import Interactions
+from offline.evaluation import evaluate_scores, holdout_split
+from offline.interactions_loader import load_interactions, load_items
+from offline.metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
+from offline.retail_history import HistoryError
+from offline.schedule import parse_interval, run_periodically
+
+
+def test_metrics_against_hand_computed_values():
+    ranked, relevant = ["a", "x", "b", "y"], {"a", "b", "c"}
+    assert precision_at_k(ranked, relevant, 4) == 0.5
+    assert recall_at_k(ranked, relevant, 4) == pytest.approx(2 / 3)
+    assert average_precision_at_k(ranked, relevant, 4) == pytest.approx((1 + 2 / 3) / 3)
+    assert average_precision_at_k(ranked, {"a"}, 4) == 1.0
+    dcg = 1 + 1 / math.log2(4)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(ranked, relevant, 4) == pytest.approx(dcg / idcg)
+    assert average_precision_at_k(ranked, set(), 4) == ndcg_at_k(ranked, set(), 4) == 0.0
+    # AP divides by min(|relevant|, k)
+    assert average_precision_at_k(["a", "b"], {"a", "b", "c", "d"}, 2) == 1.0
+
+
+def test_protocol_views_on_a_tiny_history():
+    t = pd.Timestamp("2024-01-01")
+    rows = [("u1", "A", "o1", t), ("u1", "B", "o1", t), ("u2", "C", "o2", t),
+            ("u1", "A", "o3", t + pd.Timedelta(days=40)), ("u1", "C", "o3", t + pd.Timedelta(days=40)),
+            ("u1", "Z", "o3", t + pd.Timedelta(days=40)), ("u3", "A", "o4", t + pd.Timedelta(days=40))]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "order_id", "timestamp"]).assign(quantity=1, price=1.0)
+    split = holdout_split(Interactions.from_frame(events), t + pd.Timedelta(days=30))
+    assert list(split.test_users) == ["u1"]  # u3 is new, u2 did not come back
+    assert [sorted(split.train.item_ids[list(r)]) for r in split.relevant] == [["A", "C"]]  # Z is unknown to train
+    scores = np.array([[3.0, 2.0, 1.0]])  # A, B, C
+    result = evaluate_scores(split, scores, k=2)
+    assert result["ALL"]["map"] == pytest.approx(0.5) and result["ALL"]["precision"] == 0.5
+    # NEW: A and B were bought before; C is the only new relevant item and ranks first.
+    assert result["NEW"]["map"] == 1.0 and result["NEW"]["users"] == 1
+
+
+def test_generic_interactions_and_items_load_with_defaults(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,timestamp,quantity\nu1,A,2024-01-01 10:00,2\nu1,B,2024-01-01 10:00,1\n"
+                    "u2,A,2024-01-02 09:00,3\n")
+    frame = load_interactions(path)
+    assert list(frame["item_id"]) == ["A", "B", "A"] and frame["price"].eq(0).all()
+    assert frame.loc[0, "order_id"] == frame.loc[1, "order_id"] != frame.loc[2, "order_id"]
+    frame.to_parquet(tmp_path / "events.parquet")
+    assert len(load_interactions(tmp_path / "events.parquet")) == 3
+    epoch = tmp_path / "epoch.csv"
+    epoch.write_text("user_id,item_id,timestamp\nu1,A,1704200000\n")
+    assert load_interactions(epoch)["timestamp"].iat[0] == pd.Timestamp("2024-01-02 12:53:20")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,text,category,price\nA,red lamp,lights,3.5\nB,blue mug,kitchen,x\n")
+    loaded = load_items(items)
+    assert loaded["text"].tolist() == ["red lamp", "blue mug"] and np.isnan(loaded["price"].iat[1])
+
+
+@pytest.mark.parametrize("content, message", [
+    ("user,item\nu1,A\n", "missing columns user_id, item_id, timestamp"),
+    ("user_id,item_id,timestamp\nu1,A,yesterday-ish\n", r"1 rows with an unparseable timestamp \(lines 2\)"),
+    ("user_id,item_id,timestamp,quantity\nu1,A,2024-01-01,-4\n", "negative quantity"),
+    ("user_id,item_id,timestamp\n,A,2024-01-01\n", "empty user_id"),
+])
+def test_bad_interaction_files_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(HistoryError, match=message):
+        load_interactions(path)
+
+
+def test_periodic_training_intervals_and_failures_do_not_stop_the_schedule():
+    import typer
+    from rich.console import Console
+    from streams.settings import Settings
+    assert parse_interval("6h") == 21600 and parse_interval("30m") == 1800 and parse_interval("1.5d") == 129600
+    with pytest.raises(typer.BadParameter):
+        parse_interval("often")
+    calls, slept = [], []
+
+    def run():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("broker away")
+        return "v2"
+    run_periodically(run, 60.0, Settings(), Console(quiet=True), sleep=slept.append, rounds=3)
+    assert len(calls) == 3 and slept == [60.0, 60.0]
