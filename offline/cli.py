@@ -29,6 +29,12 @@ stack_app = typer.Typer(help="The local stack: Tansu (Kafka API) and Redis on lo
 app.add_typer(stack_app, name="stack")
 console = Console()
 
+SOURCE_HELP = "auto (real data if present, else simulator), retail or simulator; ignored with --interactions."
+SOURCE_OPTION = typer.Option("auto", help=SOURCE_HELP)
+INTERACTIONS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet.")
+ITEMS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price.")
+DOWNLOAD_OPTION = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing.")
+
 
 def settings() -> Settings:
     return Settings.from_env()
@@ -83,7 +89,7 @@ def replay(
     limit: Optional[int] = typer.Option(None, min=1, help="Replay at most this many orders."),
     start: Optional[str] = typer.Option(None, help="Skip orders before this date (YYYY-MM-DD)."),
     speed: float = typer.Option(0.0, min=0.0, help="Times real time; 0 publishes as fast as possible."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+    download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Publish purchase history to Kafka as the platform would: catalog, derived clicks, purchases."""
     if source not in ("auto", "retail", "simulator"):
@@ -151,7 +157,6 @@ def demo(
     run_demo(orders, customers, console)
 
 
-SOURCE_HELP = "auto (real data if present, else simulator), retail or simulator; ignored with --interactions."
 
 
 def training_history(source: str, interactions: Optional[Path], items: Optional[Path], download: Optional[bool]):
@@ -176,12 +181,12 @@ def step_printer():
 
 @app.command()
 def train(
-    source: str = typer.Option("auto", help=SOURCE_HELP),
-    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
-    items: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price."),
+    source: str = SOURCE_OPTION,
+    interactions: Optional[Path] = INTERACTIONS_OPTION,
+    items: Optional[Path] = ITEMS_OPTION,
     publish: bool = typer.Option(False, "--publish", help="Bulk-write Redis and announce the version to workers."),
     every: Optional[str] = typer.Option(None, help="Retrain periodically, e.g. 6h or 30m (implies --publish)."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+    download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Train every model on the history, write a versioned artifact, optionally publish it."""
     from offline.schedule import parse_interval, run_periodically
@@ -232,12 +237,12 @@ def train_and_publish(conf: Settings, history, item_table, origin: str, publish:
 
 @app.command()
 def evaluate(
-    source: str = typer.Option("auto", help=SOURCE_HELP),
-    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
-    items: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price."),
+    source: str = SOURCE_OPTION,
+    interactions: Optional[Path] = INTERACTIONS_OPTION,
+    items: Optional[Path] = ITEMS_OPTION,
     cut: Optional[str] = typer.Option(None, help="First day of the test window (default: the last 30 days)."),
     ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also score the hybrid without each component."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+    download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Temporal-holdout evaluation of every model and the hybrid (ALL and NEW views, k=10)."""
     import pandas as pd
@@ -258,9 +263,9 @@ def evaluate(
 
 @app.command()
 def eda(
-    source: str = typer.Option("auto", help=SOURCE_HELP),
-    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+    source: str = SOURCE_OPTION,
+    interactions: Optional[Path] = INTERACTIONS_OPTION,
+    download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Exploratory report: one HTML file with a PNG and a computed finding per chart."""
     from offline.eda_report import EdaReport
@@ -275,10 +280,10 @@ def eda(
 
 @app.command()
 def segment(
-    source: str = typer.Option("auto", help=SOURCE_HELP),
-    interactions: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet."),
+    source: str = SOURCE_OPTION,
+    interactions: Optional[Path] = INTERACTIONS_OPTION,
     publish: bool = typer.Option(False, "--publish", help="Write segment:{user_id} for every customer to Redis."),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing."),
+    download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Customer segmentation: scaled RFM and behaviour, K-Means with k by silhouette, named profiles."""
     from models.segments import CustomerSegmentation
