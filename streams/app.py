@@ -73,8 +73,10 @@ def create_app(settings: Settings) -> faust.App:
     app.event_pipeline = pipeline  # type: ignore[attr-defined]
 
     async def use_version(version: str) -> None:
+        if version == pipeline.model_version:
+            return
         recommender = await asyncio.to_thread(load_version, settings, version)
-        if recommender is not None:
+        if recommender is not None and recommender.name != pipeline.model_version:
             pipeline.use_model(recommender)
             log.info("now recommending with model %s", version)
 

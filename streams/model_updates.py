@@ -6,11 +6,13 @@ so every worker sees every announcement, not just the one owning a partition.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Awaitable, Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from models.offline_lists import OfflineListsWithSession
 from streams.model_artifacts import Artifact, ArtifactError, ArtifactStore
@@ -53,13 +55,25 @@ def load_version(settings: Settings, version: str = "latest") -> OfflineListsWit
     return offline_recommender(artifact, settings.recs_count)
 
 
-async def follow_model_updates(settings: Settings, on_update: Callable[[str], Awaitable[None]]) -> None:
-    """Call ``on_update("latest")`` once listening, then ``on_update(version)`` for each announcement."""
-    consumer = AIOKafkaConsumer(settings.topic_model_updates, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=None, auto_offset_reset="latest")
-    await consumer.start()
+async def follow_model_updates(settings: Settings, on_update: Callable[[str], Awaitable[None]],
+                               start_timeout: float = 10.0) -> None:
+    """Call ``on_update("latest")`` at once and again once listening (nothing published in between
+    is missed), then ``on_update(version)`` for each announcement. A broker that is slow to
+    answer delays following, never the worker."""
+    await on_update("latest")
+    backoff = 1.0
+    while True:
+        consumer = AIOKafkaConsumer(settings.topic_model_updates, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    group_id=None, auto_offset_reset="latest")
+        try:
+            await asyncio.wait_for(consumer.start(), start_timeout)
+            break
+        except (asyncio.TimeoutError, KafkaError) as exc:
+            log.warning("cannot follow %s yet (%r); retrying in %.0f s", settings.topic_model_updates, exc, backoff)
+            await consumer.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
     try:
-        # Listening already, so no announcement can slip in before the latest version is loaded.
         await on_update("latest")
         async for message in consumer:
             try:

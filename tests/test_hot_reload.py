@@ -24,14 +24,20 @@ def click(settings, user, item, n):
     producer.close()
 
 
-def wait_for_version(client, user, version, timeout=60.0):
+def wait_for_version(settings, client, user, item, version, timeout=60.0):
+    """Click every second until the worker answers with a list of ``version``; the swap is
+    asynchronous, so a click that arrives just before it is served by the previous model."""
     deadline = time.monotonic() + timeout
     listing = None
+    n = 0
     while time.monotonic() < deadline:
+        n += 1
+        click(settings, user, item, f"{version}-{n}")
+        time.sleep(1.0)
         listing = read_recommendations(client, user)
-        if listing is not None and listing.model_version == version and not listing.fallback:
+        # event_ts is set only on lists the worker wrote in answer to an event (not by publishing).
+        if listing is not None and listing.model_version == version and listing.event_ts is not None:
             return listing
-        time.sleep(0.2)
     raise AssertionError(f"no list of {version} for {user}; last seen {listing}")
 
 
@@ -50,14 +56,11 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
         assert redis_client.get(f"segment:{user}") is not None
         assert redis_client.get(f"similar:{item}") is not None
 
-        click(settings, user, item, 1)
-        wait_for_version(redis_client, user, first)
+        wait_for_version(settings, redis_client, user, item, first)
 
         second = train_and_publish(settings, history.iloc[:-50], None, "simulator", publish=True, step=lambda m: None)
         assert second != first
-        redis_client.delete(f"recs:{user}")
-        click(settings, user, item, 2)
-        served = wait_for_version(redis_client, user, second, timeout=30)
+        served = wait_for_version(settings, redis_client, user, item, second, timeout=30)
         assert served.rec_id and served.items
     finally:
         worker.terminate()
