@@ -29,7 +29,8 @@ stack_app = typer.Typer(help="The local stack: Tansu (Kafka API) and Redis on lo
 app.add_typer(stack_app, name="stack")
 console = Console()
 
-SOURCE_HELP = "auto (real data if present, else simulator), retail or simulator; ignored with --interactions."
+SOURCE_HELP = ("auto (real data if present, else simulator), retail, simulator, or archive (the worker's "
+               "ARCHIVE_DIR); ignored with --interactions.")
 SOURCE_OPTION = typer.Option("auto", help=SOURCE_HELP)
 INTERACTIONS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet.")
 ITEMS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price.")
@@ -165,8 +166,13 @@ def training_history(source: str, interactions: Optional[Path], items: Optional[
 
     if interactions is not None:
         return load_interactions(interactions), load_items(items) if items else None, str(interactions)
+    if source == "archive":
+        from offline.archive_loader import load_archive
+
+        history, archived_items = load_archive(settings().archive_dir)
+        return history, load_items(items) if items else archived_items, f"event archive ({settings().archive_dir})"
     if source not in ("auto", "retail", "simulator"):
-        raise typer.BadParameter("must be auto, retail or simulator", param_hint="--source")
+        raise typer.BadParameter("must be auto, retail, simulator or archive", param_hint="--source")
     history = load_history(settings().data_dir, source, download, ask=lambda q: typer.confirm(q, default=False))
     if history.report:
         for line in history.report.lines():
@@ -214,7 +220,7 @@ def train_and_publish(conf: Settings, history, item_table, origin: str, publish:
     from streams.model_artifacts import ArtifactStore, data_hash, new_version
 
     trained = train_all(history, item_table, progress=step)
-    files = export_files(trained, conf.recs_count)
+    files = export_files(trained, history, conf.recs_count)
     history_hash = data_hash(history)
     manifest = {
         "data_hash": history_hash, "data_source": origin, "trained_at": time.time(),

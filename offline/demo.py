@@ -60,6 +60,7 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
         settings = Settings.from_env().replace(
             kafka_bootstrap_servers=services["kafka"].url, redis_url=services["redis"].url,
             stack_state_dir=str(workdir), worker_web_port=free_port(), app_id="recsys-demo", log_level="warning",
+            archive_dir=str(workdir / "archive"), artifact_dir=str(workdir / "artifacts"),
         )
         console.print(f"[bold]stack[/bold]: Tansu at {settings.kafka_bootstrap_servers}, Redis at {settings.redis_url}")
         from streams.topic_admin import ensure_topics

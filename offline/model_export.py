@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from models.popularity import RecentPopularity
+from offline.customer_table import customer_feature_table
 from offline.evaluation import top_items
 from offline.training import TrainedModels
 
@@ -54,7 +55,7 @@ def popular_lists(trained: TrainedModels, k: int) -> dict:
             "segments": {segment: popularity.top(k, segment) for segment in popularity.by_segment}}
 
 
-def export_files(trained: TrainedModels, k: int) -> dict[str, bytes]:
+def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[str, bytes]:
     segmentation = trained.segmentation
     profiles = {
         "k": segmentation.k,
@@ -69,6 +70,7 @@ def export_files(trained: TrainedModels, k: int) -> dict[str, bytes]:
         "popular.json": json.dumps(popular_lists(trained, k)).encode(),
         "segments.parquet": _parquet(segmentation.labels.rename("segment").rename_axis("user_id").reset_index()),
         "segment_profiles.json": json.dumps(profiles, default=float).encode(),
-        "customer_features.parquet": _parquet(segmentation.features.reset_index()),
+        "customer_features.parquet": _parquet(customer_feature_table(history, trained.data).rename_axis("user_id")
+                                              .reset_index()),
         "ranker.joblib": ranker.getvalue(),
     }

@@ -25,6 +25,7 @@ class HistoryError(ValueError):
 class CleaningReport:
     rows_in: int = 0
     removed: dict[str, int] = field(default_factory=dict)
+    capped: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_out(self) -> int:
@@ -34,6 +35,7 @@ class CleaningReport:
         out = [f"{self.rows_in:>9,} rows read"]
         out += [f"{-count:>9,} {rule}" for rule, count in self.removed.items()]
         out.append(f"{self.rows_out:>9,} rows kept")
+        out += [f"{count:>9,} {rule}" for rule, count in self.capped.items()]
         return out
 
 
@@ -85,7 +87,21 @@ def clean_retail(raw: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
         "timestamp": df["InvoiceDate"],
         "country": df["Country"].fillna(""),
     })
+    history["quantity"], report.capped[OUTLIER_RULE] = cap_quantity_outliers(history)
     return history.sort_values("timestamp", kind="stable").reset_index(drop=True), report
+
+
+OUTLIER_RULE = "quantities capped as outliers (over 100 units and 50x the item's median line)"
+
+
+def cap_quantity_outliers(history: pd.DataFrame, factor: float = 50.0, floor: int = 100) -> tuple[pd.Series, int]:
+    """Cap absurd line quantities (e.g. 80,995 of one item) without dropping the purchase.
+
+    The row stays, so who bought what is untouched; only spend-based features see the cap.
+    """
+    bound = (history.groupby("item_id")["quantity"].transform("median") * factor).clip(lower=floor)
+    outliers = history["quantity"] > bound
+    return history["quantity"].where(~outliers, bound.astype("int64")), int(outliers.sum())
 
 
 def load_retail(path: str | Path) -> tuple[pd.DataFrame, CleaningReport]:

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from models.session_blend import PopularityCooccurrenceBlend
 from streams.dead_letters import dead_letter_headers
+from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline, Message
 from streams.model_updates import follow_model_updates, load_version
 from streams.recommendation_store import RecommendationWriter
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> faust.App:
         sessions=sessions,
         send_dead_letter=send_dead_letter,
         model_version=MODEL_VERSION,
+        archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
     )
     app.event_pipeline = pipeline  # type: ignore[attr-defined]
 
@@ -79,6 +81,12 @@ def create_app(settings: Settings) -> faust.App:
         if recommender is not None and recommender.name != pipeline.model_version:
             pipeline.use_model(recommender)
             log.info("now recommending with model %s", version)
+
+    @app.on_before_shutdown.connect
+    async def flush_archive(app, **kwargs):
+        # The consumer has stopped: what is buffered is everything processed.
+        if pipeline.archive is not None:
+            await asyncio.to_thread(pipeline.archive.flush)
 
     @app.task
     async def follow_models():

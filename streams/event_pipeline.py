@@ -7,11 +7,13 @@ Faust specifics stay in ``streams.agents``; this class sees plain messages.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
 
 from models.base import Interaction, Recommender
+from streams.event_archive import EventArchive
 from streams.events import ClickEvent, ProductRecord, encode_event
 from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
 from streams.session_features import (
@@ -49,6 +51,7 @@ class EventPipeline:
         sessions: MutableMapping[bytes, bytes],
         send_dead_letter: SendDeadLetter,
         model_version: str,
+        archive: EventArchive | None = None,
     ):
         self.settings = settings
         self.validator = EventValidator(settings)
@@ -57,6 +60,7 @@ class EventPipeline:
         self.sessions = sessions
         self.send_dead_letter = send_dead_letter
         self.model_version = model_version
+        self.archive = archive
         self._popular_written_at = 0.0
         self.totals: Counter[str] = Counter()
 
@@ -83,6 +87,7 @@ class EventPipeline:
                 counters[f"duplicate:{message.topic}"] += 1
                 continue
             counters[f"valid:{message.topic}"] += 1
+            self._archive(event)
             self._learn(event, context)
             touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0))
 
@@ -95,6 +100,7 @@ class EventPipeline:
             lists.append(build_list(user_id, scored, self.model_version, event_ts))
         await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters)
         self.totals.update(counters)
+        await self._flush_archive_if_due()
 
     async def handle_products(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()
@@ -103,9 +109,19 @@ class EventPipeline:
             record = await self._validate(message, counters)
             if isinstance(record, ProductRecord):
                 counters[f"valid:{message.topic}"] += 1
+                self._archive(record)
                 products.append((record.item_id, encode_event(record)))
         await self.writer.write(products=products, counters=counters)
         self.totals.update(counters)
+        await self._flush_archive_if_due()
+
+    def _archive(self, event) -> None:
+        if self.archive is not None:
+            self.archive.add(event)
+
+    async def _flush_archive_if_due(self) -> None:
+        if self.archive is not None and self.archive.due:
+            await asyncio.to_thread(self.archive.flush)
 
     async def _validate(self, message: Message, counters: Counter[str]):
         try:

@@ -36,6 +36,7 @@ class Settings:
     data_dir: str = field(default_factory=_default_data_dir)
     stack_state_dir: str = field(default_factory=_default_state_dir)
     artifact_dir: str = "artifacts"
+    archive_dir: str = "archive"
     report_dir: str = "reports"
 
     # Topics of the event contract.

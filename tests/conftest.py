@@ -57,6 +57,8 @@ def stack_settings(kafka_server, redis_server, redis_client, tmp_path) -> Settin
         kafka_bootstrap_servers=kafka_server.url,
         redis_url=redis_server.url,
         stack_state_dir=str(tmp_path / "stack"),
+        archive_dir=str(tmp_path / "archive"),
+        artifact_dir=str(tmp_path / "artifacts"),
         data_dir=str(DATA_DIR),
         topic_clicks=f"clicks-{run}",
         topic_purchases=f"purchases-{run}",

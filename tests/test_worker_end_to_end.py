@@ -110,3 +110,23 @@ def test_real_online_retail_slice_reaches_redis(stack_settings, worker, redis_cl
     for user in orders["user_id"].unique():
         listing = read_recommendations(redis_client, user)
         assert listing is not None and not listing.fallback and len(listing.items) == stack_settings.recs_count
+
+
+def test_worker_archives_what_it_processed_for_the_trainer(stack_settings, redis_client, tmp_path):
+    from offline.archive_loader import load_archive
+
+    ensure_topics(stack_settings)
+    process = spawn_worker(stack_settings, tmp_path / "worker.log")
+    try:
+        orders = simulate_history(n_users=30, seed=8)
+        stats = replay(stack_settings, orders)
+        sent = sum(stats.sent.values())
+        assert wait_until_processed(redis_client, sent, process, timeout=90) == sent
+    finally:
+        process.terminate()  # a clean stop flushes the archive buffer
+        process.wait(timeout=20)
+    history, items = load_archive(stack_settings.archive_dir)
+    assert len(history) == len(orders)
+    assert set(history["order_id"]) == set(orders["order_id"])
+    assert history.groupby("user_id")["quantity"].sum().to_dict() == orders.groupby("user_id")["quantity"].sum().to_dict()
+    assert set(items["item_id"]) == set(orders["item_id"])
