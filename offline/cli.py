@@ -228,12 +228,17 @@ def train_and_publish(conf: Settings, history, item_table, origin: str, publish:
                        "window_days": trained.hybrid.window_days, "recs_count": conf.recs_count,
                        "segments_k": trained.segmentation.k},
         "metrics": {"customers": trained.data.n_users, "items": trained.data.n_items,
-                    "order_lines": len(trained.data.events), "seconds": trained.seconds},
+                    "order_lines": len(trained.data.events), "seconds": trained.seconds,
+                    # one list, one segment per customer; similar items per item; popular lists
+                    "redis_keys": 2 * trained.data.n_users + trained.data.n_items + 1 + trained.segmentation.k},
     }
     artifact = ArtifactStore(conf.artifact_dir).write(new_version(history_hash), files, manifest)
     step(f"artifact {artifact.path}")
     if publish:
-        keys = publish_to_redis(artifact, conf)
+        with Progress(TextColumn("publishing to Redis"), BarColumn(), MofNCompleteColumn(), console=console,
+                      transient=True) as progress:
+            task = progress.add_task("publish", total=artifact.manifest["metrics"]["redis_keys"])
+            keys = publish_to_redis(artifact, conf, on_batch=lambda n: progress.update(task, completed=n))
         announce_model(artifact, conf)
         step(f"published {keys:,} Redis keys and announced {artifact.version} on {conf.topic_model_updates}")
     else:
