@@ -17,10 +17,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from sklearn.cluster import MiniBatchKMeans  # noqa: E402
+from sklearn.cluster import KMeans  # noqa: E402
+from sklearn.decomposition import TruncatedSVD  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import Normalizer  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 
-N_CATEGORIES = 20
+N_CATEGORIES = 15
+LSA_DIMENSIONS = 60
 
 
 @dataclass
@@ -32,15 +36,22 @@ class Chart:
 
 
 def derive_categories(items: pd.DataFrame, k: int = N_CATEGORIES, seed: int = 0) -> pd.Series:
-    """Category per item from its description: TF-IDF, K-Means, each cluster named by its top 3 terms."""
+    """Category per item from its description: TF-IDF, reduced by LSA and normalised (so K-Means
+    groups by topic, not by description length), K-Means, each cluster named by its top 3 terms."""
     text = items["description"].fillna("").str.lower()
     vectorizer = TfidfVectorizer(stop_words="english", min_df=2, token_pattern=r"(?u)\b[a-z]{3,}\b")
     vectors = vectorizer.fit_transform(text)
     k = max(1, min(k, vectors.shape[0] // 5))
-    model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3).fit(vectors)
+    dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))
+    lsa = make_pipeline(TruncatedSVD(dims, random_state=seed), Normalizer(copy=False))
+    reduced = lsa.fit_transform(vectors)
+    labels = KMeans(n_clusters=k, random_state=seed, n_init=5).fit_predict(reduced)
     terms = np.array(vectorizer.get_feature_names_out())
-    names = [" / ".join(terms[np.argsort(-centre)[:3]]) for centre in model.cluster_centers_]
-    return pd.Series([names[c] for c in model.labels_], index=items.index)
+    names = {}
+    for cluster in range(k):
+        weights = np.asarray(vectors[labels == cluster].mean(axis=0)).ravel()
+        names[cluster] = " / ".join(terms[np.argsort(-weights)[:3]])
+    return pd.Series([names[c] for c in labels], index=items.index)
 
 
 class EdaReport:
