@@ -41,14 +41,14 @@ def derive_categories(items: pd.DataFrame, k: int = N_CATEGORIES, seed: int = 0)
     text = items["description"].fillna("").str.lower()
     vectorizer = TfidfVectorizer(stop_words="english", min_df=2, token_pattern=r"(?u)\b[a-z]{3,}\b")
     vectors = vectorizer.fit_transform(text)
-    k = max(1, min(k, vectors.shape[0] // 5))
+    k = max(1, min(k, vectors.shape[0] // 5, len({row.tobytes() for row in vectors.toarray()})))
     dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))
     lsa = make_pipeline(TruncatedSVD(dims, random_state=seed), Normalizer(copy=False))
     reduced = lsa.fit_transform(vectors)
     labels = KMeans(n_clusters=k, random_state=seed, n_init=5).fit_predict(reduced)
     terms = np.array(vectorizer.get_feature_names_out())
     names = {}
-    for cluster in range(k):
+    for cluster in np.unique(labels):  # K-Means may leave clusters empty on repetitive text
         weights = np.asarray(vectors[labels == cluster].mean(axis=0)).ravel()
         names[cluster] = " / ".join(terms[np.argsort(-weights)[:3]])
     return pd.Series([names[c] for c in labels], index=items.index)
