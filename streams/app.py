@@ -12,6 +12,7 @@ from models.session_blend import PopularityCooccurrenceBlend
 from streams.dead_letters import dead_letter_headers
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline, Message
+from streams.events import FeedbackEvent, encode_event
 from streams.model_updates import follow_model_updates, load_version
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> faust.App:
     user_events = app.topic(settings.topic_clicks, settings.topic_purchases, **raw)
     products = app.topic(settings.topic_products, **raw)
     dead_letters = app.topic(settings.topic_dead_letters, **raw)
+    feedback_topic = app.topic(settings.topic_feedback, **raw)
 
     # Keyed by user_id; use_partitioner makes the changelog partition follow the
     # key (murmur2, as the platform's producer), which batch processing needs.
@@ -62,6 +64,9 @@ def create_app(settings: Settings) -> faust.App:
             headers=dead_letter_headers(reason, message.topic, message.partition, message.offset),
         )
 
+    async def send_feedback(feedback: FeedbackEvent) -> None:
+        await feedback_topic.send(key=feedback.user_id.encode(), value=encode_event(feedback))
+
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     pipeline = EventPipeline(
         settings=settings,
@@ -71,7 +76,12 @@ def create_app(settings: Settings) -> faust.App:
         send_dead_letter=send_dead_letter,
         model_version=MODEL_VERSION,
         archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
+        send_feedback=send_feedback,
     )
+
+    @app.page("/metrics")
+    async def metrics(web, request):
+        return web.bytes(pipeline.metrics.render(), content_type="text/plain; version=0.0.4")
     app.event_pipeline = pipeline  # type: ignore[attr-defined]
 
     async def use_version(version: str) -> None:

@@ -14,9 +14,12 @@ from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
 
 from models.base import Interaction, Recommender
 from streams.event_archive import EventArchive
-from streams.events import ClickEvent, ProductRecord, encode_event
+from streams.attribution import attribute
+from streams.events import ClickEvent, FeedbackEvent, ProductRecord, encode_event
+from streams.online_metrics import OnlineMetrics
 from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
 from streams.session_features import (
+    ServedList,
     SessionFeatures,
     dump_features,
     load_features,
@@ -37,9 +40,11 @@ class Message(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float  # when the message reached Kafka (seconds)
 
 
 SendDeadLetter = Callable[[Message, str], Awaitable[None]]
+SendFeedback = Callable[[FeedbackEvent], Awaitable[None]]
 
 
 class EventPipeline:
@@ -52,6 +57,8 @@ class EventPipeline:
         send_dead_letter: SendDeadLetter,
         model_version: str,
         archive: EventArchive | None = None,
+        send_feedback: SendFeedback | None = None,
+        metrics: OnlineMetrics | None = None,
     ):
         self.settings = settings
         self.validator = EventValidator(settings)
@@ -61,6 +68,8 @@ class EventPipeline:
         self.send_dead_letter = send_dead_letter
         self.model_version = model_version
         self.archive = archive
+        self.send_feedback = send_feedback
+        self.metrics = metrics or OnlineMetrics()
         self._popular_written_at = 0.0
         self.totals: Counter[str] = Counter()
 
@@ -72,7 +81,8 @@ class EventPipeline:
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()
-        touched: dict[str, tuple[SessionFeatures, float]] = {}
+        touched: dict[str, tuple[SessionFeatures, float, float]] = {}  # features, event time, Kafka time
+        feedback: list[FeedbackEvent] = []
         for message in messages:
             event = await self._validate(message, counters)
             if event is None:
@@ -80,6 +90,7 @@ class EventPipeline:
             known = touched.get(event.user_id)
             features = known[0] if known else self._load(event.user_id)
             context = list(features.recent_items) if features else []
+            earned = attribute(features, event, self.settings.attribution_window_seconds)
             features, is_new = update_session_features(
                 features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
             )
@@ -87,19 +98,31 @@ class EventPipeline:
                 counters[f"duplicate:{message.topic}"] += 1
                 continue
             counters[f"valid:{message.topic}"] += 1
+            feedback += earned
             self._archive(event)
             self._learn(event, context)
-            touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0))
+            touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0),
+                                      min(message.timestamp, known[2] if known else message.timestamp))
 
         lists = []
-        for user_id, (features, event_ts) in touched.items():
-            self.sessions[user_id.encode()] = dump_features(features)
+        for user_id, (features, event_ts, _) in touched.items():
             scored = self.recommender.recommend(
                 user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions()
             )
-            lists.append(build_list(user_id, scored, self.model_version, event_ts))
+            listing = build_list(user_id, scored, self.model_version, event_ts)
+            features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, event_ts))
+            self.sessions[user_id.encode()] = dump_features(features)
+            lists.append(listing)
         await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters)
-        self.totals.update(counters)
+        written_at = time.time()
+        for listing in lists:
+            features, _, kafka_ts = touched[listing.user_id]
+            self.metrics.list_written(listing.model_version, features.segment, written_at - kafka_ts)
+        for item in feedback:
+            self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
+            if self.send_feedback is not None:
+                await self.send_feedback(item)
+        self._count(counters)
         await self._flush_archive_if_due()
 
     async def handle_products(self, messages: Sequence[Message]) -> None:
@@ -112,8 +135,12 @@ class EventPipeline:
                 self._archive(record)
                 products.append((record.item_id, encode_event(record)))
         await self.writer.write(products=products, counters=counters)
-        self.totals.update(counters)
+        self._count(counters)
         await self._flush_archive_if_due()
+
+    def _count(self, counters: Counter[str]) -> None:
+        self.totals.update(counters)
+        self.metrics.count_events(counters)
 
     def _archive(self, event) -> None:
         if self.archive is not None:

@@ -50,6 +50,22 @@ class ProductRecord(msgspec.Struct, frozen=True):
     ts: float | None = None
 
 
+class FeedbackEvent(msgspec.Struct, frozen=True):
+    """An action on a recommended item, attributed to the list the user was served (topic rec-feedback)."""
+
+    event_id: str  # the source event's id, plus the item for purchase lines
+    user_id: str
+    item_id: str
+    action: str  # view, add_to_cart or purchase
+    rank: int  # 1-based position in the list
+    rec_id: str
+    model_version: str
+    segment: str
+    attribution: str  # explicit (the event named rec_id) or implicit (latest list in the window)
+    latency_seconds: float  # from the list being written to the action, in event time
+    ts: float
+
+
 UserEvent = ClickEvent | PurchaseEvent
 
 _encoder = msgspec.json.Encoder()

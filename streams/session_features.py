@@ -15,6 +15,18 @@ DEDUPE_WINDOW = 128
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 
 
+class ServedList(msgspec.Struct):
+    """A list this worker wrote for the user, kept to attribute later actions to it."""
+
+    rec_id: str
+    model_version: str
+    items: list[str]
+    at: float  # event time the list answered
+
+
+SERVED_LISTS_KEPT = 3
+
+
 class SessionFeatures(msgspec.Struct):
     user_id: str
     session_id: str = ""
@@ -30,6 +42,12 @@ class SessionFeatures(msgspec.Struct):
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     units_purchased: int = 0
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
+    served: list[ServedList] = msgspec.field(default_factory=list)
+    segment: str = ""
+
+    def remember_served(self, served: ServedList) -> None:
+        self.served.append(served)
+        del self.served[:-SERVED_LISTS_KEPT]
 
     def recommendation_exclusions(self) -> set[str]:
         """Items the list must not show now: already in the cart or bought this session.

@@ -45,6 +45,8 @@ class Settings:
     topic_products: str = "products"
     topic_dead_letters: str = "dead-letters"
     topic_model_updates: str = "model-updates"
+    topic_feedback: str = "rec-feedback"
+    topic_retrain_requests: str = "retrain-requested"
     topic_partitions: int = 4
 
     # Worker.
@@ -64,6 +66,7 @@ class Settings:
     recs_ttl_seconds: int = 7 * 86400
     popularity_half_life_days: float = 7.0
     redis_max_backoff_seconds: float = 5.0
+    attribution_window_seconds: float = 1800.0
 
     # Validation limits: events beyond them go to the dead-letter topic.
     max_event_bytes: int = 65536
@@ -77,7 +80,7 @@ class Settings:
             "topic_partitions", "worker_batch_size", "session_recent_items", "recs_count",
             "recs_ttl_seconds", "max_event_bytes", "max_quantity", "max_order_lines",
             "session_gap_seconds", "popularity_half_life_days", "max_unit_price",
-            "worker_batch_window_seconds", "redis_max_backoff_seconds",
+            "worker_batch_window_seconds", "redis_max_backoff_seconds", "attribution_window_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -97,7 +100,8 @@ class Settings:
 
     @property
     def all_topics(self) -> tuple[str, ...]:
-        return (*self.input_topics, self.topic_dead_letters, self.topic_model_updates)
+        return (*self.input_topics, self.topic_dead_letters, self.topic_model_updates, self.topic_feedback,
+                self.topic_retrain_requests)
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

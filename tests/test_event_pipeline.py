@@ -22,6 +22,7 @@ class Msg:
     key: bytes = b""
     partition: int = 0
     offset: int = 0
+    timestamp: float = 0.0
 
 
 class RecordingWriter:
