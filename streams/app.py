@@ -12,7 +12,7 @@ from models.session_blend import PopularityCooccurrenceBlend
 from streams.dead_letters import dead_letter_headers
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline, Message
-from streams.events import FeedbackEvent, encode_event
+from streams.events import FeedbackEvent, RetrainRequest, encode_event
 from streams.model_updates import follow_model_updates, load_version
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> faust.App:
     products = app.topic(settings.topic_products, **raw)
     dead_letters = app.topic(settings.topic_dead_letters, **raw)
     feedback_topic = app.topic(settings.topic_feedback, **raw)
+    retrain_topic = app.topic(settings.topic_retrain_requests, **raw)
 
     # Keyed by user_id; use_partitioner makes the changelog partition follow the
     # key (murmur2, as the platform's producer), which batch processing needs.
@@ -67,6 +68,11 @@ def create_app(settings: Settings) -> faust.App:
     async def send_feedback(feedback: FeedbackEvent) -> None:
         await feedback_topic.send(key=feedback.user_id.encode(), value=encode_event(feedback))
 
+    async def send_retrain_request(request: RetrainRequest) -> None:
+        log.warning("purchase hit-rate of %s fell from %.3f to %.3f: requesting a retrain",
+                    request.model_version, request.baseline_hit_rate, request.current_hit_rate)
+        await retrain_topic.send(key=b"retrain", value=encode_event(request))
+
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     pipeline = EventPipeline(
         settings=settings,
@@ -77,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
         model_version=MODEL_VERSION,
         archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
         send_feedback=send_feedback,
+        send_retrain_request=send_retrain_request,
     )
 
     @app.page("/metrics")

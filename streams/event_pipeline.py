@@ -13,9 +13,10 @@ from collections import Counter
 from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
 
 from models.base import Interaction, Recommender
+from models.hit_rate_monitor import HitRateMonitor
 from streams.event_archive import EventArchive
 from streams.attribution import attribute
-from streams.events import ClickEvent, FeedbackEvent, ProductRecord, encode_event
+from streams.events import ClickEvent, FeedbackEvent, ProductRecord, PurchaseEvent, RetrainRequest, encode_event
 from streams.online_metrics import OnlineMetrics
 from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
 from streams.session_features import (
@@ -45,6 +46,7 @@ class Message(Protocol):
 
 SendDeadLetter = Callable[[Message, str], Awaitable[None]]
 SendFeedback = Callable[[FeedbackEvent], Awaitable[None]]
+SendRetrainRequest = Callable[[RetrainRequest], Awaitable[None]]
 
 
 class EventPipeline:
@@ -59,6 +61,8 @@ class EventPipeline:
         archive: EventArchive | None = None,
         send_feedback: SendFeedback | None = None,
         metrics: OnlineMetrics | None = None,
+        send_retrain_request: SendRetrainRequest | None = None,
+        hit_rate_monitor: HitRateMonitor | None = None,
     ):
         self.settings = settings
         self.validator = EventValidator(settings)
@@ -70,6 +74,8 @@ class EventPipeline:
         self.archive = archive
         self.send_feedback = send_feedback
         self.metrics = metrics or OnlineMetrics()
+        self.send_retrain_request = send_retrain_request
+        self.hit_rate_monitor = hit_rate_monitor or HitRateMonitor()
         self._popular_written_at = 0.0
         self.totals: Counter[str] = Counter()
 
@@ -78,11 +84,13 @@ class EventPipeline:
         self.recommender = recommender
         self.model_version = recommender.name
         self._popular_written_at = 0.0
+        self.hit_rate_monitor.reset()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()
         touched: dict[str, tuple[SessionFeatures, float, float]] = {}  # features, event time, Kafka time
         feedback: list[FeedbackEvent] = []
+        retrain: RetrainRequest | None = None
         for message in messages:
             event = await self._validate(message, counters)
             if event is None:
@@ -91,6 +99,7 @@ class EventPipeline:
             features = known[0] if known else self._load(event.user_id)
             context = list(features.recent_items) if features else []
             earned = attribute(features, event, self.settings.attribution_window_seconds)
+            known_lists = bool(features and features.served)
             features, is_new = update_session_features(
                 features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
             )
@@ -99,6 +108,8 @@ class EventPipeline:
                 continue
             counters[f"valid:{message.topic}"] += 1
             feedback += earned
+            if isinstance(event, PurchaseEvent) and known_lists:
+                retrain = self._watch_hit_rate(any(f.action == "purchase" for f in earned), event.ts) or retrain
             self._archive(event)
             self._learn(event, context)
             touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0),
@@ -122,8 +133,20 @@ class EventPipeline:
             self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
             if self.send_feedback is not None:
                 await self.send_feedback(item)
+        if retrain is not None and self.send_retrain_request is not None:
+            await self.send_retrain_request(retrain)
         self._count(counters)
         await self._flush_archive_if_due()
+
+    def _watch_hit_rate(self, hit: bool, ts: float) -> RetrainRequest | None:
+        monitor = self.hit_rate_monitor
+        dropped = monitor.update(hit)
+        self.metrics.hit_rate.labels(model_version=self.model_version).set(monitor.hit_rate)
+        if not dropped:
+            return None
+        self.metrics.retrain_requests.inc()
+        baseline, now = monitor.last_drop
+        return RetrainRequest(self.model_version, round(baseline, 4), round(now, 4), monitor.seen, ts)
 
     async def handle_products(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()

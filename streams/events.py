@@ -66,6 +66,16 @@ class FeedbackEvent(msgspec.Struct, frozen=True):
     ts: float
 
 
+class RetrainRequest(msgspec.Struct, frozen=True):
+    """The serving model's purchase hit-rate dropped significantly (topic retrain-requested)."""
+
+    model_version: str
+    baseline_hit_rate: float
+    current_hit_rate: float
+    purchases_seen: int
+    ts: float
+
+
 UserEvent = ClickEvent | PurchaseEvent
 
 _encoder = msgspec.json.Encoder()

@@ -109,3 +109,39 @@ def test_products_are_stored_and_bad_ones_dead_lettered(pipeline):
     asyncio.run(pipeline.handle_products(batch))
     assert pipeline.writer.products == {"A": b'{"item_id":"A","title":"Lamp","price":3.5}'}
     assert pipeline.dead[0][0] == "products" and "title" in pipeline.dead[0][1]
+
+
+def test_a_dropping_hit_rate_requests_one_retrain():
+    from models.hit_rate_monitor import HitRateMonitor
+    requests = []
+
+    async def send_retrain_request(request):
+        requests.append(request)
+
+    async def no_dead_letters(message, reason):
+        raise AssertionError(reason)
+
+    p = EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, no_dead_letters, "v1",
+                      send_retrain_request=send_retrain_request,
+                      hit_rate_monitor=HitRateMonitor(min_drop=0.3, min_samples=30))
+    warm = [Msg("purchases", encode_event(PurchaseEvent(f"w{n}", f"o{n}", f"wo{n}", [OrderLine(i, 1, 1.0) for i in "ABCDEF"], NOW)))
+            for n in range(3)]
+    asyncio.run(p.handle_user_events(warm))
+
+    def shop(n, hit):
+        user = f"u{n}"
+        asyncio.run(p.handle_user_events([Msg("clicks", encode_event(ClickEvent(f"v{n}", user, "A", "view", NOW + 1)))]))
+        item = p.writer.lists[user].items[0] if hit else f"never-listed-{n}"
+        asyncio.run(p.handle_user_events([Msg("purchases", encode_event(
+            PurchaseEvent(f"p{n}", user, f"o{n}", [OrderLine(item, 1, 1.0)], NOW + 2)))]))
+
+    for n in range(60):
+        shop(n, hit=n % 4 != 0)  # 75% of purchases come from the list
+    assert requests == []
+    for n in range(60, 260):
+        shop(n, hit=n % 10 == 0)  # then 10%
+    assert len(requests) >= 1
+    first = requests[0]
+    assert first.model_version == "v1" and first.current_hit_rate < 0.7 * first.baseline_hit_rate
+    assert first.baseline_hit_rate == pytest.approx(0.75, abs=0.1)
+    assert 'recsys_retrain_requests_total' in p.metrics.render().decode()

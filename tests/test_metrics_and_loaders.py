@@ -80,12 +80,12 @@ def test_periodic_training_intervals_and_failures_do_not_stop_the_schedule():
     assert parse_interval("6h") == 21600 and parse_interval("30m") == 1800 and parse_interval("1.5d") == 129600
     with pytest.raises(typer.BadParameter):
         parse_interval("often")
-    calls, slept = [], []
+    calls, waited = [], []
 
     def run():
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("broker away")
         return "v2"
-    run_periodically(run, 60.0, Settings(), Console(quiet=True), sleep=slept.append, rounds=3)
-    assert len(calls) == 3 and slept == [60.0, 60.0]
+    run_periodically(run, 60.0, Settings(), Console(quiet=True), wait=lambda s: waited.append(s) or False, rounds=3)
+    assert len(calls) == 3 and waited == [60.0, 60.0]
