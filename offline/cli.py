@@ -322,6 +322,31 @@ def segment(
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+@app.command("online-segments")
+def online_segments(
+    source: str = SOURCE_OPTION,
+    interactions: Optional[Path] = INTERACTIONS_OPTION,
+    download: Optional[bool] = DOWNLOAD_OPTION,
+) -> None:
+    """Replay orders through River's online clusterers and report their agreement (ARI) with offline segments."""
+    from models.segments import CustomerSegmentation
+    from offline.online_segments_report import write_online_segments_report
+    from offline.training import interactions as build_interactions
+
+    history, _, origin = training_history(source, interactions, None, download)
+    step = step_printer()
+    offline = CustomerSegmentation().fit(build_interactions(history)).labels
+    step(f"offline segments of {len(offline):,} customers from {origin}")
+    report = write_online_segments_report(history, offline, Path(settings().report_dir) / "segments")
+    table = Table("online clusterer", *(f"ARI @{p['orders']:,}" for p in report["results"][0]["curve"][::3]),
+                  "final ARI", "clusters", "seconds", title=f"{report['orders']:,} orders replayed")
+    for result in report["results"]:
+        table.add_row(result["algorithm"], *(f"{p['ari']:.3f}" for p in result["curve"][::3]),
+                      f"{result['final_ari']:.3f}", str(result["clusters"]), f"{result['seconds']:.1f}")
+    console.print(table)
+    console.print(f"chosen for the worker: {report['chosen']}; written: {Path(settings().report_dir) / 'segments'}")
+
+
 def main() -> None:
     try:
         app()

@@ -12,7 +12,7 @@ from models.session_blend import PopularityCooccurrenceBlend
 from streams.dead_letters import dead_letter_headers
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline, Message
-from streams.events import FeedbackEvent, RetrainRequest, encode_event
+from streams.events import DriftAlert, FeedbackEvent, RetrainRequest, encode_event
 from streams.model_updates import follow_model_updates, load_version
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> faust.App:
     dead_letters = app.topic(settings.topic_dead_letters, **raw)
     feedback_topic = app.topic(settings.topic_feedback, **raw)
     retrain_topic = app.topic(settings.topic_retrain_requests, **raw)
+    drift_topic = app.topic(settings.topic_drift_alerts, **raw)
 
     # Keyed by user_id; use_partitioner makes the changelog partition follow the
     # key (murmur2, as the platform's producer), which batch processing needs.
@@ -73,6 +74,10 @@ def create_app(settings: Settings) -> faust.App:
                     request.model_version, request.baseline_hit_rate, request.current_hit_rate)
         await retrain_topic.send(key=b"retrain", value=encode_event(request))
 
+    async def send_drift_alert(alert: DriftAlert) -> None:
+        log.warning("purchase drift: typical %s went from %.2f to %.2f", alert.statistic, alert.before, alert.now)
+        await drift_topic.send(key=alert.statistic.encode(), value=encode_event(alert))
+
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     pipeline = EventPipeline(
         settings=settings,
@@ -84,6 +89,7 @@ def create_app(settings: Settings) -> faust.App:
         archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
         send_feedback=send_feedback,
         send_retrain_request=send_retrain_request,
+        send_drift_alert=send_drift_alert,
     )
 
     @app.page("/metrics")
@@ -94,9 +100,9 @@ def create_app(settings: Settings) -> faust.App:
     async def use_version(version: str) -> None:
         if version == pipeline.model_version:
             return
-        recommender = await asyncio.to_thread(load_version, settings, version)
-        if recommender is not None and recommender.name != pipeline.model_version:
-            pipeline.use_model(recommender)
+        loaded = await asyncio.to_thread(load_version, settings, version)
+        if loaded is not None and loaded[0].name != pipeline.model_version:
+            pipeline.use_model(*loaded)
             log.info("now recommending with model %s", version)
 
     @app.on_before_shutdown.connect

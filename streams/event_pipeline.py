@@ -14,9 +14,19 @@ from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
 
 from models.base import Interaction, Recommender
 from models.hit_rate_monitor import HitRateMonitor
+from models.online_segments import OnlineSegments
+from models.purchase_drift import PurchaseDrift
 from streams.event_archive import EventArchive
 from streams.attribution import attribute
-from streams.events import ClickEvent, FeedbackEvent, ProductRecord, PurchaseEvent, RetrainRequest, encode_event
+from streams.events import (
+    ClickEvent,
+    DriftAlert,
+    FeedbackEvent,
+    ProductRecord,
+    PurchaseEvent,
+    RetrainRequest,
+    encode_event,
+)
 from streams.online_metrics import OnlineMetrics
 from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
 from streams.session_features import (
@@ -47,6 +57,7 @@ class Message(Protocol):
 SendDeadLetter = Callable[[Message, str], Awaitable[None]]
 SendFeedback = Callable[[FeedbackEvent], Awaitable[None]]
 SendRetrainRequest = Callable[[RetrainRequest], Awaitable[None]]
+SendDriftAlert = Callable[[DriftAlert], Awaitable[None]]
 
 
 class EventPipeline:
@@ -63,6 +74,7 @@ class EventPipeline:
         metrics: OnlineMetrics | None = None,
         send_retrain_request: SendRetrainRequest | None = None,
         hit_rate_monitor: HitRateMonitor | None = None,
+        send_drift_alert: SendDriftAlert | None = None,
     ):
         self.settings = settings
         self.validator = EventValidator(settings)
@@ -76,12 +88,18 @@ class EventPipeline:
         self.metrics = metrics or OnlineMetrics()
         self.send_retrain_request = send_retrain_request
         self.hit_rate_monitor = hit_rate_monitor or HitRateMonitor()
+        self.send_drift_alert = send_drift_alert
+        self.online_segments = OnlineSegments(settings.online_segments_algorithm)
+        self.offline_segments: dict[str, str] = {}
+        self.purchase_drift = PurchaseDrift()
         self._popular_written_at = 0.0
         self.totals: Counter[str] = Counter()
 
-    def use_model(self, recommender: Recommender) -> None:
-        """Switch models between two batches; the next list written carries the new version."""
+    def use_model(self, recommender: Recommender, offline_segments: dict[str, str] | None = None) -> None:
+        """Switch models between two batches; the next list written carries the new version.
+        ``offline_segments`` (user_id -> name) teach the online clusters their names."""
         self.recommender = recommender
+        self.offline_segments = offline_segments or {}
         self.model_version = recommender.name
         self._popular_written_at = 0.0
         self.hit_rate_monitor.reset()
@@ -91,6 +109,8 @@ class EventPipeline:
         touched: dict[str, tuple[SessionFeatures, float, float]] = {}  # features, event time, Kafka time
         feedback: list[FeedbackEvent] = []
         retrain: RetrainRequest | None = None
+        alerts: list[DriftAlert] = []
+        segments: dict[str, str] = {}
         for message in messages:
             event = await self._validate(message, counters)
             if event is None:
@@ -108,8 +128,10 @@ class EventPipeline:
                 continue
             counters[f"valid:{message.topic}"] += 1
             feedback += earned
-            if isinstance(event, PurchaseEvent) and known_lists:
-                retrain = self._watch_hit_rate(any(f.action == "purchase" for f in earned), event.ts) or retrain
+            if isinstance(event, PurchaseEvent):
+                if known_lists:
+                    retrain = self._watch_hit_rate(any(f.action == "purchase" for f in earned), event.ts) or retrain
+                segments[event.user_id] = self._update_segment(features, event, alerts)
             self._archive(event)
             self._learn(event, context)
             touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0),
@@ -124,7 +146,7 @@ class EventPipeline:
             features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, event_ts))
             self.sessions[user_id.encode()] = dump_features(features)
             lists.append(listing)
-        await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters)
+        await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters, segments=segments)
         written_at = time.time()
         for listing in lists:
             features, _, kafka_ts = touched[listing.user_id]
@@ -135,8 +157,25 @@ class EventPipeline:
                 await self.send_feedback(item)
         if retrain is not None and self.send_retrain_request is not None:
             await self.send_retrain_request(retrain)
+        for alert in alerts:
+            if self.send_drift_alert is not None:
+                await self.send_drift_alert(alert)
         self._count(counters)
         await self._flush_archive_if_due()
+
+    def _update_segment(self, features: SessionFeatures, event: PurchaseEvent, alerts: list[DriftAlert]) -> str:
+        """Where a customer's online segment is updated: on each of their purchases."""
+        value = sum(line.quantity * line.unit_price for line in event.lines)
+        features.customer.add_order(event.ts, len(event.lines), sum(line.quantity for line in event.lines), value)
+        cluster = self.online_segments.learn_predict_one(features.customer.features())
+        offline = self.offline_segments.get(event.user_id)
+        if offline is not None:
+            self.online_segments.observe_offline(cluster, offline)
+        features.segment = self.online_segments.name(cluster)
+        change = self.purchase_drift.update(value)
+        if change is not None:
+            alerts.append(DriftAlert("order_value", round(change[0], 2), round(change[1], 2), event.ts))
+        return features.segment
 
     def _watch_hit_rate(self, hit: bool, ts: float) -> RetrainRequest | None:
         monitor = self.hit_rate_monitor

@@ -76,6 +76,15 @@ class RetrainRequest(msgspec.Struct, frozen=True):
     ts: float
 
 
+class DriftAlert(msgspec.Struct, frozen=True):
+    """The purchase statistics changed significantly (topic drift-alerts)."""
+
+    statistic: str
+    before: float
+    now: float
+    ts: float
+
+
 UserEvent = ClickEvent | PurchaseEvent
 
 _encoder = msgspec.json.Encoder()

@@ -46,13 +46,15 @@ def _pairs(items, scores) -> list[tuple[str, float]]:
     return [(str(item), float(score)) for item, score in zip(items, scores)]
 
 
-def load_version(settings: Settings, version: str = "latest") -> OfflineListsWithSession | None:
+def load_version(settings: Settings, version: str = "latest") -> tuple[OfflineListsWithSession, dict[str, str]] | None:
+    """The recommender of ``version`` and its offline segments (user_id -> name), or None."""
     try:
         artifact = ArtifactStore(settings.artifact_dir).load(version)
     except ArtifactError as exc:
         log.warning("offline model %s not loaded: %s", version, exc)
         return None
-    return offline_recommender(artifact, settings.recs_count)
+    segments = artifact.frame("segments.parquet")
+    return offline_recommender(artifact, settings.recs_count), dict(zip(segments["user_id"], segments["segment"]))
 
 
 async def follow_model_updates(settings: Settings, on_update: Callable[[str], Awaitable[None]],

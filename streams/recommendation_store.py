@@ -73,6 +73,7 @@ class RecommendationWriter:
         popular: RecommendationList | None = None,
         products: Iterable[tuple[str, bytes]] = (),
         counters: dict[str, int] | None = None,
+        segments: dict[str, str] | None = None,
     ) -> None:
         commands: list[tuple] = []
         for rec_list in lists:
@@ -81,6 +82,8 @@ class RecommendationWriter:
             commands.append(("set", redis_keys.POPULAR, _encode(popular), {}))
         for item_id, record in products:
             commands.append(("set", redis_keys.product(item_id), record, {}))
+        for user_id, segment in (segments or {}).items():
+            commands.append(("set", redis_keys.segment(user_id), segment, {}))
         for field, amount in (counters or {}).items():
             if amount:
                 commands.append(("hincrby", redis_keys.EVENT_STATS, field, amount, {}))

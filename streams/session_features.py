@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from models.online_segments import CustomerStream
 from streams.events import ClickEvent, PurchaseEvent, UserEvent
 
 # Enough to absorb redelivery after a crash, small enough to keep the state compact.
@@ -44,6 +45,7 @@ class SessionFeatures(msgspec.Struct):
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
     served: list[ServedList] = msgspec.field(default_factory=list)
     segment: str = ""
+    customer: CustomerStream = msgspec.field(default_factory=CustomerStream)
 
     def remember_served(self, served: ServedList) -> None:
         self.served.append(served)

@@ -47,6 +47,7 @@ class Settings:
     topic_model_updates: str = "model-updates"
     topic_feedback: str = "rec-feedback"
     topic_retrain_requests: str = "retrain-requested"
+    topic_drift_alerts: str = "drift-alerts"
     topic_partitions: int = 4
 
     # Worker.
@@ -67,6 +68,7 @@ class Settings:
     popularity_half_life_days: float = 7.0
     redis_max_backoff_seconds: float = 5.0
     attribution_window_seconds: float = 1800.0
+    online_segments_algorithm: str = "kmeans"
 
     # Validation limits: events beyond them go to the dead-letter topic.
     max_event_bytes: int = 65536
@@ -91,6 +93,9 @@ class Settings:
             raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
         if not self.kafka_bootstrap_servers.strip():
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS must not be empty")
+        if self.online_segments_algorithm not in ("kmeans", "dbstream", "clustream"):
+            raise SettingsError(f"ONLINE_SEGMENTS_ALGORITHM must be kmeans, dbstream or clustream, "
+                                f"got {self.online_segments_algorithm!r}")
         if self.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise SettingsError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {self.log_level!r}")
 
@@ -101,7 +106,7 @@ class Settings:
     @property
     def all_topics(self) -> tuple[str, ...]:
         return (*self.input_topics, self.topic_dead_letters, self.topic_model_updates, self.topic_feedback,
-                self.topic_retrain_requests)
+                self.topic_retrain_requests, self.topic_drift_alerts)
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

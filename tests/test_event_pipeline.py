@@ -27,10 +27,11 @@ class Msg:
 
 class RecordingWriter:
     def __init__(self):
-        self.lists, self.products, self.counters, self.popular = {}, {}, {}, None
+        self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
 
-    async def write(self, lists=(), popular=None, products=(), counters=None):
+    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None):
         self.lists.update({rec.user_id: rec for rec in lists})
+        self.segments.update(segments or {})
         self.products.update(products)
         for key, amount in (counters or {}).items():
             self.counters[key] = self.counters.get(key, 0) + amount
@@ -145,3 +146,33 @@ def test_a_dropping_hit_rate_requests_one_retrain():
     assert first.model_version == "v1" and first.current_hit_rate < 0.7 * first.baseline_hit_rate
     assert first.baseline_hit_rate == pytest.approx(0.75, abs=0.1)
     assert 'recsys_retrain_requests_total' in p.metrics.render().decode()
+
+
+def test_purchases_update_the_online_segment_named_after_offline_segments(pipeline):
+    pipeline.offline_segments = {f"big{n}": "high-value frequent" for n in range(40)}
+    for n in range(40):
+        for k in range(3):
+            order = PurchaseEvent(f"b{n}-{k}", f"big{n}", f"bo{n}-{k}", [OrderLine("A", 50, 9.0)] * 5, NOW + k * 86400)
+            asyncio.run(pipeline.handle_user_events([Msg("purchases", encode_event(order))]))
+    assert pipeline.writer.segments["big0"] == load_features(pipeline.sessions[b"big0"]).segment
+    assert pipeline.writer.segments["big39"] == "high-value frequent"
+    features = load_features(pipeline.sessions[b"big39"])
+    assert features.customer.orders == 3 and features.customer.spend == 3 * 5 * 50 * 9.0
+
+
+def test_a_jump_in_order_values_raises_a_drift_alert():
+    alerts = []
+
+    async def send_drift_alert(alert):
+        alerts.append(alert)
+
+    async def no_dead_letters(message, reason):
+        raise AssertionError(reason)
+
+    p = EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, no_dead_letters, "v1",
+                      send_drift_alert=send_drift_alert)
+    for n in range(600):
+        price = 2.0 if n < 300 else 80.0
+        order = PurchaseEvent(f"p{n}", f"u{n % 50}", f"o{n}", [OrderLine("A", 5, price)], NOW + n)
+        asyncio.run(p.handle_user_events([Msg("purchases", encode_event(order))]))
+    assert alerts and alerts[0].statistic == "order_value" and alerts[0].now > 2 * alerts[0].before
