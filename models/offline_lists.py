@@ -20,10 +20,12 @@ class OfflineListsWithSession(Recommender):
     """
 
     def __init__(self, user_lists: dict[str, Scored], similar_items: dict[str, Scored], popular: Scored,
-                 version: str, session_weight: float = 0.6, recency_decay: float = 0.7, context_items: int = 5):
+                 version: str, session_weight: float = 0.6, recency_decay: float = 0.7, context_items: int = 5,
+                 segment_popular: dict[str, Scored] | None = None):
         self.user_lists = user_lists
         self.similar_items = similar_items
         self.popular = popular
+        self.segment_popular = segment_popular or {}
         self.name = version
         self.session_weight = session_weight
         self.recency_decay = recency_decay
@@ -32,7 +34,14 @@ class OfflineListsWithSession(Recommender):
     def learn_one(self, x: Interaction) -> None:
         """Offline lists change only with a new model version."""
 
-    def recommend(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()) -> Scored:
+    def static_list(self, user_id: str, k: int) -> Scored:
+        """The offline list alone, as the trainer published it (popular for unknown users)."""
+        return list(self.user_lists.get(user_id, self.popular))[:k]
+
+    def recommend(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (),
+                  segment: str = "") -> Scored:
+        """Offline list + session neighbours; users without an offline list fall back to the
+        popular items of ``segment`` when given, else to overall popular items."""
         scores: dict[str, float] = defaultdict(float)
         for rank, (item, _) in enumerate(self.user_lists.get(user_id, ())):
             scores[item] += 1.0 / (rank + 1)
@@ -43,7 +52,10 @@ class OfflineListsWithSession(Recommender):
             vote *= self.recency_decay
         # Popular items rank below everything personal and fill the list.
         floor = 1e-3
-        for rank, (item, _) in enumerate(self.popular):
+        fallback = self.popular
+        if segment and user_id not in self.user_lists:
+            fallback = self.segment_popular.get(segment, self.popular)
+        for rank, (item, _) in enumerate(fallback):
             if item not in scores:
                 scores[item] = floor / (rank + 1)
         return top_k(scores, k, exclude)

@@ -322,6 +322,24 @@ def segment(
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+@app.command()
+def prequential(
+    source: str = SOURCE_OPTION,
+    interactions: Optional[Path] = INTERACTIONS_OPTION,
+    download: Optional[bool] = DOWNLOAD_OPTION,
+) -> None:
+    """Replay the last 30 days through a worker on a private stack; score static vs session-aware lists."""
+    from offline.prequential_run import run_prequential
+
+    history, _, origin = training_history(source, interactions, None, download)
+    rows = run_prequential(history, origin, settings().report_dir, step_printer(), train_and_publish)
+    table = Table("list served before each purchase", "purchases", "hit-rate@10", "MAP@10", title="prequential")
+    for row in rows:
+        table.add_row(row["list"], f"{row['purchases']:,}", f"{row['hit_rate@10']:.4f}", f"{row['map@10']:.4f}")
+    console.print(table)
+    console.print(f"written: {Path(settings().report_dir) / 'prequential.json'}")
+
+
 @app.command("online-segments")
 def online_segments(
     source: str = SOURCE_OPTION,

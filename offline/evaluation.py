@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from models.interactions import Interactions
-from offline.metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
+from models.ranking_metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
 
 VIEWS = ("ALL", "NEW")
 METRICS = ("precision", "recall", "map", "ndcg")

@@ -14,9 +14,11 @@ from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
 
 from models.base import Interaction, Recommender
 from models.hit_rate_monitor import HitRateMonitor
+from models.offline_lists import OfflineListsWithSession
 from models.online_segments import OnlineSegments
 from models.purchase_drift import PurchaseDrift
 from streams.event_archive import EventArchive
+from streams.prequential import score_purchase
 from streams.attribution import attribute
 from streams.events import (
     ClickEvent,
@@ -110,6 +112,7 @@ class EventPipeline:
         feedback: list[FeedbackEvent] = []
         retrain: RetrainRequest | None = None
         alerts: list[DriftAlert] = []
+        prequential: Counter[str] = Counter()
         segments: dict[str, str] = {}
         for message in messages:
             event = await self._validate(message, counters)
@@ -120,6 +123,10 @@ class EventPipeline:
             context = list(features.recent_items) if features else []
             earned = attribute(features, event, self.settings.attribution_window_seconds)
             known_lists = bool(features and features.served)
+            redelivered = features is not None and event.event_id in features.recent_event_ids
+            if isinstance(event, PurchaseEvent) and isinstance(self.recommender, OfflineListsWithSession) \
+                    and not redelivered:
+                score_purchase(self.recommender, features, event, prequential)
             features, is_new = update_session_features(
                 features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
             )
@@ -146,7 +153,8 @@ class EventPipeline:
             features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, event_ts))
             self.sessions[user_id.encode()] = dump_features(features)
             lists.append(listing)
-        await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters, segments=segments)
+        await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters, segments=segments,
+                                prequential=prequential)
         written_at = time.time()
         for listing in lists:
             features, _, kafka_ts = touched[listing.user_id]

@@ -39,6 +39,8 @@ def offline_recommender(artifact: Artifact, popular_count: int) -> OfflineListsW
         similar_items={i: _pairs(items, scores) for i, items, scores in similar.itertuples(index=False)},
         popular=[(item, float(score)) for item, score in popular["all"][:popular_count]],
         version=artifact.version,
+        segment_popular={name: [(item, float(score)) for item, score in entries[:popular_count]]
+                         for name, entries in popular["segments"].items()},
     )
 
 

@@ -74,6 +74,7 @@ class RecommendationWriter:
         products: Iterable[tuple[str, bytes]] = (),
         counters: dict[str, int] | None = None,
         segments: dict[str, str] | None = None,
+        prequential: dict[str, float] | None = None,
     ) -> None:
         commands: list[tuple] = []
         for rec_list in lists:
@@ -87,6 +88,8 @@ class RecommendationWriter:
         for field, amount in (counters or {}).items():
             if amount:
                 commands.append(("hincrby", redis_keys.EVENT_STATS, field, amount, {}))
+        for field, amount in (prequential or {}).items():
+            commands.append(("hincrbyfloat", redis_keys.PREQUENTIAL_STATS, field, float(amount), {}))
         if commands:
             await self._execute_with_retry(commands)
 

@@ -8,11 +8,13 @@
 | ``similar:{item_id}`` | JSON ``{"items": [...], "scores": [...]}``: items like this one |
 | ``segment:{user_id}`` | the customer's segment name |
 | ``popular:segment:{name}`` | the popular list within one segment |
+| ``stats:prequential`` | hash of prequential sums per list variant (see ``streams.prequential``) |
 | ``stats:events`` | hash of counters: ``valid:{topic}``, ``dead_letter:{topic}``, ``duplicate:{topic}`` |
 """
 
 POPULAR = "popular:all"
 EVENT_STATS = "stats:events"
+PREQUENTIAL_STATS = "stats:prequential"
 
 
 def recs(user_id: str) -> str:

@@ -38,6 +38,7 @@ class SessionFeatures(msgspec.Struct):
     # Most recent last, without repeats.
     recent_items: list[str] = msgspec.field(default_factory=list)
     cart: list[str] = msgspec.field(default_factory=list)
+    session_items: list[str] = msgspec.field(default_factory=list)
     purchased_this_session: list[str] = msgspec.field(default_factory=list)
     # Lifetime counts per event type, and items bought in all.
     counts: dict[str, int] = msgspec.field(default_factory=dict)
@@ -50,6 +51,11 @@ class SessionFeatures(msgspec.Struct):
     def remember_served(self, served: ServedList) -> None:
         self.served.append(served)
         del self.served[:-SERVED_LISTS_KEPT]
+
+    def context_before_session(self) -> list[str]:
+        """Recent items from earlier sessions: what was known when this visit began."""
+        current = set(self.session_items)
+        return [item for item in self.recent_items if item not in current]
 
     def recommendation_exclusions(self) -> set[str]:
         """Items the list must not show now: already in the cart or bought this session.
@@ -96,6 +102,7 @@ def update_session_features(
         features.session_started = event.ts
         features.session_events = 0
         features.cart = []
+        features.session_items = []
         features.purchased_this_session = []
     features.platform_session_id = event.session_id or features.platform_session_id
     features.last_seen = max(features.last_seen, event.ts)
@@ -114,6 +121,7 @@ def update_session_features(
     elif kind == "remove_from_cart":
         features.cart = [item for item in features.cart if item != event.item_id]
     _append_unique(features.recent_items, items, limit=max_recent)
+    _append_unique(features.session_items, items, limit=max_recent)
 
     features.recent_event_ids.append(event.event_id)
     del features.recent_event_ids[:-DEDUPE_WINDOW]

@@ -29,7 +29,7 @@ class RecordingWriter:
     def __init__(self):
         self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
 
-    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None):
+    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None, prequential=None):
         self.lists.update({rec.user_id: rec for rec in lists})
         self.segments.update(segments or {})
         self.products.update(products)

@@ -7,7 +7,7 @@ import pytest
 from models.interactions import Interactions
 from offline.evaluation import evaluate_scores, holdout_split
 from offline.interactions_loader import load_interactions, load_items
-from offline.metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
+from models.ranking_metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
 from offline.retail_history import HistoryError
 from offline.schedule import parse_interval, run_periodically
 

@@ -49,7 +49,7 @@ def recsys(*args, env=None, tmp_path=None):
 
 @pytest.mark.parametrize("command", [[], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"],
                                      ["worker"], ["replay"], ["recs"], ["demo"], ["train"], ["evaluate"],
-                                     ["eda"], ["segment"]])
+                                     ["eda"], ["segment"], ["prequential"], ["online-segments"]])
 def test_every_command_has_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
