@@ -9,8 +9,11 @@ from models.base import Interaction, Recommender, Scored, top_k
 
 
 class OfflineListsWithSession(Recommender):
-    """The user's offline list (rank-weighted), plus offline neighbours of the items
-    in the live session, plus popular items to fill the list for unknown users.
+    """The user's offline list (rank-weighted), plus offline neighbours of the items in
+    the live context, plus popular items to fill the list for unknown users.
+
+    ``session_weight`` (0.3) was chosen on a validation window before the test window
+    (``bench/tune_reranking.py``).
 
     >>> model = OfflineListsWithSession({"u1": [("a", .9), ("b", .5)]}, {"x": [("c", 1.0)]}, [("p", 1.0)], "v1")
     >>> [item for item, _ in model.recommend("u1", context=[], k=3)]
@@ -20,7 +23,7 @@ class OfflineListsWithSession(Recommender):
     """
 
     def __init__(self, user_lists: dict[str, Scored], similar_items: dict[str, Scored], popular: Scored,
-                 version: str, session_weight: float = 0.6, recency_decay: float = 0.7, context_items: int = 5,
+                 version: str, session_weight: float = 0.3, recency_decay: float = 0.7, context_items: int = 5,
                  segment_popular: dict[str, Scored] | None = None):
         self.user_lists = user_lists
         self.similar_items = similar_items
@@ -45,10 +48,10 @@ class OfflineListsWithSession(Recommender):
         scores: dict[str, float] = defaultdict(float)
         for rank, (item, _) in enumerate(self.user_lists.get(user_id, ())):
             scores[item] += 1.0 / (rank + 1)
-        vote = self.session_weight
+        vote = 1.0
         for item in reversed(context[-self.context_items:]):
             for other, similarity in self.similar_items.get(item, ()):
-                scores[other] += vote * similarity
+                scores[other] += self.session_weight * vote * similarity
             vote *= self.recency_decay
         # Popular items rank below everything personal and fill the list.
         floor = 1e-3

@@ -126,7 +126,7 @@ class EventPipeline:
             redelivered = features is not None and event.event_id in features.recent_event_ids
             if isinstance(event, PurchaseEvent) and isinstance(self.recommender, OfflineListsWithSession) \
                     and not redelivered:
-                score_purchase(self.recommender, features, event, prequential)
+                score_purchase(self.recommender, features, event, prequential, self.settings.session_gap_seconds)
             features, is_new = update_session_features(
                 features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
             )

@@ -1,7 +1,8 @@
 """Prequential evaluation in the worker: before each purchase, what would each list have served?
 
 Three lists are scored against every purchase: the static offline list as
-published, the offline list re-ranked with the customer's live recent items, and the
+published, the offline list re-ranked with the live context (recent items from
+earlier visits and the first item of this one), and the
 re-ranked list with online-segment fallbacks for customers the offline model
 never saw. Sums accumulate in the Redis hash ``stats:prequential``
 (``{variant}:purchases``, ``{variant}:hits``, ``{variant}:ap``).
@@ -20,20 +21,28 @@ VARIANTS = ("static", "session", "session+segments")
 
 
 def score_purchase(model: OfflineListsWithSession, features: SessionFeatures | None, event: PurchaseEvent,
-                   totals: Counter) -> None:
-    """Add one purchase's hit@10 and AP@10 for each list, as served when the visit began.
+                   totals: Counter, gap_seconds: float) -> None:
+    """Add one purchase's hit@10 and AP@10 for each list, as served after the visit's first item.
 
-    The lists are those of the moment the purchasing session started: the clicks of
-    the visit itself are left out of the context, since replayed clicks are derived
-    from the very order being scored and would leak it.
+    The storefront refreshes the list once the shopper opens the first product of the
+    visit; that item is then known and leaves the relevant set. The rest of the visit's
+    clicks are left out: replayed clicks are derived from the very order being scored.
+    Orders with nothing left to predict are skipped.
     """
-    bought = {line.item_id for line in event.lines}
+    in_visit = features is not None and features.first_item and event.ts - features.last_seen <= gap_seconds
+    first = features.first_item if in_visit else ""
+    bought = {line.item_id for line in event.lines} - {first}
+    if not bought:
+        return
     context = features.context_before_session() if features else []
+    if first:
+        context = [*context, first]
     segment = features.segment if features else ""
+    exclude = {first} if first else set()
     lists = {
         "static": model.static_list(event.user_id, K),
-        "session": model.recommend(event.user_id, context, K),
-        "session+segments": model.recommend(event.user_id, context, K, segment=segment),
+        "session": model.recommend(event.user_id, context, K, exclude),
+        "session+segments": model.recommend(event.user_id, context, K, exclude, segment=segment),
     }
     for variant, scored in lists.items():
         ranked = [item for item, _ in scored]

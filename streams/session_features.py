@@ -39,6 +39,7 @@ class SessionFeatures(msgspec.Struct):
     recent_items: list[str] = msgspec.field(default_factory=list)
     cart: list[str] = msgspec.field(default_factory=list)
     session_items: list[str] = msgspec.field(default_factory=list)
+    first_item: str = ""  # the first item of the current visit
     purchased_this_session: list[str] = msgspec.field(default_factory=list)
     # Lifetime counts per event type, and items bought in all.
     counts: dict[str, int] = msgspec.field(default_factory=dict)
@@ -104,6 +105,7 @@ def update_session_features(
         features.cart = []
         features.session_items = []
         features.purchased_this_session = []
+        features.first_item = touched_items(event)[0]
     features.platform_session_id = event.session_id or features.platform_session_id
     features.last_seen = max(features.last_seen, event.ts)
     features.session_events += 1

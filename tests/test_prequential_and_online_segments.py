@@ -12,30 +12,42 @@ from streams.session_features import SessionFeatures
 def model():
     return OfflineListsWithSession(
         user_lists={"u1": [("A", 1.0), ("B", 0.5)]},
-        similar_items={"old": [("C", 0.9)]},
+        similar_items={"old": [("C", 0.9)], "X": [("D", 0.8)]},
         popular=[("P", 1.0), ("Q", 0.5)],
         version="v1",
         segment_popular={"lapsing": [("L", 1.0)]},
     )
 
 
-def test_lists_are_scored_as_they_stood_when_the_visit_began():
-    features = SessionFeatures(user_id="u1", recent_items=["old", "X"], session_items=["X"], segment="lapsing")
+GAP = 1800.0
+
+
+def test_lists_are_scored_as_served_after_the_first_item_of_the_visit():
+    features = SessionFeatures(user_id="u1", recent_items=["old", "X", "Y"], session_items=["X", "Y"],
+                               first_item="X", last_seen=100.0, segment="lapsing")
     totals = Counter()
-    score_purchase(model(), features, PurchaseEvent("p1", "u1", "o1", [OrderLine("C", 1, 1.0)], 1.0), totals)
-    # Static list A, B misses C; the session list adds C as neighbour of an item from an earlier visit.
+    order = PurchaseEvent("p1", "u1", "o1", [OrderLine("X", 1, 1.0), OrderLine("C", 1, 1.0)], 110.0)
+    score_purchase(model(), features, order, totals, GAP)
+    # The static list (A, B) misses C. The re-ranked list adds D (neighbour of X, weight 0.3 x 0.8)
+    # and C (neighbour of "old" from an earlier visit, 0.3 x 0.7 x 0.9); Y, clicked later in the
+    # visit, is not used. X itself is known and leaves the relevant set.
     assert totals["static:hits"] == 0 and totals["session:hits"] == 1
-    # X was touched in this visit: its neighbours must not leak in (it has none here, but it is not context).
-    assert features.context_before_session() == ["old"]
     rows = {row["list"]: row for row in prequential_table(totals)}
     assert rows["static"]["purchases"] == 1 and rows["session"]["hit_rate@10"] == 1.0
-    assert rows["session"]["map@10"] == pytest.approx(1 / 2)  # C (0.6 x 0.9) ranks between A (1) and B (1/2)
+    assert rows["session"]["map@10"] == pytest.approx(1 / 4)  # A, B, D, then C
+
+
+def test_orders_with_nothing_left_to_predict_are_skipped():
+    features = SessionFeatures(user_id="u1", first_item="X", last_seen=100.0)
+    totals = Counter()
+    score_purchase(model(), features, PurchaseEvent("p1", "u1", "o1", [OrderLine("X", 1, 1.0)], 110.0), totals, GAP)
+    assert totals == Counter()
 
 
 def test_unknown_customers_fall_back_to_their_segments_popular_items():
     totals = Counter()
     newcomer = SessionFeatures(user_id="new", segment="lapsing")
-    score_purchase(model(), newcomer, PurchaseEvent("p2", "new", "o2", [OrderLine("L", 1, 1.0)], 1.0), totals)
+    score_purchase(model(), newcomer, PurchaseEvent("p2", "new", "o2", [OrderLine("L", 1, 1.0)], 1.0), totals, GAP)
     assert totals["static:hits"] == 0 and totals["session:hits"] == 0 and totals["session+segments:hits"] == 1
 
 

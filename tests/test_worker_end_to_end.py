@@ -88,6 +88,7 @@ def test_replayed_history_gives_every_user_a_list_and_bad_events_dead_letters(st
         listing = read_recommendations(redis_client, user)
         assert listing is not None and not listing.fallback, user
         assert listing.items and listing.model_version and listing.rec_id
+        assert redis_client.get(f"segment:{user}")  # every purchaser has an online segment
     assert read_recommendations(redis_client, "never-seen").fallback
 
     dead = read_dead_letters(stack_settings, len(bad))
