@@ -114,10 +114,15 @@ class EventPipeline:
         alerts: list[DriftAlert] = []
         prequential: Counter[str] = Counter()
         segments: dict[str, str] = {}
+        valid = []
         for message in messages:
             event = await self._validate(message, counters)
-            if event is None:
-                continue
+            if event is not None:
+                valid.append((message, event))
+        # Clicks and purchases arrive on different topics, so a batch may hold an order
+        # before the clicks that led to it: restore event-time order within the batch.
+        valid.sort(key=lambda pair: pair[1].ts)
+        for message, event in valid:
             known = touched.get(event.user_id)
             features = known[0] if known else self._load(event.user_id)
             context = list(features.recent_items) if features else []

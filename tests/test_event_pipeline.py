@@ -176,3 +176,12 @@ def test_a_jump_in_order_values_raises_a_drift_alert():
         order = PurchaseEvent(f"p{n}", f"u{n % 50}", f"o{n}", [OrderLine("A", 5, price)], NOW + n)
         asyncio.run(p.handle_user_events([Msg("purchases", encode_event(order))]))
     assert alerts and alerts[0].statistic == "order_value" and alerts[0].now > 2 * alerts[0].before
+
+
+def test_a_batch_is_processed_in_event_time_order_across_topics(pipeline):
+    order = Msg("purchases", encode_event(PurchaseEvent("p1", "u1", "o1", [OrderLine("B", 1, 1.0)], NOW + 3)))
+    clicks = [Msg("clicks", encode_event(ClickEvent("c1", "u1", "A", "view", NOW + 1))),
+              Msg("clicks", encode_event(ClickEvent("c2", "u1", "B", "add_to_cart", NOW + 2)))]
+    asyncio.run(pipeline.handle_user_events([order, *clicks]))  # the order arrived first
+    features = load_features(pipeline.sessions[b"u1"])
+    assert features.first_item == "A" and features.cart == []  # the purchase emptied the cart after the click
