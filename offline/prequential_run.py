@@ -2,7 +2,9 @@
 
 Train on the history before the test window, publish it to a private stack,
 warm a worker up on the 30 days before the window (so it knows customers'
-recent items and segments), then replay the test window. For every purchase
+recent items and segments), then replay the test window, each step of orders'
+clicks processed before the orders themselves, as a worker that keeps up with
+live traffic sees them. For every purchase
 the worker scores three lists as they stood when the visit began (see
 ``streams.prequential``); the totals are read back from Redis.
 """
@@ -18,7 +20,7 @@ import redis
 
 from offline.demo import wait_until_processed
 from offline.evaluation import default_cut
-from offline.replay import replay
+from offline.replay import replay_visits_in_step
 from streams import redis_keys
 from streams.local_stack import LocalStack, free_port, stop_pid
 from streams.prequential import prequential_table
@@ -52,10 +54,13 @@ def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progres
         for name, orders in (("warm-up", warm), ("test window", test)):
             if name == "test window":
                 client.delete(redis_keys.PREQUENTIAL_STATS)
-            stats = replay(settings, orders)
+            before = processed
+            stats = replay_visits_in_step(
+                settings, orders, lambda sent: wait_until_processed(client, before + sent, worker, timeout=300))
             processed += sum(stats.sent.values())
-            seen = wait_until_processed(client, processed, worker, timeout=900)
-            progress(f"{name}: {stats.orders:,} orders replayed, worker at {seen:,} of {processed:,} events")
+            seen = wait_until_processed(client, processed, worker, timeout=300)
+            progress(f"{name}: {stats.orders:,} orders replayed in {stats.seconds:.0f} s, "
+                     f"worker at {seen:,} of {processed:,} events")
         totals = {k.decode(): float(v) for k, v in client.hgetall(redis_keys.PREQUENTIAL_STATS).items()}
         rows = prequential_table(totals)
         out = Path(report_dir)

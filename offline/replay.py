@@ -136,3 +136,38 @@ def replay(
             producer.close()
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def replay_visits_in_step(settings: Settings, orders: pd.DataFrame, wait_until: Callable[[int], None],
+                          orders_per_step: int = 50) -> ReplayStats:
+    """Replay as live traffic looks to a worker that keeps up: for each step of orders, publish
+    their clicks, wait until the worker has processed everything sent, then publish the orders.
+
+    A fast bulk replay lets the busy clicks topic lag the purchases topic, so orders would
+    reach the worker before the clicks that led to them; ``wait_until(n)`` blocks until the
+    worker has accounted for ``n`` events.
+    """
+    stats = ReplayStats()
+    started = time.monotonic()
+    producer = make_producer(settings)
+    try:
+        for record in catalog_records(orders):
+            producer.send(settings.topic_products, key=event_key(record), value=encode_event(record))
+            stats.sent[settings.topic_products] += 1
+        order_ids = orders["order_id"].drop_duplicates().tolist()
+        for start in range(0, len(order_ids), orders_per_step):
+            step = orders[orders["order_id"].isin(order_ids[start:start + orders_per_step])]
+            events = platform_events(step)
+            for wanted, topic in (("clicks", settings.topic_clicks), ("purchases", settings.topic_purchases)):
+                for kind, event in events:
+                    if kind == wanted:
+                        producer.send(topic, key=event_key(event), value=encode_event(event))
+                        stats.sent[topic] += 1
+                        stats.users.add(event.user_id)
+                        stats.orders += kind == "purchases"
+                producer.flush()
+                wait_until(sum(stats.sent.values()))
+    finally:
+        producer.close()
+    stats.seconds = time.monotonic() - started
+    return stats
