@@ -9,20 +9,17 @@ printed beside what Redis now recommends. Everything started is stopped.
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from offline.private_stack import private_stack
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
-from streams.local_stack import LocalStack, free_port, stop_pid
 from streams.recommendation_store import read_event_stats, read_recommendations
 from streams.settings import Settings
-from streams.worker import spawn_worker
 
 MAX_DEAD_LETTERS_SHOWN = 10
 BAD_EVENTS = [
@@ -52,22 +49,11 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
     from offline.cli import publish_history
 
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="recsys-demo-"))
-    stack = LocalStack(workdir)
-    worker = None
-    try:
-        services = stack.up(environ={})
-        settings = Settings.from_env().replace(
-            kafka_bootstrap_servers=services["kafka"].url, redis_url=services["redis"].url,
-            stack_state_dir=str(workdir), worker_web_port=free_port(), app_id="recsys-demo", log_level="warning",
-            archive_dir=str(workdir / "archive"), artifact_dir=str(workdir / "artifacts"),
-        )
+    with private_stack("demo") as stack:
+        settings = stack.settings
         console.print(f"[bold]stack[/bold]: Tansu at {settings.kafka_bootstrap_servers}, Redis at {settings.redis_url}")
-        from streams.topic_admin import ensure_topics
-
-        ensure_topics(settings)
-        worker = spawn_worker(settings, workdir / "worker.log")
-        console.print(f"[bold]worker[/bold]: pid {worker.pid}, log {workdir / 'worker.log'}")
+        worker = stack.start_worker()
+        console.print(f"[bold]worker[/bold]: pid {worker.pid}, log {stack.workdir / 'worker.log'}")
 
         stats, orders = publish_history(settings, "auto", limit=n_orders)
         sent = sum(stats.sent.values())
@@ -82,10 +68,6 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
         show_dead_letters(settings, console)
         show_customers(client, orders, n_customers, console)
         console.print(f"demo finished in {time.monotonic() - started:.0f} s")
-    finally:
-        if worker is not None:
-            stop_pid(worker.pid, grace_seconds=10)
-        stack.down()
 
 
 def send_bad_events(settings: Settings) -> None:

@@ -12,7 +12,6 @@ the worker scores three lists as they stood when the visit began (see
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,33 +19,22 @@ import redis
 
 from offline.demo import wait_until_processed
 from offline.evaluation import default_cut
+from offline.private_stack import private_stack
 from offline.replay import replay_visits_in_step
 from streams import redis_keys
-from streams.local_stack import LocalStack, free_port, stop_pid
 from streams.prequential import prequential_table
 from streams.recommendation_store import read_event_stats
-from streams.settings import Settings
-from streams.topic_admin import ensure_topics
-from streams.worker import spawn_worker
 
 WARM_UP_DAYS = 30
 
 
 def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progress, train_and_publish) -> list[dict]:
     cut = default_cut(history)
-    workdir = Path(tempfile.mkdtemp(prefix="recsys-prequential-"))
-    stack = LocalStack(workdir)
-    worker = None
-    try:
-        services = stack.up(environ={})
-        settings = Settings.from_env().replace(
-            kafka_bootstrap_servers=services["kafka"].url, redis_url=services["redis"].url,
-            stack_state_dir=str(workdir), worker_web_port=free_port(), app_id="recsys-prequential",
-            log_level="warning", archive_dir="", artifact_dir=str(workdir / "artifacts"))
-        ensure_topics(settings)
+    with private_stack("prequential", archive_dir="") as stack:
+        settings = stack.settings
         train = history[history["timestamp"] < cut]
         version = train_and_publish(settings, train, None, origin, True, progress)
-        worker = spawn_worker(settings, workdir / "worker.log")
+        worker = stack.start_worker()
         client = redis.Redis.from_url(settings.redis_url)
         warm = train[train["timestamp"] >= cut - pd.Timedelta(days=WARM_UP_DAYS)]
         test = history[history["timestamp"] >= cut]
@@ -69,7 +57,3 @@ def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progres
             {"data_source": origin, "cut": str(cut.date()), "model_version": version, "rows": rows,
              "events": read_event_stats(client)}, indent=2))
         return rows
-    finally:
-        if worker is not None:
-            stop_pid(worker.pid, grace_seconds=10)
-        stack.down()
