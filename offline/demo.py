@@ -8,7 +8,6 @@ printed beside what Redis now recommends. Everything started is stopped.
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import redis
@@ -16,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from offline.private_stack import private_stack
+from offline.private_stack import private_stack, wait_until_processed
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
 from streams.recommendation_store import read_event_stats, read_recommendations
 from streams.settings import Settings
@@ -28,20 +27,6 @@ BAD_EVENTS = [
     ("purchases", b'{"event_id": "bad-3", "user_id": "12345", "order_id": "X1", "ts": 4102444800, '
                   b'"lines": [{"item_id": "85123A", "quantity": 2, "unit_price": 2.55}]}'),
 ]
-
-
-def wait_until_processed(client: redis.Redis, expected: int, worker: subprocess.Popen, timeout: float) -> int:
-    """Block until the worker has accounted for ``expected`` events; return the count seen."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while time.monotonic() < deadline:
-        seen = sum(read_event_stats(client).values())
-        if seen >= expected:
-            return seen
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode}")
-        time.sleep(0.25)
-    return seen
 
 
 def run_demo(n_orders: int, n_customers: int, console: Console) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import redis
 
-from offline.demo import wait_until_processed
+from offline.private_stack import wait_until_processed
 from offline.evaluation import default_cut
 from offline.private_stack import private_stack
 from offline.replay import replay_visits_in_step

@@ -1,14 +1,18 @@
-"""A throw-away local stack (broker, Redis, topics) for the demo and the prequential run."""
+"""A throw-away local stack (broker, Redis, topics) and a worker, for the demo and the prequential run."""
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import redis
+
 from streams.local_stack import LocalStack, free_port, stop_pid
+from streams.recommendation_store import read_event_stats
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.worker import spawn_worker
@@ -45,3 +49,17 @@ def private_stack(name: str, **overrides) -> Iterator[PrivateStack]:
         if private is not None and private.worker is not None:
             stop_pid(private.worker.pid, grace_seconds=10)
         stack.down()
+
+
+def wait_until_processed(client: redis.Redis, expected: int, worker: subprocess.Popen, timeout: float) -> int:
+    """Block until the worker has accounted for ``expected`` events; return the count seen."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = sum(read_event_stats(client).values())
+        if seen >= expected:
+            return seen
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {worker.returncode}")
+        time.sleep(0.25)
+    return seen

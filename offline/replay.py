@@ -94,6 +94,19 @@ def iter_paced(events, speed: float, clock=time.monotonic, sleep=time.sleep) -> 
         yield kind, event
 
 
+def _send(producer: KafkaProducer, topic: str, event, stats: ReplayStats) -> None:
+    producer.send(topic, key=event_key(event), value=encode_event(event))
+    stats.sent[topic] += 1
+    if not isinstance(event, ProductRecord):
+        stats.users.add(event.user_id)
+        stats.orders += isinstance(event, PurchaseEvent)
+
+
+def _publish_catalog(producer: KafkaProducer, settings: Settings, orders: pd.DataFrame, stats: ReplayStats) -> None:
+    for record in catalog_records(orders):
+        _send(producer, settings.topic_products, record, stats)
+
+
 def make_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
@@ -119,15 +132,10 @@ def replay(
     producer = producer or make_producer(settings)
     topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
     try:
-        for record in catalog_records(orders):
-            producer.send(settings.topic_products, key=event_key(record), value=encode_event(record))
-            stats.sent[settings.topic_products] += 1
+        _publish_catalog(producer, settings, orders, stats)
         events = platform_events(orders)
         for n, (kind, event) in enumerate(iter_paced(events, speed), start=1):
-            producer.send(topics[kind], key=event_key(event), value=encode_event(event))
-            stats.sent[topics[kind]] += 1
-            stats.users.add(event.user_id)
-            stats.orders += kind == "purchases"
+            _send(producer, topics[kind], event, stats)
             if on_progress and (n % 1000 == 0 or n == len(events)):
                 on_progress(n, len(events))
         producer.flush()
@@ -151,9 +159,7 @@ def replay_visits_in_step(settings: Settings, orders: pd.DataFrame, wait_until: 
     started = time.monotonic()
     producer = make_producer(settings)
     try:
-        for record in catalog_records(orders):
-            producer.send(settings.topic_products, key=event_key(record), value=encode_event(record))
-            stats.sent[settings.topic_products] += 1
+        _publish_catalog(producer, settings, orders, stats)
         order_ids = orders["order_id"].drop_duplicates().tolist()
         for start in range(0, len(order_ids), orders_per_step):
             step = orders[orders["order_id"].isin(order_ids[start:start + orders_per_step])]
@@ -161,10 +167,7 @@ def replay_visits_in_step(settings: Settings, orders: pd.DataFrame, wait_until: 
             for wanted, topic in (("clicks", settings.topic_clicks), ("purchases", settings.topic_purchases)):
                 for kind, event in events:
                     if kind == wanted:
-                        producer.send(topic, key=event_key(event), value=encode_event(event))
-                        stats.sent[topic] += 1
-                        stats.users.add(event.user_id)
-                        stats.orders += kind == "purchases"
+                        _send(producer, topic, event, stats)
                 producer.flush()
                 wait_until(sum(stats.sent.values()))
     finally:

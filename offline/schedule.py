@@ -61,5 +61,6 @@ def run_periodically(run: Callable[[], str], interval: float, settings: Settings
             console.print(f"[red]training failed:[/red] {exc}; retrying in {interval:.0f} s")
         done += 1
         if rounds is None or done < rounds:
-            if (wait or (lambda seconds: wait_for_retrain_request(settings, seconds, since=started)))(interval):
+            requested = wait(interval) if wait else wait_for_retrain_request(settings, interval, since=started)
+            if requested:
                 console.print("a worker requested a retrain: the model's online hit-rate dropped")

@@ -95,7 +95,6 @@ class EventPipeline:
         self.offline_segments: dict[str, str] = {}
         self.purchase_drift = PurchaseDrift()
         self._popular_written_at = 0.0
-        self.totals: Counter[str] = Counter()
 
     def use_model(self, recommender: Recommender, offline_segments: dict[str, str] | None = None) -> None:
         """Switch models between two batches; the next list written carries the new version.
@@ -214,7 +213,6 @@ class EventPipeline:
         await self._flush_archive_if_due()
 
     def _count(self, counters: Counter[str]) -> None:
-        self.totals.update(counters)
         self.metrics.count_events(counters)
 
     def _archive(self, event) -> None:

@@ -6,7 +6,7 @@ import signal
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from offline.demo import wait_until_processed
+from offline.private_stack import wait_until_processed
 from offline.replay import replay, select_orders
 from offline.retail_history import load_retail
 from offline.simulator import simulate_history
