@@ -27,6 +27,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
         store="memory://",
+        datadir=str(settings.worker_data_dir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,

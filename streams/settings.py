@@ -28,6 +28,10 @@ def _default_state_dir() -> str:
     return str(Path(base) / "recsys")
 
 
+# Settings where an empty value switches a feature off rather than meaning "unset".
+EMPTY_MEANS_OFF = frozenset({"archive_dir"})
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where the servers are. Unset means "the local stack if one is up, else localhost".
@@ -108,6 +112,11 @@ class Settings:
         return (*self.input_topics, self.topic_dead_letters, self.topic_model_updates, self.topic_feedback,
                 self.topic_retrain_requests, self.topic_drift_alerts)
 
+    @property
+    def worker_data_dir(self) -> Path:
+        """Where a worker keeps its local table data (per app id, outside the working directory)."""
+        return Path(self.stack_state_dir) / "worker-data" / self.app_id
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -122,7 +131,7 @@ class Settings:
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.name.upper())
-            if raw is None or raw == "":
+            if raw is None or (raw == "" and f.name not in EMPTY_MEANS_OFF):
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
         state_dir = str(values.get("stack_state_dir") or _default_state_dir())

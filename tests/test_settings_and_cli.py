@@ -18,6 +18,14 @@ def test_settings_read_every_field_from_the_environment(tmp_path):
     assert Settings.from_env(settings_env(s)) == s
 
 
+def test_an_empty_archive_dir_switches_the_archive_off(tmp_path):
+    s = Settings.from_env({"STACK_STATE_DIR": str(tmp_path), "ARCHIVE_DIR": ""})
+    assert s.archive_dir == ""
+    assert Settings.from_env(settings_env(s)).archive_dir == ""
+    # Elsewhere an empty value means "not set".
+    assert Settings.from_env({"STACK_STATE_DIR": str(tmp_path), "TOPIC_CLICKS": ""}).topic_clicks == "clicks"
+
+
 def test_local_stack_urls_are_used_unless_the_environment_names_servers(tmp_path):
     (tmp_path / "stack.json").write_text(json.dumps({
         "kafka": {"name": "kafka", "url": "127.0.0.1:1111", "port": 1111},
