@@ -41,13 +41,18 @@ class Recommender(ABC):
     def learn_one(self, x: Interaction) -> None:
         """Update the model with one interaction."""
 
+    def learn_item(self, item_id: str, category: str | None = None, price: float | None = None) -> None:
+        """Learn a catalog record (models that use item traits override this)."""
+
     @abstractmethod
     def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()
+        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+        cart: Sequence[str] = (), segment: str = "",
     ) -> Scored:
         """Return up to ``k`` (item_id, score) pairs, best first, none of them in ``exclude``.
 
-        ``context`` is the user's recent items, most recent last.
+        ``context`` is the user's recent items, most recent last; ``cart`` what is in
+        their cart now; ``segment`` their customer segment, when known.
         """
 
 

@@ -72,7 +72,8 @@ class SessionCooccurrence(Recommender):
         return ranked
 
     def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()
+        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+        cart: Sequence[str] = (), segment: str = "",
     ) -> Scored:
         scores: dict[str, float] = defaultdict(float)
         vote = 1.0

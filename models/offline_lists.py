@@ -1,64 +1,157 @@
-"""Serving the trainer's output in the stream: precomputed lists plus neighbours of the session."""
+"""Serving the trainer's output in the stream: precomputed lists re-ranked with live session context."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Collection, Sequence
 
 from models.base import Interaction, Recommender, Scored, top_k
 
+FLOOR = 1e-3  # fill-in items score below anything personal
+
+
+@dataclass(frozen=True)
+class RerankWeights:
+    """How much each kind of live context moves the offline list (settings ``RERANK_*_WEIGHT``).
+
+    The defaults were chosen on Online Retail's validation window, before the test
+    window (``bench/tune_reranking.py``): category and price affinity did not help
+    there, so they start at 0; a shop with a real category tree should tune them.
+    """
+
+    session: float = 0.3  # neighbours of the items the shopper touched, most recent first
+    cart: float = 0.3  # items bought together with what is in the cart
+    category: float = 0.0  # boost x (1 + category * share of the session's recent items in the item's category)
+    price: float = 0.0  # boost x (1 + price * closeness of the item's price to the session's prices)
+    recency_decay: float = 0.7  # each older context item counts this much less
+    context_items: int = 5
+    price_spread: float = 0.7  # log-price distance at which the price affinity has fallen to 61%
+
+
+@dataclass
+class ItemInfo:
+    category: str = ""
+    price: float | None = None
+
 
 class OfflineListsWithSession(Recommender):
-    """The user's offline list (rank-weighted), plus offline neighbours of the items in
-    the live context, plus popular items to fill the list for unknown users.
+    """The customer's offline list (rank-weighted), re-ranked by the live session:
 
-    ``session_weight`` (0.3) was chosen on a validation window before the test window
-    (``bench/tune_reranking.py``).
+    * offline neighbours of the recent items (an item the model never saw stands in
+      with its category's popular items, once the catalog has told its category);
+    * complements (co-purchases) of the items in the cart;
+    * affinity to the categories and the price level of the recent items;
+    * popular items fill the list, those of the customer's segment for customers the
+      offline model never saw, plus the popular items of the session's main category.
 
     >>> model = OfflineListsWithSession({"u1": [("a", .9), ("b", .5)]}, {"x": [("c", 1.0)]}, [("p", 1.0)], "v1")
     >>> [item for item, _ in model.recommend("u1", context=[], k=3)]
     ['a', 'b', 'p']
     >>> [item for item, _ in model.recommend("new", context=["x"], k=2)]
     ['c', 'p']
+    >>> model.learn_item("y", category="mugs", price=3.0)  # a new product from the catalog
+    >>> model.category_popular["mugs"] = [("m1", 1.0), ("m2", 0.5)]
+    >>> [item for item, _ in model.recommend("new", context=["y"], k=2)]
+    ['m1', 'm2']
     """
 
     def __init__(self, user_lists: dict[str, Scored], similar_items: dict[str, Scored], popular: Scored,
-                 version: str, session_weight: float = 0.3, recency_decay: float = 0.7, context_items: int = 5,
-                 segment_popular: dict[str, Scored] | None = None):
+                 version: str, weights: RerankWeights = RerankWeights(),
+                 segment_popular: dict[str, Scored] | None = None, complements: dict[str, Scored] | None = None,
+                 items: dict[str, ItemInfo] | None = None, category_popular: dict[str, Scored] | None = None):
         self.user_lists = user_lists
         self.similar_items = similar_items
         self.popular = popular
-        self.segment_popular = segment_popular or {}
         self.name = version
-        self.session_weight = session_weight
-        self.recency_decay = recency_decay
-        self.context_items = context_items
+        self.weights = weights
+        self.segment_popular = segment_popular or {}
+        self.complements = complements or {}
+        self.items = items or {}
+        self.category_popular = category_popular or {}
 
     def learn_one(self, x: Interaction) -> None:
         """Offline lists change only with a new model version."""
+
+    def learn_item(self, item_id: str, category: str | None = None, price: float | None = None) -> None:
+        known = self.items.setdefault(item_id, ItemInfo())
+        if category:
+            known.category = category
+        if price is not None and price > 0:
+            known.price = price
 
     def static_list(self, user_id: str, k: int) -> Scored:
         """The offline list alone, as the trainer published it (popular for unknown users)."""
         return list(self.user_lists.get(user_id, self.popular))[:k]
 
-    def recommend(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (),
-                  segment: str = "") -> Scored:
-        """Offline list + session neighbours; users without an offline list fall back to the
-        popular items of ``segment`` when given, else to overall popular items."""
+    def recommend(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+                  cart: Sequence[str] = (), segment: str = "") -> Scored:
+        w = self.weights
         scores: dict[str, float] = defaultdict(float)
         for rank, (item, _) in enumerate(self.user_lists.get(user_id, ())):
             scores[item] += 1.0 / (rank + 1)
-        vote = 1.0
-        for item in reversed(context[-self.context_items:]):
-            for other, similarity in self.similar_items.get(item, ()):
-                scores[other] += self.session_weight * vote * similarity
-            vote *= self.recency_decay
-        # Popular items rank below everything personal and fill the list.
-        floor = 1e-3
+        votes = self._votes(context)
+        for item, vote in votes:
+            for other, similarity in self._neighbours(item):
+                scores[other] += w.session * vote * similarity
+        for item in cart:
+            for other, similarity in self.complements.get(item, ()):
+                scores[other] += w.cart * similarity
         fallback = self.popular
         if segment and user_id not in self.user_lists:
             fallback = self.segment_popular.get(segment, self.popular)
-        for rank, (item, _) in enumerate(fallback):
-            if item not in scores:
-                scores[item] = floor / (rank + 1)
+        categories = self._category_shares(votes)
+        main_category = max(categories, key=categories.get) if categories else ""
+        for filler in (self.category_popular.get(main_category, ()), fallback):
+            for rank, (item, _) in enumerate(filler):
+                if item not in scores:
+                    scores[item] = FLOOR / (rank + 1)
+        # Affinities scale scores, so they reorder within the personal part and within the fill-in.
+        if categories and w.category:
+            for item in scores:
+                scores[item] *= 1.0 + w.category * categories.get(self._category(item), 0.0)
+        price_level = self._price_level(votes)
+        if price_level is not None and w.price:
+            for item in scores:
+                price = self._price(item)
+                if price is not None:
+                    closeness = math.exp(-0.5 * ((math.log(price) - price_level) / w.price_spread) ** 2)
+                    scores[item] *= 1.0 + w.price * closeness
         return top_k(scores, k, exclude)
+
+    def _votes(self, context: Sequence[str]) -> list[tuple[str, float]]:
+        """Recent items with their weight: 1 for the latest, ``recency_decay`` times less for each older one."""
+        w = self.weights
+        return [(item, w.recency_decay ** age) for age, item in enumerate(reversed(context[-w.context_items:]))]
+
+    def _neighbours(self, item: str) -> Scored:
+        known = self.similar_items.get(item)
+        if known is not None:
+            return known
+        # An item the model never saw: its category's best sellers, at half a neighbour's weight.
+        return [(other, 0.5 / (rank + 1)) for rank, (other, _) in
+                enumerate(self.category_popular.get(self._category(item), ()))]
+
+    def _category(self, item: str) -> str:
+        info = self.items.get(item)
+        return info.category if info else ""
+
+    def _price(self, item: str) -> float | None:
+        info = self.items.get(item)
+        return info.price if info else None
+
+    def _category_shares(self, votes: list[tuple[str, float]]) -> dict[str, float]:
+        shares: dict[str, float] = defaultdict(float)
+        for item, vote in votes:
+            category = self._category(item)
+            if category:
+                shares[category] += vote
+        total = sum(shares.values())
+        return {category: share / total for category, share in shares.items()} if total else {}
+
+    def _price_level(self, votes: list[tuple[str, float]]) -> float | None:
+        """Vote-weighted mean log price of the recent items, None without prices."""
+        priced = [(math.log(price), vote) for item, vote in votes if (price := self._price(item)) is not None]
+        weight = sum(vote for _, vote in priced)
+        return sum(p * vote for p, vote in priced) / weight if weight else None

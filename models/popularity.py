@@ -55,7 +55,8 @@ class RecencyWeightedPopularity(Recommender):
         return self._scores.get(item_id, 0.0)
 
     def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()
+        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+        cart: Sequence[str] = (), segment: str = "",
     ) -> Scored:
         # Most calls come between two learns with the same ranking: rank once, filter often.
         if self._ranked is None:

@@ -38,7 +38,8 @@ class PopularityCooccurrenceBlend(Recommender):
         self.cooccurrence.learn_one(x)
 
     def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = ()
+        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+        cart: Sequence[str] = (), segment: str = "",
     ) -> Scored:
         popular = self.popularity.recommend(user_id, (), self.pool, exclude)
         related = self.cooccurrence.recommend(user_id, context, self.pool, exclude)

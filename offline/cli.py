@@ -333,9 +333,11 @@ def prequential(
 
     history, _, origin = training_history(source, interactions, None, download)
     rows = run_prequential(history, origin, settings().report_dir, step_printer(), train_and_publish)
-    table = Table("list served before each purchase", "purchases", "hit-rate@10", "MAP@10", title="prequential")
+    table = Table("list served before each purchase", "customers", "purchases", "hit-rate@10", "MAP@10",
+                  title="prequential")
     for row in rows:
-        table.add_row(row["list"], f"{row['purchases']:,}", f"{row['hit_rate@10']:.4f}", f"{row['map@10']:.4f}")
+        table.add_row(row["list"], row["customers"], f"{row['purchases']:,}", f"{row['hit_rate@10']:.4f}",
+                      f"{row['map@10']:.4f}")
     console.print(table)
     console.print(f"written: {Path(settings().report_dir) / 'prequential.json'}")
 

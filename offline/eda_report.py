@@ -17,15 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from sklearn.cluster import KMeans  # noqa: E402
-from sklearn.decomposition import TruncatedSVD  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import Normalizer  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 
-N_CATEGORIES = 15
-LSA_DIMENSIONS = 60
-
+from models.item_categories import derive_categories  # noqa: E402
 
 @dataclass
 class Chart:
@@ -33,25 +26,6 @@ class Chart:
     title: str
     finding: str
     path: Path
-
-
-def derive_categories(items: pd.DataFrame, k: int = N_CATEGORIES, seed: int = 0) -> pd.Series:
-    """Category per item from its description: TF-IDF, reduced by LSA and normalised (so K-Means
-    groups by topic, not by description length), K-Means, each cluster named by its top 3 terms."""
-    text = items["description"].fillna("").str.lower()
-    vectorizer = TfidfVectorizer(stop_words="english", min_df=2, token_pattern=r"(?u)\b[a-z]{3,}\b")
-    vectors = vectorizer.fit_transform(text)
-    k = max(1, min(k, vectors.shape[0] // 5, len({row.tobytes() for row in vectors.toarray()})))
-    dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))
-    lsa = make_pipeline(TruncatedSVD(dims, random_state=seed), Normalizer(copy=False))
-    reduced = lsa.fit_transform(vectors)
-    labels = KMeans(n_clusters=k, random_state=seed, n_init=5).fit_predict(reduced)
-    terms = np.array(vectorizer.get_feature_names_out())
-    names = {}
-    for cluster in np.unique(labels):  # K-Means may leave clusters empty on repetitive text
-        weights = np.asarray(vectors[labels == cluster].mean(axis=0)).ravel()
-        names[cluster] = " / ".join(terms[np.argsort(-weights)[:3]])
-    return pd.Series([names[c] for c in labels], index=items.index)
 
 
 class EdaReport:
@@ -97,7 +71,7 @@ class EdaReport:
 
     def categories(self) -> None:
         items = self.df.groupby("item_id").agg(description=("description", "first"), revenue=("revenue", "sum"))
-        items["category"] = derive_categories(items)
+        items["category"] = derive_categories(items["description"])
         by_cat = items.groupby("category")["revenue"].sum().sort_values(ascending=False)
         fig, ax = plt.subplots(figsize=(8, 5))
         sns.barplot(x=by_cat.to_numpy(), y=by_cat.index, ax=ax, color="C4")

@@ -1,28 +1,65 @@
-"""The Faust application: configuration, topics, the session table and the agents."""
+"""The Faust application: configuration, topics, tables and the agents."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
+import time
+from datetime import timedelta
 
 import faust
 import redis.asyncio as aioredis
 
 from models.session_blend import PopularityCooccurrenceBlend
-from streams.dead_letters import dead_letter_headers
 from streams.event_archive import EventArchive
-from streams.event_pipeline import EventPipeline, Message
-from streams.events import DriftAlert, FeedbackEvent, RetrainRequest, encode_event
+from streams.event_pipeline import EventPipeline
 from streams.model_updates import follow_model_updates, load_version
+from streams.online_summaries import InvalidSummary, add_counts, decode_summary, summary_counts, window_report
+from streams.outbox import RAW, KafkaOutbox
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "online-popularity-cooccurrence-1"
+# The online metrics window: the last minute, moving every 10 s.
+WINDOW_SECONDS = 60
+WINDOW_STEP_SECONDS = 10
+
+
+# Exit status of a worker whose agent failed (sysexits' EX_SOFTWARE): its supervisor restarts it.
+EXIT_AGENT_FAILED = 70
+
+
+def exit_on_failure(name: str):
+    """Decorate an agent or task so that a failure ends the worker at once, as a crash would.
+
+    Faust would otherwise restart the agent past the failed batch, and ``take_events``
+    acknowledges a batch when its generator closes, so the failed batch would be
+    committed unprocessed. Exiting before the event loop runs again leaves it
+    uncommitted: the restarted worker receives it again, and anything of it that
+    already reached the session changelog is recognised by event id.
+    """
+
+    def decorate(body):
+        @functools.wraps(body)
+        async def run(*args):
+            try:
+                await body(*args)
+            except Exception as exc:
+                log.critical("%s failed: %r; exiting so that the batch is redelivered", name, exc, exc_info=exc)
+                logging.shutdown()
+                os._exit(EXIT_AGENT_FAILED)
+
+        return run
+
+    return decorate
 
 
 def create_app(settings: Settings) -> faust.App:
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
@@ -42,13 +79,10 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    user_events = app.topic(settings.topic_clicks, settings.topic_purchases, **raw)
-    products = app.topic(settings.topic_products, **raw)
-    dead_letters = app.topic(settings.topic_dead_letters, **raw)
-    feedback_topic = app.topic(settings.topic_feedback, **raw)
-    retrain_topic = app.topic(settings.topic_retrain_requests, **raw)
-    drift_topic = app.topic(settings.topic_drift_alerts, **raw)
+    user_events = app.topic(settings.topic_clicks, settings.topic_purchases, **RAW)
+    products = app.topic(settings.topic_products, **RAW)
+    summaries = app.topic(settings.topic_online_metrics, **RAW)
+    outbox = KafkaOutbox(app, settings)
 
     # Keyed by user_id; use_partitioner makes the changelog partition follow the
     # key (murmur2, as the platform's producer), which batch processing needs.
@@ -59,25 +93,11 @@ def create_app(settings: Settings) -> faust.App:
         value_type=bytes,
         use_partitioner=True,
     )
-
-    async def send_dead_letter(message: Message, reason: str) -> None:
-        await dead_letters.send(
-            key=message.key,
-            value=message.value or b"",
-            headers=dead_letter_headers(reason, message.topic, message.partition, message.offset),
-        )
-
-    async def send_feedback(feedback: FeedbackEvent) -> None:
-        await feedback_topic.send(key=feedback.user_id.encode(), value=encode_event(feedback))
-
-    async def send_retrain_request(request: RetrainRequest) -> None:
-        log.warning("purchase hit-rate of %s fell from %.3f to %.3f: requesting a retrain",
-                    request.model_version, request.baseline_hit_rate, request.current_hit_rate)
-        await retrain_topic.send(key=b"retrain", value=encode_event(request))
-
-    async def send_drift_alert(alert: DriftAlert) -> None:
-        log.warning("purchase drift: typical %s went from %.2f to %.2f", alert.statistic, alert.before, alert.now)
-        await drift_topic.send(key=alert.statistic.encode(), value=encode_event(alert))
+    # Keyed by scope (model version and segment, or the whole stream); values are summed counts.
+    online_window = app.Table(
+        "online-metrics-window",
+        default=dict,  # keys and values go to the changelog as JSON
+    ).hopping(WINDOW_SECONDS, WINDOW_STEP_SECONDS, expires=timedelta(minutes=10), key_index=True).relative_to_stream()
 
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     pipeline = EventPipeline(
@@ -85,13 +105,18 @@ def create_app(settings: Settings) -> faust.App:
         recommender=PopularityCooccurrenceBlend(half_life_seconds=settings.popularity_half_life_days * 86400),
         writer=RecommendationWriter(redis_client, settings.recs_ttl_seconds, settings.redis_max_backoff_seconds),
         sessions=sessions,
-        send_dead_letter=send_dead_letter,
+        outbox=outbox,
         model_version=MODEL_VERSION,
         archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
-        send_feedback=send_feedback,
-        send_retrain_request=send_retrain_request,
-        send_drift_alert=send_drift_alert,
     )
+
+    def read_window() -> dict:
+        """The window that ends soonest, i.e. the last 50-60 s, as rates."""
+        now = time.time()
+        start, _ = online_window.table.window.earliest(now)
+        return window_report((value for _, value in online_window.items().now()), seconds=max(now - start, 1.0))
+
+    pipeline.metrics.export_window(read_window)
 
     @app.page("/metrics")
     async def metrics(web, request):
@@ -112,17 +137,32 @@ def create_app(settings: Settings) -> faust.App:
             await asyncio.to_thread(pipeline.archive.flush)
 
     @app.task
+    @exit_on_failure("following model updates")
     async def follow_models():
         await follow_model_updates(settings, use_version)
 
     @app.agent(user_events, name="user-events")
+    @exit_on_failure("the user-events agent")
     async def process_user_events(stream):
         async for batch in stream.take_events(settings.worker_batch_size, settings.worker_batch_window_seconds):
             await pipeline.handle_user_events([event.message for event in batch])
 
     @app.agent(products, name="products")
+    @exit_on_failure("the products agent")
     async def process_products(stream):
         async for batch in stream.take_events(settings.worker_batch_size, settings.worker_batch_window_seconds):
             await pipeline.handle_products([event.message for event in batch])
+
+    @app.agent(summaries, name="online-metrics")
+    @exit_on_failure("the online-metrics agent")
+    async def aggregate_online_metrics(stream):
+        # Summaries are few (a handful per batch), so one at a time: the window needs the current event.
+        async for event in stream.events():
+            try:
+                summary = decode_summary(event.value)
+            except InvalidSummary as exc:
+                await outbox.dead_letter(event.message, str(exc))
+                continue
+            online_window[event.key.decode("utf-8", "replace")].apply(add_counts, summary_counts(summary))
 
     return app

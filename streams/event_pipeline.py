@@ -2,34 +2,30 @@
 
 validate -> dead-letter the bad ones -> update session features -> teach the
 model -> recompute each touched user's list -> one pipelined Redis write.
-Faust specifics stay in ``streams.agents``; this class sees plain messages.
+Faust specifics stay in ``streams.app``; this class sees plain messages and
+talks to Kafka through an ``Outbox``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
-from typing import Awaitable, Callable, MutableMapping, Protocol, Sequence
+from typing import MutableMapping, Sequence
 
 from models.base import Interaction, Recommender
 from models.hit_rate_monitor import HitRateMonitor
 from models.offline_lists import OfflineListsWithSession
 from models.online_segments import OnlineSegments
 from models.purchase_drift import PurchaseDrift
-from streams.event_archive import EventArchive
-from streams.prequential import score_purchase
 from streams.attribution import attribute
-from streams.events import (
-    ClickEvent,
-    DriftAlert,
-    FeedbackEvent,
-    ProductRecord,
-    PurchaseEvent,
-    RetrainRequest,
-    encode_event,
-)
+from streams.event_archive import EventArchive
+from streams.events import ClickEvent, DriftAlert, FeedbackEvent, ProductRecord, PurchaseEvent, RetrainRequest, encode_event
 from streams.online_metrics import OnlineMetrics
+from streams.online_summaries import BatchSummaries
+from streams.outbox import Message, Outbox
+from streams.prequential import score_purchase
 from streams.recommendation_store import RecommendationList, RecommendationWriter, build_list
 from streams.session_features import (
     ServedList,
@@ -45,21 +41,8 @@ from streams.validation import EventValidator, InvalidEvent
 # How strongly each action says "I want this item".
 ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "purchase": 1.0}
 POPULAR_REFRESH_SECONDS = 5.0
-
-
-class Message(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float  # when the message reached Kafka (seconds)
-
-
-SendDeadLetter = Callable[[Message, str], Awaitable[None]]
-SendFeedback = Callable[[FeedbackEvent], Awaitable[None]]
-SendRetrainRequest = Callable[[RetrainRequest], Awaitable[None]]
-SendDriftAlert = Callable[[DriftAlert], Awaitable[None]]
+# An item missing from the Redis catalog is looked up again after this long (its record may be on its way).
+CATALOG_RETRY_SECONDS = 60.0
 
 
 class EventPipeline:
@@ -69,32 +52,27 @@ class EventPipeline:
         recommender: Recommender,
         writer: RecommendationWriter,
         sessions: MutableMapping[bytes, bytes],
-        send_dead_letter: SendDeadLetter,
+        outbox: Outbox,
         model_version: str,
         archive: EventArchive | None = None,
-        send_feedback: SendFeedback | None = None,
         metrics: OnlineMetrics | None = None,
-        send_retrain_request: SendRetrainRequest | None = None,
         hit_rate_monitor: HitRateMonitor | None = None,
-        send_drift_alert: SendDriftAlert | None = None,
     ):
         self.settings = settings
         self.validator = EventValidator(settings)
         self.recommender = recommender
         self.writer = writer
         self.sessions = sessions
-        self.send_dead_letter = send_dead_letter
+        self.outbox = outbox
         self.model_version = model_version
         self.archive = archive
-        self.send_feedback = send_feedback
         self.metrics = metrics or OnlineMetrics()
-        self.send_retrain_request = send_retrain_request
         self.hit_rate_monitor = hit_rate_monitor or HitRateMonitor()
-        self.send_drift_alert = send_drift_alert
         self.online_segments = OnlineSegments(settings.online_segments_algorithm)
         self.offline_segments: dict[str, str] = {}
         self.purchase_drift = PurchaseDrift()
         self._popular_written_at = 0.0
+        self._catalog_lookups: dict[str, float] = {}  # item -> when last missing; inf once found
 
     def use_model(self, recommender: Recommender, offline_segments: dict[str, str] | None = None) -> None:
         """Switch models between two batches; the next list written carries the new version.
@@ -103,10 +81,12 @@ class EventPipeline:
         self.offline_segments = offline_segments or {}
         self.model_version = recommender.name
         self._popular_written_at = 0.0
+        self._catalog_lookups.clear()
         self.hit_rate_monitor.reset()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()
+        summaries = BatchSummaries()
         touched: dict[str, tuple[SessionFeatures, float, float]] = {}  # features, event time, Kafka time
         feedback: list[FeedbackEvent] = []
         retrain: RetrainRequest | None = None
@@ -121,12 +101,14 @@ class EventPipeline:
         # Clicks and purchases arrive on different topics, so a batch may hold an order
         # before the clicks that led to it: restore event-time order within the batch.
         valid.sort(key=lambda pair: pair[1].ts)
+        await self._learn_catalog_of(item for _, event in valid for item in touched_items(event))
         for message, event in valid:
             known = touched.get(event.user_id)
             features = known[0] if known else self._load(event.user_id)
             context = list(features.recent_items) if features else []
             earned = attribute(features, event, self.settings.attribution_window_seconds)
-            known_lists = bool(features and features.served)
+            last_served = features.served[-1] if features and features.served else None
+            segment_before = features.segment if features else ""
             redelivered = features is not None and event.event_id in features.recent_event_ids
             if isinstance(event, PurchaseEvent) and isinstance(self.recommender, OfflineListsWithSession) \
                     and not redelivered:
@@ -136,12 +118,17 @@ class EventPipeline:
             )
             if not is_new:
                 counters[f"duplicate:{message.topic}"] += 1
+                # A redelivery after a failed write: the features have the event, Redis may not.
+                touched.setdefault(event.user_id, (features, event.ts, message.timestamp))
                 continue
             counters[f"valid:{message.topic}"] += 1
             feedback += earned
             if isinstance(event, PurchaseEvent):
-                if known_lists:
-                    retrain = self._watch_hit_rate(any(f.action == "purchase" for f in earned), event.ts) or retrain
+                if last_served is not None:
+                    hits = [f for f in earned if f.action == "purchase"]
+                    summaries.purchase(hits[0].model_version if hits else last_served.model_version,
+                                       segment_before, hit=bool(hits))
+                    retrain = self._watch_hit_rate(bool(hits), event.ts) or retrain
                 segments[event.user_id] = self._update_segment(features, event, alerts)
             self._archive(event)
             self._learn(event, context)
@@ -151,7 +138,8 @@ class EventPipeline:
         lists = []
         for user_id, (features, event_ts, _) in touched.items():
             scored = self.recommender.recommend(
-                user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions()
+                user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
+                cart=features.cart, segment=features.segment,
             )
             listing = build_list(user_id, scored, self.model_version, event_ts)
             features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, event_ts))
@@ -162,18 +150,18 @@ class EventPipeline:
         written_at = time.time()
         for listing in lists:
             features, _, kafka_ts = touched[listing.user_id]
-            self.metrics.list_written(listing.model_version, features.segment, written_at - kafka_ts)
+            freshness = written_at - kafka_ts
+            self.metrics.list_written(listing.model_version, features.segment, freshness)
+            summaries.list_written(listing.model_version, features.segment, freshness)
         for item in feedback:
             self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
-            if self.send_feedback is not None:
-                await self.send_feedback(item)
-        if retrain is not None and self.send_retrain_request is not None:
-            await self.send_retrain_request(retrain)
+            summaries.feedback(item.action, item.model_version, item.segment)
+            await self.outbox.feedback(item)
+        if retrain is not None:
+            await self.outbox.retrain_request(retrain)
         for alert in alerts:
-            if self.send_drift_alert is not None:
-                await self.send_drift_alert(alert)
-        self._count(counters)
-        await self._flush_archive_if_due()
+            await self.outbox.drift_alert(alert)
+        await self._finish_batch(counters, summaries)
 
     def _update_segment(self, features: SessionFeatures, event: PurchaseEvent, alerts: list[DriftAlert]) -> str:
         """Where a customer's online segment is updated: on each of their purchases."""
@@ -206,30 +194,47 @@ class EventPipeline:
             record = await self._validate(message, counters)
             if isinstance(record, ProductRecord):
                 counters[f"valid:{message.topic}"] += 1
+                self.recommender.learn_item(record.item_id, record.category, record.price)
+                self._catalog_lookups[record.item_id] = math.inf
                 self._archive(record)
                 products.append((record.item_id, encode_event(record)))
         await self.writer.write(products=products, counters=counters)
-        self._count(counters)
-        await self._flush_archive_if_due()
+        await self._finish_batch(counters, BatchSummaries())
 
-    def _count(self, counters: Counter[str]) -> None:
+    async def _finish_batch(self, counters: Counter[str], summaries: BatchSummaries) -> None:
         self.metrics.count_events(counters)
+        summaries.events(counters)
+        await self.outbox.online_summaries(summaries.records())
+        if self.archive is not None and self.archive.due:
+            await asyncio.to_thread(self.archive.flush)
 
     def _archive(self, event) -> None:
         if self.archive is not None:
             self.archive.add(event)
 
-    async def _flush_archive_if_due(self) -> None:
-        if self.archive is not None and self.archive.due:
-            await asyncio.to_thread(self.archive.flush)
-
     async def _validate(self, message: Message, counters: Counter[str]):
         try:
             return self.validator.validate(message.topic, message.value)
         except InvalidEvent as exc:
-            await self.send_dead_letter(message, str(exc))
+            await self.outbox.dead_letter(message, str(exc))
             counters[f"dead_letter:{message.topic}"] += 1
             return None
+
+    async def _learn_catalog_of(self, items) -> None:
+        """Teach the model the catalog record of items this worker has not met yet. Records
+        live in Redis: each worker consumes only its own partitions of the products topic."""
+        now = time.monotonic()
+        wanted = {item for item in items if now - self._catalog_lookups.get(item, -math.inf) > CATALOG_RETRY_SECONDS}
+        if not wanted:
+            return
+        records = await self.writer.read_products(wanted)
+        for item in wanted:
+            record = records.get(item)
+            if record is None:
+                self._catalog_lookups[item] = now
+            else:
+                self._catalog_lookups[item] = math.inf
+                self.recommender.learn_item(item, record.category, record.price)
 
     def _load(self, user_id: str) -> SessionFeatures | None:
         raw = self.sessions.get(user_id.encode())

@@ -14,7 +14,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from models.offline_lists import OfflineListsWithSession
+from models.offline_lists import ItemInfo, OfflineListsWithSession, RerankWeights
 from streams.model_artifacts import Artifact, ArtifactError, ArtifactStore
 from streams.settings import Settings
 
@@ -29,23 +29,40 @@ class ModelUpdate(msgspec.Struct):
 _decode_update = msgspec.json.Decoder(ModelUpdate).decode
 
 
-def offline_recommender(artifact: Artifact, popular_count: int) -> OfflineListsWithSession:
-    """The worker's recommender for one artifact version (hashes verified on load)."""
+def offline_recommender(artifact: Artifact, popular_count: int,
+                        weights: RerankWeights = RerankWeights()) -> OfflineListsWithSession:
+    """The worker's recommender for one artifact version (hashes verified on load).
+
+    Complements, item traits and category lists are used when the version has them."""
     lists = artifact.frame("recommendations.parquet")
     similar = artifact.frame("similar_items.parquet")
     popular = artifact.json("popular.json")
+    has = artifact.manifest["files"].__contains__
+    complements = artifact.frame("complements.parquet") if has("complements.parquet") else None
+    items = artifact.frame("items.parquet") if has("items.parquet") else None
     return OfflineListsWithSession(
-        user_lists={u: _pairs(items, scores) for u, items, scores in lists.itertuples(index=False)},
-        similar_items={i: _pairs(items, scores) for i, items, scores in similar.itertuples(index=False)},
-        popular=[(item, float(score)) for item, score in popular["all"][:popular_count]],
+        user_lists=_neighbour_lists(lists),
+        similar_items=_neighbour_lists(similar),
+        popular=_scored(popular["all"][:popular_count]),
         version=artifact.version,
-        segment_popular={name: [(item, float(score)) for item, score in entries[:popular_count]]
-                         for name, entries in popular["segments"].items()},
+        weights=weights,
+        segment_popular={name: _scored(entries[:popular_count]) for name, entries in popular["segments"].items()},
+        complements=_neighbour_lists(complements) if complements is not None else None,
+        items={str(i): ItemInfo(str(c), float(p) if p == p and p > 0 else None)
+               for i, c, p in items.itertuples(index=False)} if items is not None else None,
+        category_popular={name: _scored(entries[:popular_count])
+                          for name, entries in popular.get("categories", {}).items()},
     )
 
 
-def _pairs(items, scores) -> list[tuple[str, float]]:
-    return [(str(item), float(score)) for item, score in zip(items, scores)]
+def _neighbour_lists(frame) -> dict[str, list[tuple[str, float]]]:
+    """{id: [(item, score), ...]} from a frame of (id, items, scores) rows."""
+    return {str(key): [(str(item), float(score)) for item, score in zip(items, scores)]
+            for key, items, scores in frame.itertuples(index=False)}
+
+
+def _scored(entries) -> list[tuple[str, float]]:
+    return [(str(item), float(score)) for item, score in entries]
 
 
 def load_version(settings: Settings, version: str = "latest") -> tuple[OfflineListsWithSession, dict[str, str]] | None:
@@ -56,7 +73,7 @@ def load_version(settings: Settings, version: str = "latest") -> tuple[OfflineLi
         log.warning("offline model %s not loaded: %s", version, exc)
         return None
     segments = artifact.frame("segments.parquet")
-    return offline_recommender(artifact, settings.recs_count), dict(zip(segments["user_id"], segments["segment"]))
+    return offline_recommender(artifact, settings.recs_count, settings.rerank_weights), dict(zip(segments["user_id"], segments["segment"]))
 
 
 async def follow_model_updates(settings: Settings, on_update: Callable[[str], Awaitable[None]],

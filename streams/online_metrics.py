@@ -1,17 +1,23 @@
 """The worker's online metrics, exported in Prometheus format at ``/metrics`` on its web server.
 
-Counters carry labels so rates per model version and segment come straight
-from PromQL (e.g. click-through = rate(feedback{action="view"}) /
-rate(lists_written)); ``snapshot`` computes the same ratios for the dashboard.
+Two kinds, both on one page:
+
+* counters and a histogram of what this worker did since it started
+  (``recsys_events_total``, ``recsys_lists_written_total``, ...), for PromQL rates;
+* ``recsys_window_*`` gauges: the last minute of the whole stream, as summed in
+  the windowed Faust table (``streams.online_summaries``). Each scope lives on
+  the worker that owns its partition, so summing a gauge over workers is exact.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from streams.online_summaries import FRESHNESS_BUCKETS
 
 
 class OnlineMetrics:
@@ -30,9 +36,6 @@ class OnlineMetrics:
                               "over the last window", ["model_version"], registry=self.registry)
         self.retrain_requests = Counter("recsys_retrain_requests", "retrain-requested events emitted",
                                         registry=self.registry)
-        # Plain tallies for snapshot(): label values of a Counter are not cheap to read back.
-        self._lists: dict[tuple[str, str], int] = defaultdict(int)
-        self._feedback: dict[tuple[str, str, str], int] = defaultdict(int)
 
     def count_events(self, counters: dict[str, int]) -> None:
         for key, amount in counters.items():
@@ -41,24 +44,50 @@ class OnlineMetrics:
 
     def list_written(self, model_version: str, segment: str, freshness_seconds: float | None) -> None:
         self.lists.labels(model_version=model_version, segment=segment).inc()
-        self._lists[(model_version, segment)] += 1
         if freshness_seconds is not None and freshness_seconds >= 0:
             self.freshness.observe(freshness_seconds)
 
     def feedback_seen(self, action: str, model_version: str, segment: str, attribution: str) -> None:
         self.feedback.labels(action=action, model_version=model_version, segment=segment,
                              attribution=attribution).inc()
-        self._feedback[(action, model_version, segment)] += 1
 
-    def snapshot(self) -> list[dict]:
-        """Click-through (views per list) and purchases per list, per model version and segment."""
-        rows = []
-        for (version, segment), lists in sorted(self._lists.items()):
-            views = self._feedback.get(("view", version, segment), 0)
-            purchases = self._feedback.get(("purchase", version, segment), 0)
-            rows.append({"model_version": version, "segment": segment, "lists": lists,
-                         "click_through": views / lists, "purchases_per_list": purchases / lists})
-        return rows
+    def export_window(self, read_window: Callable[[], dict]) -> None:
+        """Add the ``recsys_window_*`` gauges, computed from ``read_window()`` at every scrape."""
+        self.registry.register(WindowCollector(read_window))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class WindowCollector(Collector):
+    def __init__(self, read_window: Callable[[], dict]):
+        self.read_window = read_window
+
+    def collect(self):
+        report = self.read_window()
+        labels = ["model_version", "segment"]
+        seconds = GaugeMetricFamily("recsys_window_seconds", "Length of the window the recsys_window_* gauges cover")
+        seconds.add_metric([], report["seconds"])
+        events = GaugeMetricFamily("recsys_window_events_per_second", "Valid events per second over the window")
+        events.add_metric([], report["events_per_second"])
+        dead = GaugeMetricFamily("recsys_window_dead_letters_per_second", "Dead letters per second over the window")
+        dead.add_metric([], report["dead_letters_per_second"])
+        freshness = GaugeMetricFamily("recsys_window_freshness_seconds",
+                                      "Event reaching Kafka to list written in Redis, quantiles over the window",
+                                      labels=["quantile"])
+        for quantile, name in (("0.5", "freshness_p50_seconds"), ("0.99", "freshness_p99_seconds")):
+            value = report[name]
+            if value is not None:
+                freshness.add_metric([quantile], value)
+        lists = GaugeMetricFamily("recsys_window_lists", "Lists written over the window", labels=labels)
+        ctr = GaugeMetricFamily("recsys_window_click_through", "Credited views per list written", labels=labels)
+        hit = GaugeMetricFamily("recsys_window_purchase_hit_rate",
+                                "Share of purchases with an item from the served list", labels=labels)
+        for scope in report["scopes"]:
+            key = [scope["model_version"], scope["segment"]]
+            lists.add_metric(key, scope["lists"])
+            if scope["click_through"] is not None:
+                ctr.add_metric(key, scope["click_through"])
+            if scope["purchase_hit_rate"] is not None:
+                hit.add_metric(key, scope["purchase_hit_rate"])
+        yield from (seconds, events, dead, freshness, lists, ctr, hit)

@@ -5,7 +5,8 @@ published, the offline list re-ranked with the live context (recent items from
 earlier visits and the first item of this one), and the
 re-ranked list with online-segment fallbacks for customers the offline model
 never saw. Sums accumulate in the Redis hash ``stats:prequential``
-(``{variant}:purchases``, ``{variant}:hits``, ``{variant}:ap``).
+(``{variant}:purchases``, ``{variant}:hits``, ``{variant}:ap``, and the same prefixed
+``new:`` for customers the offline model never saw).
 """
 
 from __future__ import annotations
@@ -44,19 +45,25 @@ def score_purchase(model: OfflineListsWithSession, features: SessionFeatures | N
         "session": model.recommend(event.user_id, context, K, exclude),
         "session+segments": model.recommend(event.user_id, context, K, exclude, segment=segment),
     }
+    groups = ["", "new:"] if event.user_id not in model.user_lists else [""]
     for variant, scored in lists.items():
         ranked = [item for item, _ in scored]
-        totals[f"{variant}:purchases"] += 1
-        totals[f"{variant}:hits"] += int(bool(bought.intersection(ranked)))
-        totals[f"{variant}:ap"] += average_precision_at_k(ranked, bought, K)
+        hit = int(bool(bought.intersection(ranked)))
+        ap = average_precision_at_k(ranked, bought, K)
+        for group in groups:
+            totals[f"{group}{variant}:purchases"] += 1
+            totals[f"{group}{variant}:hits"] += hit
+            totals[f"{group}{variant}:ap"] += ap
 
 
 def prequential_table(totals: dict[str, float]) -> list[dict]:
+    """One row per list, over all purchases, then over purchases by customers new since training."""
     rows = []
-    for variant in VARIANTS:
-        purchases = totals.get(f"{variant}:purchases", 0)
-        if purchases:
-            rows.append({"list": variant, "purchases": int(purchases),
-                         "hit_rate@10": totals.get(f"{variant}:hits", 0) / purchases,
-                         "map@10": totals.get(f"{variant}:ap", 0) / purchases})
+    for group, customers in (("", "all"), ("new:", "new since training")):
+        for variant in VARIANTS:
+            purchases = totals.get(f"{group}{variant}:purchases", 0)
+            if purchases:
+                rows.append({"list": variant, "customers": customers, "purchases": int(purchases),
+                             "hit_rate@10": totals.get(f"{group}{variant}:hits", 0) / purchases,
+                             "map@10": totals.get(f"{group}{variant}:ap", 0) / purchases})
     return rows

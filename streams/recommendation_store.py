@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Iterable
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 import msgspec
 import redis
@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from streams import redis_keys
+from streams.events import ProductRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class RecommendationList(msgspec.Struct, omit_defaults=True):
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(RecommendationList).decode
+_decode_product = msgspec.json.Decoder(ProductRecord).decode
+T = TypeVar("T")
 
 
 def new_rec_id() -> str:
@@ -93,22 +96,41 @@ class RecommendationWriter:
         if commands:
             await self._execute_with_retry(commands)
 
+    async def read_products(self, item_ids: Iterable[str]) -> dict[str, ProductRecord]:
+        """Catalog records of ``item_ids`` that Redis holds (one MGET, retried like writes)."""
+        ids = list(item_ids)
+        raw = await self._with_retry(lambda: self.client.mget([redis_keys.product(item) for item in ids]))
+        records = {}
+        for item, payload in zip(ids, raw):
+            if payload is not None:
+                try:
+                    records[item] = _decode_product(payload)
+                except msgspec.MsgspecError:
+                    log.warning("product:%s in Redis is not a catalog record; ignored", item)
+        return records
+
     async def _execute_with_retry(self, commands: list[tuple]) -> None:
-        failures = 0
-        while True:
+        def attempt():
             # A failed pipeline is reset by redis-py, so each attempt builds it again.
             pipe = self.client.pipeline(transaction=False)
             for name, *args, kwargs in commands:
                 getattr(pipe, name)(*args, **kwargs)
+            return pipe.execute()
+
+        await self._with_retry(attempt)
+
+    async def _with_retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        failures = 0
+        while True:
             try:
-                await pipe.execute()
+                result = await attempt()
                 if failures:
                     log.warning("Redis is back after %d failed attempts", failures)
-                return
+                return result
             except RETRYABLE as exc:
                 failures += 1
                 delay = self._backoff.compute(failures)
-                log.warning("Redis write failed (%s); retry %d in %.2f s", exc, failures, delay)
+                log.warning("Redis call failed (%s); retry %d in %.2f s", exc, failures, delay)
                 await asyncio.sleep(delay)
 
 

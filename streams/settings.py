@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from models.offline_lists import RerankWeights
+
 
 class SettingsError(ValueError):
     """A setting has a value the product cannot use; the message is one line."""
@@ -52,6 +54,7 @@ class Settings:
     topic_feedback: str = "rec-feedback"
     topic_retrain_requests: str = "retrain-requested"
     topic_drift_alerts: str = "drift-alerts"
+    topic_online_metrics: str = "online-metrics"
     topic_partitions: int = 4
 
     # Worker.
@@ -74,6 +77,12 @@ class Settings:
     attribution_window_seconds: float = 1800.0
     online_segments_algorithm: str = "kmeans"
 
+    # How live context re-ranks offline lists (see models.offline_lists.RerankWeights).
+    rerank_session_weight: float = 0.3
+    rerank_cart_weight: float = 0.3
+    rerank_category_weight: float = 0.0
+    rerank_price_weight: float = 0.0
+
     # Validation limits: events beyond them go to the dead-letter topic.
     max_event_bytes: int = 65536
     max_future_skew_seconds: float = 300.0
@@ -91,6 +100,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
+        for name in ("rerank_session_weight", "rerank_cart_weight", "rerank_category_weight", "rerank_price_weight"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name.upper()} must be 0 or more, got {getattr(self, name)}")
         if not 0 < self.worker_web_port < 65536:
             raise SettingsError(f"WORKER_WEB_PORT must be a TCP port (1-65535), got {self.worker_web_port}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -110,7 +122,12 @@ class Settings:
     @property
     def all_topics(self) -> tuple[str, ...]:
         return (*self.input_topics, self.topic_dead_letters, self.topic_model_updates, self.topic_feedback,
-                self.topic_retrain_requests, self.topic_drift_alerts)
+                self.topic_retrain_requests, self.topic_drift_alerts, self.topic_online_metrics)
+
+    @property
+    def rerank_weights(self) -> RerankWeights:
+        return RerankWeights(session=self.rerank_session_weight, cart=self.rerank_cart_weight,
+                             category=self.rerank_category_weight, price=self.rerank_price_weight)
 
     @property
     def worker_data_dir(self) -> Path:

@@ -15,7 +15,7 @@ from streams.topic_admin import ensure_topics
 
 
 def run_worker(settings: Settings) -> None:
-    """Consume until stopped (Ctrl-C / SIGTERM)."""
+    """Consume until stopped (Ctrl-C / SIGTERM); a failed agent exits with ``EXIT_AGENT_FAILED``."""
     ensure_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), override_logging=True)

@@ -6,6 +6,7 @@ data fail instead of skipping when it is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -60,10 +61,9 @@ def stack_settings(kafka_server, redis_server, redis_client, tmp_path) -> Settin
         archive_dir=str(tmp_path / "archive"),
         artifact_dir=str(tmp_path / "artifacts"),
         data_dir=str(DATA_DIR),
-        topic_clicks=f"clicks-{run}",
-        topic_purchases=f"purchases-{run}",
-        topic_products=f"products-{run}",
-        topic_dead_letters=f"dead-letters-{run}",
+        # Every topic private to the test: a test reading feedback or alerts sees only its own.
+        **{f.name: f"{f.default}-{run}" for f in dataclasses.fields(Settings) if f.name.startswith("topic_")
+           and f.name != "topic_partitions"},
         topic_partitions=2,
         app_id=f"recsys-test-{run}",
         worker_web_port=free_port(),

@@ -1,7 +1,6 @@
 """The worker's batch logic, with an in-memory table and a writer that records (pure logic)."""
 
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 
@@ -10,43 +9,20 @@ from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event
 from streams.event_pipeline import EventPipeline
 from streams.session_features import load_features
 from streams.settings import Settings
+from tests.fakes import Msg, RecordingOutbox, RecordingWriter
 
 SETTINGS = Settings(recs_count=5)
 NOW = 1_600_000_000.0
 
 
-@dataclass
-class Msg:
-    topic: str
-    value: bytes
-    key: bytes = b""
-    partition: int = 0
-    offset: int = 0
-    timestamp: float = 0.0
-
-
-class RecordingWriter:
-    def __init__(self):
-        self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
-
-    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None, prequential=None):
-        self.lists.update({rec.user_id: rec for rec in lists})
-        self.segments.update(segments or {})
-        self.products.update(products)
-        for key, amount in (counters or {}).items():
-            self.counters[key] = self.counters.get(key, 0) + amount
-        self.popular = popular or self.popular
+def new_pipeline(**kwargs):
+    return EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, RecordingOutbox(), "test-v1",
+                         **kwargs)
 
 
 @pytest.fixture
 def pipeline():
-    dead = []
-
-    async def send_dead_letter(message, reason):
-        dead.append((message.topic, reason, message.value))
-
-    p = EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, send_dead_letter, "test-v1")
-    p.dead = dead
+    p = new_pipeline()
     # Other shoppers make items A..F popular so every list has candidates.
     warmup = [Msg("purchases", encode_event(PurchaseEvent(f"w{n}", f"other{n}", f"wo{n}",
                                                           [OrderLine(i, 1, 1.0) for i in "ABCDEF"], NOW)))
@@ -89,8 +65,8 @@ def test_earlier_purchases_become_eligible_in_a_later_session(pipeline):
 def test_bad_events_go_to_dead_letters_and_valid_ones_in_the_batch_are_kept(pipeline):
     batch = [Msg("clicks", b"{oops"), *clicks(("view", "A", 1), ("view", "C", 2)), Msg("purchases", b'{"event_id": 1}')]
     asyncio.run(pipeline.handle_user_events(batch))
-    assert [(topic, value) for topic, _, value in pipeline.dead] == [("clicks", b"{oops"), ("purchases", b'{"event_id": 1}')]
-    assert "malformed JSON" in pipeline.dead[0][1]
+    assert [(topic, value) for topic, _, value in pipeline.outbox.dead] == [("clicks", b"{oops"), ("purchases", b'{"event_id": 1}')]
+    assert "malformed JSON" in pipeline.outbox.dead[0][1]
     assert pipeline.writer.counters["valid:clicks"] == 2
     assert pipeline.writer.counters["dead_letter:clicks"] == 1 and pipeline.writer.counters["dead_letter:purchases"] == 1
     features = load_features(pipeline.sessions[b"u1"])
@@ -109,22 +85,14 @@ def test_products_are_stored_and_bad_ones_dead_lettered(pipeline):
     batch = [Msg("products", b'{"item_id": "A", "title": "Lamp", "price": 3.5}'), Msg("products", b'{"item_id": "B"}')]
     asyncio.run(pipeline.handle_products(batch))
     assert pipeline.writer.products == {"A": b'{"item_id":"A","title":"Lamp","price":3.5}'}
-    assert pipeline.dead[0][0] == "products" and "title" in pipeline.dead[0][1]
+    assert pipeline.outbox.dead[0][0] == "products" and "title" in pipeline.outbox.dead[0][1]
 
 
 def test_a_dropping_hit_rate_requests_one_retrain():
     from models.hit_rate_monitor import HitRateMonitor
-    requests = []
 
-    async def send_retrain_request(request):
-        requests.append(request)
-
-    async def no_dead_letters(message, reason):
-        raise AssertionError(reason)
-
-    p = EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, no_dead_letters, "v1",
-                      send_retrain_request=send_retrain_request,
-                      hit_rate_monitor=HitRateMonitor(min_drop=0.3, min_samples=30))
+    p = new_pipeline(hit_rate_monitor=HitRateMonitor(min_drop=0.3, min_samples=30))
+    requests = p.outbox.retrains
     warm = [Msg("purchases", encode_event(PurchaseEvent(f"w{n}", f"o{n}", f"wo{n}", [OrderLine(i, 1, 1.0) for i in "ABCDEF"], NOW)))
             for n in range(3)]
     asyncio.run(p.handle_user_events(warm))
@@ -143,7 +111,7 @@ def test_a_dropping_hit_rate_requests_one_retrain():
         shop(n, hit=n % 10 == 0)  # then 10%
     assert len(requests) >= 1
     first = requests[0]
-    assert first.model_version == "v1" and first.current_hit_rate < 0.7 * first.baseline_hit_rate
+    assert first.model_version == "test-v1" and first.current_hit_rate < 0.7 * first.baseline_hit_rate
     assert first.baseline_hit_rate == pytest.approx(0.75, abs=0.1)
     assert 'recsys_retrain_requests_total' in p.metrics.render().decode()
 
@@ -161,16 +129,8 @@ def test_purchases_update_the_online_segment_named_after_offline_segments(pipeli
 
 
 def test_a_jump_in_order_values_raises_a_drift_alert():
-    alerts = []
-
-    async def send_drift_alert(alert):
-        alerts.append(alert)
-
-    async def no_dead_letters(message, reason):
-        raise AssertionError(reason)
-
-    p = EventPipeline(SETTINGS, PopularityCooccurrenceBlend(), RecordingWriter(), {}, no_dead_letters, "v1",
-                      send_drift_alert=send_drift_alert)
+    p = new_pipeline()
+    alerts = p.outbox.alerts
     for n in range(600):
         price = 2.0 if n < 300 else 80.0
         order = PurchaseEvent(f"p{n}", f"u{n % 50}", f"o{n}", [OrderLine("A", 5, price)], NOW + n)
@@ -185,3 +145,29 @@ def test_a_batch_is_processed_in_event_time_order_across_topics(pipeline):
     asyncio.run(pipeline.handle_user_events([order, *clicks]))  # the order arrived first
     features = load_features(pipeline.sessions[b"u1"])
     assert features.first_item == "A" and features.cart == []  # the purchase emptied the cart after the click
+
+
+def test_each_batch_sends_summaries_that_add_up_to_what_it_did(pipeline):
+    from streams.online_summaries import add_counts, decode_summary, summary_counts, window_report
+
+    pipeline.outbox.summaries.clear()
+    asyncio.run(pipeline.handle_user_events(clicks(("view", "A", 1))))
+    listed = pipeline.writer.lists["u1"].items[0]
+    batch = [Msg("clicks", b"{oops"),
+             Msg("clicks", encode_event(ClickEvent("e9", "u1", listed, "view", NOW + 2))),
+             Msg("purchases", encode_event(PurchaseEvent("p1", "u1", "o1", [OrderLine(listed, 1, 1.0)], NOW + 3)))]
+    asyncio.run(pipeline.handle_user_events(batch))
+    totals = {}
+    for key, value in pipeline.outbox.summaries:
+        totals[key] = add_counts(totals.get(key, {}), summary_counts(decode_summary(value)))
+    report = window_report(totals.values(), seconds=1.0)
+    assert report["events_per_second"] == 3 and report["dead_letters_per_second"] == 1
+    assert report["freshness_p50_seconds"] is not None
+    # The purchase gave u1 an online segment: the list written after it counts in that segment.
+    segment = load_features(pipeline.sessions[b"u1"]).segment
+    by_segment = {scope["segment"]: scope for scope in report["scopes"]}
+    assert set(by_segment) == {"", segment} and {s["model_version"] for s in report["scopes"]} == {"test-v1"}
+    before = by_segment[""]
+    assert (before["lists"], before["views"], before["purchases"], before["purchase_hits"]) == (1, 1, 1, 1)
+    assert before["click_through"] == 1.0 and before["purchase_hit_rate"] == 1.0
+    assert by_segment[segment]["lists"] == 1 and by_segment[segment]["purchase_hit_rate"] is None

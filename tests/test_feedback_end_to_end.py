@@ -26,6 +26,26 @@ def wait_for_list(client, user, not_rec_id=None, timeout=60):
     raise AssertionError(f"no new list for {user}")
 
 
+def metrics_page(settings) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_web_port}/metrics", timeout=10).read().decode()
+
+
+def wait_for_metric(settings, line: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    page = ""
+    while time.monotonic() < deadline:
+        page = metrics_page(settings)
+        if line in page.splitlines():
+            return page
+        time.sleep(0.5)
+    raise AssertionError(f"{line!r} not on /metrics:\n" + "\n".join(l for l in page.splitlines() if "window" in l))
+
+
+def parse_gauges(page: str) -> dict[str, float]:
+    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in page.splitlines())
+            if name and not name.startswith("#")}
+
+
 def test_actions_on_served_items_reach_rec_feedback_and_metrics(stack_settings, redis_client, tmp_path):
     settings = stack_settings
     ensure_topics(settings)
@@ -65,10 +85,21 @@ def test_actions_on_served_items_reach_rec_feedback_and_metrics(stack_settings, 
         assert (purchase.item_id, purchase.rank, purchase.rec_id, purchase.attribution) == (bought, 2, second.rec_id, "implicit")
         assert purchase.model_version == second.model_version and purchase.latency_seconds == pytest.approx(1.0)
 
-        page = urllib.request.urlopen(f"http://127.0.0.1:{settings.worker_web_port}/metrics", timeout=10).read().decode()
+        page = metrics_page(settings)
         assert 'recsys_feedback_total{action="purchase"' in page
         assert f'recsys_events_total{{outcome="valid",topic="{settings.topic_clicks}"}} 2.0' in page
         assert "recsys_list_freshness_seconds_bucket" in page
+
+        # The windowed Faust table sums the same story: before its purchase u1 had no segment,
+        # and its one purchase hit the list it was served.
+        scope = f'{{model_version="{second.model_version}",segment=""}}'
+        page = wait_for_metric(settings, f"recsys_window_purchase_hit_rate{scope} 1.0")
+        gauges = parse_gauges(page)
+        assert gauges[f"recsys_window_lists{scope}"] == 2.0  # after the view and after the cart
+        assert gauges[f"recsys_window_click_through{scope}"] == 0.0  # the view came before any list
+        assert 1.0 <= gauges["recsys_window_seconds"] <= 60.0
+        assert gauges["recsys_window_events_per_second"] == pytest.approx(8 / gauges["recsys_window_seconds"])
+        assert 0 < gauges['recsys_window_freshness_seconds{quantile="0.5"}'] <= 30.0
     finally:
         producer.close()
         worker.terminate()

@@ -32,7 +32,7 @@ def test_lists_are_scored_as_served_after_the_first_item_of_the_visit():
     # and C (neighbour of "old" from an earlier visit, 0.3 x 0.7 x 0.9); Y, clicked later in the
     # visit, is not used. X itself is known and leaves the relevant set.
     assert totals["static:hits"] == 0 and totals["session:hits"] == 1
-    rows = {row["list"]: row for row in prequential_table(totals)}
+    rows = {row["list"]: row for row in prequential_table(totals) if row["customers"] == "all"}
     assert rows["static"]["purchases"] == 1 and rows["session"]["hit_rate@10"] == 1.0
     assert rows["session"]["map@10"] == pytest.approx(1 / 4)  # A, B, D, then C
 
@@ -49,6 +49,10 @@ def test_unknown_customers_fall_back_to_their_segments_popular_items():
     newcomer = SessionFeatures(user_id="new", segment="lapsing")
     score_purchase(model(), newcomer, PurchaseEvent("p2", "new", "o2", [OrderLine("L", 1, 1.0)], 1.0), totals, GAP)
     assert totals["static:hits"] == 0 and totals["session:hits"] == 0 and totals["session+segments:hits"] == 1
+    # ... and are counted again among the customers new since training.
+    rows = {(row["list"], row["customers"]): row for row in prequential_table(totals)}
+    assert rows[("session+segments", "new since training")]["hit_rate@10"] == 1.0
+    assert rows[("static", "new since training")]["purchases"] == 1
 
 
 def test_online_segments_separate_big_and_small_buyers_and_take_offline_names():

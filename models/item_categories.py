@@ -1,0 +1,46 @@
+"""Item categories derived from descriptions, for catalogs that have none.
+
+TF-IDF vectors, reduced by LSA and normalised (so K-Means groups by topic,
+not by description length), clustered by K-Means; each cluster is named by its
+three strongest terms.
+
+>>> texts = pd.Series(["red tea cup", "blue tea cup", "green tea cup", "tea cup set", "tea cup saucer",
+...                    "paper party bag", "party bag gift", "party bag set", "party paper bag", "gift bag party"])
+>>> categories = derive_categories(texts, k=2)
+>>> categories.nunique(), categories.iat[0] == categories.iat[1], categories.iat[0] == categories.iat[5]
+(2, True, False)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer
+
+N_CATEGORIES = 15
+LSA_DIMENSIONS = 60
+
+
+def derive_categories(texts: pd.Series, k: int = N_CATEGORIES, seed: int = 0) -> pd.Series:
+    """A category name for each text, indexed like ``texts``."""
+    text = texts.fillna("").astype(str).str.lower()
+    vectorizer = TfidfVectorizer(stop_words="english", min_df=2, token_pattern=r"(?u)\b[a-z]{3,}\b")
+    try:
+        vectors = vectorizer.fit_transform(text)
+    except ValueError:  # no term appears twice: nothing to group by
+        return pd.Series("", index=texts.index)
+    k = max(1, min(k, vectors.shape[0] // 5, len({row.tobytes() for row in vectors.toarray()})))
+    dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))
+    lsa = make_pipeline(TruncatedSVD(dims, random_state=seed), Normalizer(copy=False))
+    reduced = lsa.fit_transform(vectors)
+    labels = KMeans(n_clusters=k, random_state=seed, n_init=5).fit_predict(reduced)
+    terms = np.array(vectorizer.get_feature_names_out())
+    names = {}
+    for cluster in np.unique(labels):  # K-Means may leave clusters empty on repetitive text
+        weights = np.asarray(vectors[labels == cluster].mean(axis=0)).ravel()
+        names[cluster] = " / ".join(terms[np.argsort(-weights)[:3]])
+    return pd.Series([names[c] for c in labels], index=texts.index)

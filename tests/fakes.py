@@ -1,0 +1,50 @@
+"""In-memory stand-ins for the worker's Kafka and Redis sides, for pure-logic unit tests only."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Msg:
+    topic: str
+    value: bytes
+    key: bytes = b""
+    partition: int = 0
+    offset: int = 0
+    timestamp: float = 0.0
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
+        self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
+
+    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None, prequential=None):
+        self.lists.update({rec.user_id: rec for rec in lists})
+        self.segments.update(segments or {})
+        self.products.update(products)
+        for key, amount in (counters or {}).items():
+            self.counters[key] = self.counters.get(key, 0) + amount
+        self.popular = popular or self.popular
+
+    async def read_products(self, item_ids):
+        return {item: self.catalog[item] for item in item_ids if item in self.catalog}
+
+
+class RecordingOutbox:
+    def __init__(self):
+        self.dead, self.feedbacks, self.retrains, self.alerts, self.summaries = [], [], [], [], []
+
+    async def dead_letter(self, message, reason):
+        self.dead.append((message.topic, reason, message.value))
+
+    async def feedback(self, event):
+        self.feedbacks.append(event)
+
+    async def retrain_request(self, request):
+        self.retrains.append(request)
+
+    async def drift_alert(self, alert):
+        self.alerts.append(alert)
+
+    async def online_summaries(self, records):
+        self.summaries += records
