@@ -17,7 +17,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/recsys demo
 
-test: install
+# The dashboard's browser test drives Debian's Chromium (Playwright's own browser download is not used).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	-apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null)
+
+test: install $(CHROMIUM)
 	$(BIN)/pytest
 
 clean:

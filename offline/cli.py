@@ -19,9 +19,10 @@ from rich.table import Table
 
 from offline.history import load_history
 from offline.retail_history import HistoryError
+from streams.connections import redis_client
 from streams.local_stack import LocalStack, StackError
 from streams.model_artifacts import ArtifactError
-from streams.settings import Settings, SettingsError
+from streams.settings import Settings, SettingsError, redact_url
 
 app = typer.Typer(help="Event-driven streaming recommender for e-commerce.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -52,8 +53,8 @@ def stack_up() -> None:
     ensure_topics(conf)
     for service in services.values():
         origin = f"pid {service.pid}" if service.started_here else "external"
-        console.print(f"{service.name:<6} {service.url}  ({origin})")
-    print(f"export KAFKA_BOOTSTRAP_SERVERS={services['kafka'].url} REDIS_URL={services['redis'].url}")
+        console.print(f"{service.name:<6} {redact_url(service.url)}  ({origin})")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={services['kafka'].url} REDIS_URL={redact_url(services['redis'].url)}")
 
 
 @stack_app.command("down")
@@ -82,6 +83,19 @@ def worker() -> None:
     from streams.worker import run_worker
 
     run_worker(settings())
+
+
+@app.command()
+def api() -> None:
+    """Serve the storefront API and the monitoring dashboard on API_HOST:API_PORT (loopback by default)."""
+    import uvicorn
+
+    from streams.api.app import create_api
+
+    conf = settings()
+    console.print(f"storefront API and dashboard on http://{conf.api_host}:{conf.api_port}/")
+    uvicorn.run(create_api(conf), host=conf.api_host, port=conf.api_port, log_level=conf.log_level.lower(),
+                access_log=False, server_header=False, loop="uvloop", http="httptools")
 
 
 @app.command()
@@ -129,7 +143,7 @@ def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print
     from streams import redis_keys
     import msgspec
 
-    client = redis.Redis.from_url(settings().redis_url, socket_connect_timeout=3)
+    client = redis_client(settings())
     listing = read_recommendations(client, user_id)
     if listing is None:
         console.print(f"no recommendations for {user_id} and no popular fallback yet")
@@ -192,6 +206,8 @@ def train(
     items: Optional[Path] = ITEMS_OPTION,
     publish: bool = typer.Option(False, "--publish", help="Bulk-write Redis and announce the version to workers."),
     every: Optional[str] = typer.Option(None, help="Retrain periodically, e.g. 6h or 30m (implies --publish)."),
+    evaluate: bool = typer.Option(False, "--evaluate", help="Also rerun the holdout evaluation (REPORT_DIR) each "
+                                                            "round, for the dashboard."),
     download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Train every model on the history, write a versioned artifact, optionally publish it."""
@@ -204,7 +220,14 @@ def train(
     def run() -> str:
         history, item_table, origin = training_history(source, interactions, items, download)
         step(f"history from {origin}")
-        return train_and_publish(conf, history, item_table, origin, publish or interval is not None, step)
+        version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step)
+        if evaluate:
+            from offline.evaluation_report import write_evaluation
+            from offline.training import evaluate_all
+
+            report = evaluate_all(history, item_table, ablation=False, progress=step)
+            step(f"evaluation written to {write_evaluation(report, origin, conf.report_dir)['json']}")
+        return version
 
     if interval is None:
         run()
@@ -229,8 +252,8 @@ def train_and_publish(conf: Settings, history, item_table, origin: str, publish:
                        "segments_k": trained.segmentation.k},
         "metrics": {"customers": trained.data.n_users, "items": trained.data.n_items,
                     "order_lines": len(trained.data.events), "seconds": trained.seconds,
-                    # one list, one segment per customer; similar items per item; popular lists
-                    "redis_keys": 2 * trained.data.n_users + trained.data.n_items + 1 + trained.segmentation.k},
+                    # one list, one segment per customer; similar items per item; popular lists; segment sizes
+                    "redis_keys": 2 * trained.data.n_users + trained.data.n_items + 2 + 2 * trained.segmentation.k},
     }
     artifact = ArtifactStore(conf.artifact_dir).write(new_version(history_hash), files, manifest)
     step(f"artifact {artifact.path}")
@@ -313,7 +336,7 @@ def segment(
                       f"{p.centroid['frequency']:.0f}", f"{p.centroid['recency_days']:.0f}")
     console.print(table)
     if publish:
-        client = redis.Redis.from_url(settings().redis_url)
+        client = redis_client(settings())
         pipe = client.pipeline(transaction=False)
         for user_id, name in seg.labels.items():
             pipe.set(redis_keys.segment(user_id), name)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from offline.private_stack import private_stack, wait_until_processed
+from streams.connections import kafka_options, redis_client
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
 from streams.recommendation_store import read_event_stats, read_recommendations
 from streams.settings import Settings
@@ -45,7 +46,7 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
         console.print(f"[bold]replay[/bold]: {sent:,} events ({stats.orders:,} orders, {len(stats.users):,} customers) "
                       f"in {stats.seconds:.1f} s")
         send_bad_events(settings)
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings)
         seen = wait_until_processed(client, sent + len(BAD_EVENTS), worker, timeout=120)
         counters = read_event_stats(client)
         console.print(f"[bold]worker[/bold]: accounted for {seen:,} of {sent + len(BAD_EVENTS):,} events: "
@@ -56,7 +57,7 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
 
 
 def send_bad_events(settings: Settings) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
+    producer = KafkaProducer(**kafka_options(settings))
     topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
     for kind, payload in BAD_EVENTS:
         producer.send(topics[kind], key=b"12345", value=payload)
@@ -65,7 +66,7 @@ def send_bad_events(settings: Settings) -> None:
 
 
 def show_dead_letters(settings: Settings, console: Console) -> None:
-    consumer = KafkaConsumer(settings.topic_dead_letters, bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+    consumer = KafkaConsumer(settings.topic_dead_letters, **kafka_options(settings),
                              auto_offset_reset="earliest", consumer_timeout_ms=3000, group_id=None)
     table = Table("source topic", "reason", "original bytes", title="dead-letter topic")
     total = 0

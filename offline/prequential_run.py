@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import redis
 
 from offline.private_stack import wait_until_processed
 from offline.evaluation import default_cut
 from offline.private_stack import private_stack
 from offline.replay import replay_visits_in_step
 from streams import redis_keys
+from streams.connections import redis_client
 from streams.prequential import prequential_table
 from streams.recommendation_store import read_event_stats
 
@@ -35,7 +35,7 @@ def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progres
         train = history[history["timestamp"] < cut]
         version = train_and_publish(settings, train, None, origin, True, progress)
         worker = stack.start_worker()
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings)
         warm = train[train["timestamp"] >= cut - pd.Timedelta(days=WARM_UP_DAYS)]
         test = history[history["timestamp"] >= cut]
         processed = 0

@@ -1,4 +1,5 @@
-"""A throw-away local stack (broker, Redis, topics) and a worker, for the demo and the prequential run."""
+"""A throw-away local stack (broker, Redis, topics) with a worker and the API, for the demo, the
+prequential run and the dashboard's browser test."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Iterator
 
 import redis
 
-from streams.local_stack import LocalStack, free_port, stop_pid
+from streams.local_stack import LOOPBACK, LocalStack, free_port, is_listening, stop_pid
 from streams.recommendation_store import read_event_stats
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
-from streams.worker import spawn_worker
+from streams.worker import spawn
 
 
 class PrivateStack:
@@ -23,10 +24,21 @@ class PrivateStack:
         self.workdir = workdir
         self.settings = settings
         self.worker: subprocess.Popen | None = None
+        self.api: subprocess.Popen | None = None
 
     def start_worker(self) -> subprocess.Popen:
-        self.worker = spawn_worker(self.settings, self.workdir / "worker.log")
+        self.worker = spawn(self.settings, "worker", self.workdir / "worker.log")
         return self.worker
+
+    def start_api(self, timeout: float = 30.0) -> str:
+        """Start the API and dashboard; return its base URL once it answers."""
+        self.api = spawn(self.settings, "api", self.workdir / "api.log")
+        deadline = time.monotonic() + timeout
+        while not is_listening(LOOPBACK, self.settings.api_port):
+            if self.api.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start; see {self.workdir / 'api.log'}")
+            time.sleep(0.1)
+        return f"http://{LOOPBACK}:{self.settings.api_port}"
 
 
 @contextmanager
@@ -39,15 +51,16 @@ def private_stack(name: str, **overrides) -> Iterator[PrivateStack]:
         services = stack.up(environ={})
         settings = Settings.from_env().replace(
             kafka_bootstrap_servers=services["kafka"].url, redis_url=services["redis"].url,
-            stack_state_dir=str(workdir), worker_web_port=free_port(), app_id=f"recsys-{name}",
+            stack_state_dir=str(workdir), worker_web_port=free_port(), api_port=free_port(), app_id=f"recsys-{name}",
             log_level="warning", archive_dir=str(workdir / "archive"), artifact_dir=str(workdir / "artifacts"),
         ).replace(**overrides)
         ensure_topics(settings)
         private = PrivateStack(workdir, settings)
         yield private
     finally:
-        if private is not None and private.worker is not None:
-            stop_pid(private.worker.pid, grace_seconds=10)
+        for process in (private.worker, private.api) if private is not None else ():
+            if process is not None:
+                stop_pid(process.pid, grace_seconds=10)
         stack.down()
 
 

@@ -11,6 +11,7 @@ import redis
 from kafka import KafkaProducer
 
 from streams import redis_keys
+from streams.connections import kafka_options, redis_client
 from streams.model_artifacts import Artifact
 from streams.recommendation_store import RecommendationList, new_rec_id
 from streams.settings import Settings
@@ -57,11 +58,15 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
         for user_id, segment in segments.itertuples(index=False):
             yield "set", redis_keys.segment(user_id), segment
+        # Segment sizes start from this version's segments; workers then move customers between them.
+        yield "delete", redis_keys.SEGMENT_SIZES
+        for segment, size in segments["segment"].value_counts().items():
+            yield "hset", redis_keys.SEGMENT_SIZES, segment, int(size)
         yield "set", redis_keys.POPULAR, as_list("", *zip(*popular["all"]))
         for segment, entries in popular["segments"].items():
             yield "set", redis_keys.segment_popular(segment), as_list("", *zip(*entries))
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         return _batched(commands(), client, on_batch)
     finally:
@@ -70,7 +75,7 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
 
 def announce_model(artifact: Artifact, settings: Settings) -> None:
     """The model-updates event workers react to by loading the new version."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
+    producer = KafkaProducer(**kafka_options(settings))
     event = {"model_version": artifact.version, "published_at": time.time()}
     producer.send(settings.topic_model_updates, key=b"model", value=json.dumps(event).encode())
     producer.flush()

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import pandas as pd
 from kafka import KafkaProducer
 
+from streams.connections import kafka_options
 from streams.events import ClickEvent, OrderLine, ProductRecord, PurchaseEvent, encode_event, event_key
 from streams.settings import Settings
 
@@ -109,7 +110,7 @@ def _publish_catalog(producer: KafkaProducer, settings: Settings, orders: pd.Dat
 
 def make_producer(settings: Settings) -> KafkaProducer:
     return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        **kafka_options(settings),
         client_id="platform-replay",
         linger_ms=20,
         batch_size=512 * 1024,

@@ -10,6 +10,7 @@ import typer
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
+from streams.connections import kafka_options
 from streams.settings import Settings
 
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -26,7 +27,7 @@ def parse_interval(text: str) -> float:
 def wait_for_retrain_request(settings: Settings, timeout: float, since: float) -> bool:
     """Wait up to ``timeout`` seconds; True as soon as there is a retrain request sent after ``since``
     (Unix time), including one sent while the previous round was training."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","), group_id=None,
+    consumer = KafkaConsumer(**kafka_options(settings), group_id=None,
                              enable_auto_commit=False)
     try:
         topic = settings.topic_retrain_requests

@@ -10,13 +10,22 @@ import time
 from datetime import timedelta
 
 import faust
-import redis.asyncio as aioredis
 
 from models.session_blend import PopularityCooccurrenceBlend
+from streams.connections import async_redis_client, faust_broker_options
+from streams.dashboard_feed import DashboardFeed
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline
 from streams.model_updates import follow_model_updates, load_version
-from streams.online_summaries import InvalidSummary, add_counts, decode_summary, summary_counts, window_report
+from streams.online_summaries import (
+    WINDOW_SECONDS,
+    WINDOW_STEP_SECONDS,
+    InvalidSummary,
+    add_counts,
+    decode_summary,
+    summary_counts,
+    window_report,
+)
 from streams.outbox import RAW, KafkaOutbox
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
@@ -24,9 +33,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "online-popularity-cooccurrence-1"
-# The online metrics window: the last minute, moving every 10 s.
-WINDOW_SECONDS = 60
-WINDOW_STEP_SECONDS = 10
 
 
 # Exit status of a worker whose agent failed (sysexits' EX_SOFTWARE): its supervisor restarts it.
@@ -62,7 +68,7 @@ def create_app(settings: Settings) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        **faust_broker_options(settings),
         store="memory://",
         datadir=str(settings.worker_data_dir),
         autodiscover=False,
@@ -99,7 +105,7 @@ def create_app(settings: Settings) -> faust.App:
         default=dict,  # keys and values go to the changelog as JSON
     ).hopping(WINDOW_SECONDS, WINDOW_STEP_SECONDS, expires=timedelta(minutes=10), key_index=True).relative_to_stream()
 
-    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis_client = async_redis_client(settings)
     pipeline = EventPipeline(
         settings=settings,
         recommender=PopularityCooccurrenceBlend(half_life_seconds=settings.popularity_half_life_days * 86400),
@@ -117,6 +123,7 @@ def create_app(settings: Settings) -> faust.App:
         return window_report((value for _, value in online_window.items().now()), seconds=max(now - start, 1.0))
 
     pipeline.metrics.export_window(read_window)
+    feed = DashboardFeed(redis_client, pipeline.writer.retry, WINDOW_STEP_SECONDS)
 
     @app.page("/metrics")
     async def metrics(web, request):
@@ -140,6 +147,12 @@ def create_app(settings: Settings) -> faust.App:
     @exit_on_failure("following model updates")
     async def follow_models():
         await follow_model_updates(settings, use_version)
+
+    @app.timer(WINDOW_STEP_SECONDS)
+    @exit_on_failure("publishing the dashboard feed")
+    async def publish_dashboard_feed():
+        start, end = online_window.table.window.earliest(time.time())
+        await feed.publish(online_window.items().now(), start, end)
 
     @app.agent(user_events, name="user-events")
     @exit_on_failure("the user-events agent")

@@ -1,4 +1,10 @@
-"""Which served list earned an action: explicitly by ``rec_id``, or implicitly by the latest list in a window."""
+"""Which served list earned an action: explicitly by ``rec_id``, or implicitly by last touch.
+
+Last touch: the latest list served before the action, within the attribution
+window, that showed the item. Lists leave out what is in the cart, so the
+list that earned a purchase is usually the one the shopper saw before adding
+the item to the cart, not the latest one.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,16 @@ from streams.events import ClickEvent, FeedbackEvent, UserEvent
 from streams.session_features import ServedList, SessionFeatures
 
 
-def _find_list(served: list[ServedList], rec_id: str | None, ts: float, window_seconds: float):
+def _credited_list(served: list[ServedList], rec_id: str | None, item: str, ts: float, window_seconds: float):
+    """The list ``item`` is credited to, and how: the one named by ``rec_id``, else the latest list
+    served before the action, within the window, that showed the item (last touch)."""
     if rec_id:
         for listing in reversed(served):
             if listing.rec_id == rec_id:
-                return listing, "explicit"
+                return (listing, "explicit") if item in listing.items else (None, "")
         return None, ""
     for listing in reversed(served):
-        if listing.at <= ts and ts - listing.at <= window_seconds:
+        if listing.at <= ts and ts - listing.at <= window_seconds and item in listing.items:
             return listing, "implicit"
     return None, ""
 
@@ -25,16 +33,14 @@ def attribute(features: SessionFeatures | None, event: UserEvent, window_seconds
     """
     if features is None or not features.served or (isinstance(event, ClickEvent) and event.type == "remove_from_cart"):
         return []
-    listing, how = _find_list(features.served, event.rec_id, event.ts, window_seconds)
-    if listing is None:
-        return []
     if isinstance(event, ClickEvent):
         actions = [(event.item_id, event.type, event.event_id)]
     else:
         actions = [(line.item_id, "purchase", f"{event.event_id}:{line.item_id}") for line in event.lines]
     feedback = []
     for item, action, event_id in actions:
-        if item in listing.items:
+        listing, how = _credited_list(features.served, event.rec_id, item, event.ts, window_seconds)
+        if listing is not None:
             feedback.append(FeedbackEvent(
                 event_id=event_id, user_id=event.user_id, item_id=item, action=action,
                 rank=listing.items.index(item) + 1, rec_id=listing.rec_id, model_version=listing.model_version,

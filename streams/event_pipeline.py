@@ -93,6 +93,7 @@ class EventPipeline:
         alerts: list[DriftAlert] = []
         prequential: Counter[str] = Counter()
         segments: dict[str, str] = {}
+        segment_moves: Counter[str] = Counter()
         valid = []
         for message in messages:
             event = await self._validate(message, counters)
@@ -129,7 +130,12 @@ class EventPipeline:
                     summaries.purchase(hits[0].model_version if hits else last_served.model_version,
                                        segment_before, hit=bool(hits))
                     retrain = self._watch_hit_rate(bool(hits), event.ts) or retrain
+                # What segment:{user_id} held: the online segment, else the one publishing wrote.
+                previous = segment_before or self.offline_segments.get(event.user_id, "")
                 segments[event.user_id] = self._update_segment(features, event, alerts)
+                if segments[event.user_id] != previous:
+                    segment_moves[previous] -= 1
+                    segment_moves[segments[event.user_id]] += 1
             self._archive(event)
             self._learn(event, context)
             touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0),
@@ -145,8 +151,9 @@ class EventPipeline:
             features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, event_ts))
             self.sessions[user_id.encode()] = dump_features(features)
             lists.append(listing)
+        segment_moves.pop("", None)
         await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters, segments=segments,
-                                prequential=prequential)
+                                prequential=prequential, segment_moves=segment_moves)
         written_at = time.time()
         for listing in lists:
             features, _, kafka_ts = touched[listing.user_id]

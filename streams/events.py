@@ -61,7 +61,7 @@ class FeedbackEvent(msgspec.Struct, frozen=True):
     rec_id: str
     model_version: str
     segment: str
-    attribution: str  # explicit (the event named rec_id) or implicit (latest list in the window)
+    attribution: str  # explicit (the event named rec_id) or implicit (last list in the window showing the item)
     latency_seconds: float  # from the list being written to the action, in event time
     ts: float
 

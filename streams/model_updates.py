@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from models.offline_lists import ItemInfo, OfflineListsWithSession, RerankWeights
+from streams.connections import aiokafka_options
 from streams.model_artifacts import Artifact, ArtifactError, ArtifactStore
 from streams.settings import Settings
 
@@ -84,8 +85,8 @@ async def follow_model_updates(settings: Settings, on_update: Callable[[str], Aw
     await on_update("latest")
     backoff = 1.0
     while True:
-        consumer = AIOKafkaConsumer(settings.topic_model_updates, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    group_id=None, auto_offset_reset="latest")
+        consumer = AIOKafkaConsumer(settings.topic_model_updates, group_id=None, auto_offset_reset="latest",
+                                    **aiokafka_options(settings))
         try:
             await asyncio.wait_for(consumer.start(), start_timeout)
             break

@@ -31,6 +31,9 @@ from typing import Iterable
 
 import msgspec
 
+# The online metrics window: the last minute, moving every 10 s.
+WINDOW_SECONDS = 60
+WINDOW_STEP_SECONDS = 10
 # Upper bounds (seconds) of the freshness buckets; one more bucket counts anything slower.
 FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STREAM = ("", "")  # the scope of stream-wide counts

@@ -34,8 +34,8 @@ class RecommendationList(msgspec.Struct, omit_defaults=True):
     fallback: bool = False
 
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(RecommendationList).decode
+encode_list = msgspec.json.Encoder().encode
+decode_list = msgspec.json.Decoder(RecommendationList).decode
 _decode_product = msgspec.json.Decoder(ProductRecord).decode
 T = TypeVar("T")
 
@@ -58,6 +58,28 @@ def build_list(
     )
 
 
+class RedisRetry:
+    """Runs a Redis call until it succeeds, pausing with capped, jittered exponential backoff
+    while Redis is unreachable: an outage delays the worker, it never drops work."""
+
+    def __init__(self, max_backoff_seconds: float = 5.0):
+        self._backoff = ExponentialWithJitterBackoff(cap=max_backoff_seconds, base=0.05)
+
+    async def __call__(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        failures = 0
+        while True:
+            try:
+                result = await attempt()
+                if failures:
+                    log.warning("Redis is back after %d failed attempts", failures)
+                return result
+            except RETRYABLE as exc:
+                failures += 1
+                delay = self._backoff.compute(failures)
+                log.warning("Redis call failed (%s); retry %d in %.2f s", exc, failures, delay)
+                await asyncio.sleep(delay)
+
+
 class RecommendationWriter:
     """Writes a batch of lists, catalog records and counters in one pipelined round trip.
 
@@ -68,7 +90,7 @@ class RecommendationWriter:
     def __init__(self, client: aioredis.Redis, ttl_seconds: int, max_backoff_seconds: float = 5.0):
         self.client = client
         self.ttl_seconds = ttl_seconds
-        self._backoff = ExponentialWithJitterBackoff(cap=max_backoff_seconds, base=0.05)
+        self.retry = RedisRetry(max_backoff_seconds)
 
     async def write(
         self,
@@ -78,12 +100,13 @@ class RecommendationWriter:
         counters: dict[str, int] | None = None,
         segments: dict[str, str] | None = None,
         prequential: dict[str, float] | None = None,
+        segment_moves: dict[str, int] | None = None,
     ) -> None:
         commands: list[tuple] = []
         for rec_list in lists:
-            commands.append(("set", redis_keys.recs(rec_list.user_id), _encode(rec_list), {"ex": self.ttl_seconds}))
+            commands.append(("set", redis_keys.recs(rec_list.user_id), encode_list(rec_list), {"ex": self.ttl_seconds}))
         if popular is not None:
-            commands.append(("set", redis_keys.POPULAR, _encode(popular), {}))
+            commands.append(("set", redis_keys.POPULAR, encode_list(popular), {}))
         for item_id, record in products:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
@@ -93,13 +116,16 @@ class RecommendationWriter:
                 commands.append(("hincrby", redis_keys.EVENT_STATS, field, amount, {}))
         for field, amount in (prequential or {}).items():
             commands.append(("hincrbyfloat", redis_keys.PREQUENTIAL_STATS, field, float(amount), {}))
+        for segment, change in (segment_moves or {}).items():
+            if change:
+                commands.append(("hincrby", redis_keys.SEGMENT_SIZES, segment, change, {}))
         if commands:
             await self._execute_with_retry(commands)
 
     async def read_products(self, item_ids: Iterable[str]) -> dict[str, ProductRecord]:
         """Catalog records of ``item_ids`` that Redis holds (one MGET, retried like writes)."""
         ids = list(item_ids)
-        raw = await self._with_retry(lambda: self.client.mget([redis_keys.product(item) for item in ids]))
+        raw = await self.retry(lambda: self.client.mget([redis_keys.product(item) for item in ids]))
         records = {}
         for item, payload in zip(ids, raw):
             if payload is not None:
@@ -117,32 +143,18 @@ class RecommendationWriter:
                 getattr(pipe, name)(*args, **kwargs)
             return pipe.execute()
 
-        await self._with_retry(attempt)
-
-    async def _with_retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        failures = 0
-        while True:
-            try:
-                result = await attempt()
-                if failures:
-                    log.warning("Redis is back after %d failed attempts", failures)
-                return result
-            except RETRYABLE as exc:
-                failures += 1
-                delay = self._backoff.compute(failures)
-                log.warning("Redis call failed (%s); retry %d in %.2f s", exc, failures, delay)
-                await asyncio.sleep(delay)
+        await self.retry(attempt)
 
 
 def read_recommendations(client: redis.Redis, user_id: str) -> RecommendationList | None:
     """The storefront's read: the user's list, else the popular fallback, else None."""
     raw = client.get(redis_keys.recs(user_id))
     if raw is not None:
-        return _decode(raw)
+        return decode_list(raw)
     raw = client.get(redis_keys.POPULAR)
     if raw is None:
         return None
-    fallback = _decode(raw)
+    fallback = decode_list(raw)
     fallback.user_id = user_id
     fallback.fallback = True
     return fallback

@@ -10,11 +10,17 @@
 | ``popular:segment:{name}`` | the popular list within one segment |
 | ``stats:prequential`` | hash of prequential sums per list variant (see ``streams.prequential``) |
 | ``stats:events`` | hash of counters: ``valid:{topic}``, ``dead_letter:{topic}``, ``duplicate:{topic}`` |
+| ``stats:window`` | hash: online-metrics scope -> JSON sums of its current window (``streams.dashboard_feed``) |
+| ``stats:timeline`` | list of JSON snapshots of the stream, newest first, one per 10 s |
+| ``stats:segments`` | hash: segment name -> customers whose ``segment:{user_id}`` it is |
 """
 
 POPULAR = "popular:all"
 EVENT_STATS = "stats:events"
 PREQUENTIAL_STATS = "stats:prequential"
+WINDOW_STATS = "stats:window"
+TIMELINE = "stats:timeline"
+SEGMENT_SIZES = "stats:segments"
 
 
 def recs(user_id: str) -> str:

@@ -25,7 +25,8 @@ class ServedList(msgspec.Struct):
     at: float  # event time the list answered
 
 
-SERVED_LISTS_KEPT = 3
+# Enough to trace a purchase back through a visit of several cart additions.
+SERVED_LISTS_KEPT = 8
 
 
 class SessionFeatures(msgspec.Struct):

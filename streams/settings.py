@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 from models.offline_lists import RerankWeights
 
@@ -34,11 +35,27 @@ def _default_state_dir() -> str:
 EMPTY_MEANS_OFF = frozenset({"archive_dir"})
 
 
-@dataclass(frozen=True)
+# Settings whose values are secrets: never printed, logged or shown in errors.
+SECRETS = frozenset({"kafka_sasl_password", "redis_password"})
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     # Where the servers are. Unset means "the local stack if one is up, else localhost".
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Security (README, "Security"): TLS and credentials for Kafka and Redis.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_file: str = ""
+    redis_password: str = ""
+    redis_tls_ca_file: str = ""
+
     data_dir: str = field(default_factory=_default_data_dir)
     stack_state_dir: str = field(default_factory=_default_state_dir)
     artifact_dir: str = "artifacts"
@@ -62,6 +79,10 @@ class Settings:
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = 6066
     worker_batch_size: int = 500
+
+    # The storefront API and dashboard (recsys api).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
     worker_batch_window_seconds: float = 0.05
     log_level: str = "info"
 
@@ -103,10 +124,13 @@ class Settings:
         for name in ("rerank_session_weight", "rerank_cart_weight", "rerank_category_weight", "rerank_price_weight"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name.upper()} must be 0 or more, got {getattr(self, name)}")
-        if not 0 < self.worker_web_port < 65536:
-            raise SettingsError(f"WORKER_WEB_PORT must be a TCP port (1-65535), got {self.worker_web_port}")
+        for name in ("worker_web_port", "api_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise SettingsError(f"{name.upper()} must be a TCP port (1-65535), got {getattr(self, name)}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, "
+                                f"got {redact_url(self.redis_url)!r}")
+        self._check_security()
         if not self.kafka_bootstrap_servers.strip():
             raise SettingsError("KAFKA_BOOTSTRAP_SERVERS must not be empty")
         if self.online_segments_algorithm not in ("kmeans", "dbstream", "clustream"):
@@ -114,6 +138,32 @@ class Settings:
                                 f"got {self.online_segments_algorithm!r}")
         if self.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise SettingsError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {self.log_level!r}")
+
+    def _check_security(self) -> None:
+        if self.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+                                f"got {self.kafka_security_protocol!r}")
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                raise SettingsError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
+                                    f"got {self.kafka_sasl_mechanism!r}")
+            if not (self.kafka_sasl_username and self.kafka_sasl_password):
+                raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                                    "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        for name in ("kafka_ssl_ca_file", "redis_tls_ca_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{name.upper()} names {path!r}, which is not a readable file")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.redacted().items())
+        return f"Settings({shown})"
+
+    def redacted(self) -> dict[str, object]:
+        """Every setting, with secrets and passwords in URLs masked: what may be printed or logged."""
+        return {f.name: ("***" if f.name in SECRETS and getattr(self, f.name) else
+                         redact_url(getattr(self, f.name)) if f.name == "redis_url" else getattr(self, f.name))
+                for f in dataclasses.fields(self)}
 
     @property
     def input_topics(self) -> tuple[str, str, str]:
@@ -157,6 +207,17 @@ class Settings:
         return cls(**values)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ***."""
+    parsed = urlsplit(url)
+    if not parsed.password:
+        return url
+    user = parsed.username or ""
+    host = parsed.hostname or ""
+    port = f":{parsed.port}" if parsed.port else ""
+    return urlunsplit(parsed._replace(netloc=f"{user}:***@{host}{port}"))
+
+
 def _parse(name: str, type_name: object, raw: str) -> object:
     kind = {"int": int, "float": float}.get(str(type_name))
     if kind is None:
@@ -164,7 +225,8 @@ def _parse(name: str, type_name: object, raw: str) -> object:
     try:
         return kind(raw)
     except ValueError:
-        raise SettingsError(f"{name.upper()} must be a{'n integer' if kind is int else ' number'}, got {raw!r}") from None
+        shown = "***" if name in SECRETS else repr(raw)
+        raise SettingsError(f"{name.upper()} must be a{'n integer' if kind is int else ' number'}, got {shown}") from None
 
 
 def _local_stack_urls(state_dir: str) -> dict[str, str]:

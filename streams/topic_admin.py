@@ -8,6 +8,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.connections import kafka_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -18,11 +19,8 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> list[str
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-                client_id=f"{settings.app_id}-admin",
-                request_timeout_ms=10_000,
-            )
+            admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", request_timeout_ms=10_000,
+                                     **kafka_options(settings))
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:

@@ -17,7 +17,9 @@ from streams.events import CLICK_TYPES, ClickEvent, ProductRecord, PurchaseEvent
 from streams.settings import Settings
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a broken clock, not history
-_ID = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
+# Ids: 1-128 printable characters without spaces (the API checks path ids against the same rule).
+ID_PATTERN = r"[^\s\x00-\x1f\x7f]{1,128}"
+_ID = re.compile(ID_PATTERN)
 MAX_TITLE_CHARS = 1000
 
 

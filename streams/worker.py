@@ -1,4 +1,4 @@
-"""Runs the Faust worker: in the foreground, or as a child process for the demo and tests."""
+"""Runs the Faust worker in the foreground, or any ``recsys`` command as a child process (demo, tests)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,13 @@ def run_worker(settings: Settings) -> None:
     worker.execute_from_commandline()
 
 
-def spawn_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    """Start ``recsys worker`` with ``settings`` in a process of its own, logging to ``log_path``."""
+def spawn(settings: Settings, command: str, log_path: Path) -> subprocess.Popen:
+    """Start ``recsys {command}`` with ``settings`` in a process of its own, logging to ``log_path``."""
     env = {**os.environ, **settings_env(settings)}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "offline.cli", "worker"], env=env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "offline.cli", command], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def spawn_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    return spawn(settings, "worker", log_path)

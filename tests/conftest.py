@@ -1,7 +1,8 @@
 """Fixtures: real servers (Tansu, Redis) on free loopback ports, and the data flag.
 
 Set RECSYS_REQUIRE_DATA=1 (CI does) to make tests that need the Online Retail
-data fail instead of skipping when it is missing.
+data fail instead of skipping when it is missing, and RECSYS_REQUIRE_BROWSER=1
+(CI does) for the browser test and Debian's Chromium.
 """
 
 from __future__ import annotations
@@ -75,8 +76,19 @@ def stack_settings(kafka_server, redis_server, redis_client, tmp_path) -> Settin
 def retail_csv() -> Path:
     path = retail_path(DATA_DIR)
     if not path.exists():
-        message = f"Online Retail data not found at {path}"
-        if os.environ.get("RECSYS_REQUIRE_DATA") == "1":
-            pytest.fail(message + " and RECSYS_REQUIRE_DATA=1")
-        pytest.skip(message)
+        required_or_skip("RECSYS_REQUIRE_DATA", f"Online Retail data not found at {path}")
+    return path
+
+
+def required_or_skip(flag: str, message: str) -> None:
+    if os.environ.get(flag) == "1":
+        pytest.fail(f"{message} and {flag}=1")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    path = Path("/usr/bin/chromium")
+    if not path.exists():
+        required_or_skip("RECSYS_REQUIRE_BROWSER", f"{path} is missing (`make test` installs Debian's chromium)")
     return path

@@ -17,9 +17,13 @@ class RecordingWriter:
     def __init__(self):
         self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
         self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
+        self.segment_sizes = {}
 
-    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None, prequential=None):
+    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None, prequential=None,
+                    segment_moves=None):
         self.lists.update({rec.user_id: rec for rec in lists})
+        for segment, change in (segment_moves or {}).items():
+            self.segment_sizes[segment] = self.segment_sizes.get(segment, 0) + change
         self.segments.update(segments or {})
         self.products.update(products)
         for key, amount in (counters or {}).items():

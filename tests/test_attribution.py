@@ -1,6 +1,6 @@
 from streams.attribution import attribute
 from streams.events import ClickEvent, OrderLine, PurchaseEvent
-from streams.session_features import ServedList, SessionFeatures
+from streams.session_features import SERVED_LISTS_KEPT, ServedList, SessionFeatures
 
 WINDOW = 1800.0
 
@@ -45,5 +45,17 @@ def test_each_purchased_line_on_the_list_is_credited():
 
 
 def test_served_lists_are_capped():
-    f = features(*(ServedList(f"r{n}", "v", ["A"], float(n)) for n in range(10)))
-    assert [s.rec_id for s in f.served] == ["r7", "r8", "r9"]
+    f = features(*(ServedList(f"r{n}", "v", ["A"], float(n)) for n in range(SERVED_LISTS_KEPT + 5)))
+    assert [s.rec_id for s in f.served] == [f"r{n}" for n in range(5, SERVED_LISTS_KEPT + 5)]
+
+
+def test_a_purchase_is_credited_to_the_list_that_showed_the_item_before_it_went_into_the_cart():
+    # The list written after the cart addition leaves the cart item out; the one before showed it.
+    before_cart = ServedList("r-before", "v1", ["A", "B"], at=1000.0)
+    after_cart = ServedList("r-after", "v1", ["B", "C"], at=1010.0)
+    order = PurchaseEvent("p1", "u1", "o1", [OrderLine("A", 1, 2.0)], 1100.0)
+    [credit] = attribute(features(before_cart, after_cart), order, WINDOW)
+    assert (credit.rec_id, credit.rank, credit.attribution) == ("r-before", 1, "implicit")
+    # An explicit rec_id credits only that list.
+    named = PurchaseEvent("p2", "u1", "o2", [OrderLine("A", 1, 2.0)], 1100.0, rec_id="r-after")
+    assert attribute(features(before_cart, after_cart), named, WINDOW) == []

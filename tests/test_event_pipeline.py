@@ -1,6 +1,7 @@
 """The worker's batch logic, with an in-memory table and a writer that records (pure logic)."""
 
 import asyncio
+from collections import Counter
 
 import pytest
 
@@ -171,3 +172,15 @@ def test_each_batch_sends_summaries_that_add_up_to_what_it_did(pipeline):
     assert (before["lists"], before["views"], before["purchases"], before["purchase_hits"]) == (1, 1, 1, 1)
     assert before["click_through"] == 1.0 and before["purchase_hit_rate"] == 1.0
     assert by_segment[segment]["lists"] == 1 and by_segment[segment]["purchase_hit_rate"] is None
+
+
+def test_segment_sizes_follow_each_customers_current_segment(pipeline):
+    for n in range(30):
+        for k in range(1 + n % 3):
+            order = PurchaseEvent(f"s{n}-{k}", f"shopper{n}", f"so{n}-{k}", [OrderLine("A", 1 + 20 * (n % 2), 3.0)],
+                                  NOW + k * 86400)
+            asyncio.run(pipeline.handle_user_events([Msg("purchases", encode_event(order))]))
+    current = Counter(load_features(pipeline.sessions[f"shopper{n}".encode()]).segment for n in range(30))
+    warmup = Counter(load_features(pipeline.sessions[f"other{n}".encode()]).segment for n in range(3))
+    sizes = {name: size for name, size in pipeline.writer.segment_sizes.items() if size}
+    assert sizes == dict(current + warmup)

@@ -57,7 +57,7 @@ def recsys(*args, env=None, tmp_path=None):
 
 @pytest.mark.parametrize("command", [[], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"],
                                      ["worker"], ["replay"], ["recs"], ["demo"], ["train"], ["evaluate"],
-                                     ["eda"], ["segment"], ["prequential"], ["online-segments"]])
+                                     ["eda"], ["segment"], ["prequential"], ["online-segments"], ["api"]])
 def test_every_command_has_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -81,8 +81,8 @@ def test_stack_status_without_a_stack_says_so(tmp_path):
 
 @pytest.mark.integration
 def test_recs_command_reads_the_stored_list(tmp_path, redis_server, redis_client):
-    from streams.recommendation_store import build_list, _encode
-    redis_client.set("recs:17850", _encode(build_list("17850", [("85123A", 0.9)], "v7")))
+    from streams.recommendation_store import build_list, encode_list
+    redis_client.set("recs:17850", encode_list(build_list("17850", [("85123A", 0.9)], "v7")))
     redis_client.set("product:85123A", b'{"item_id":"85123A","title":"WHITE HANGING HEART"}')
     result = recsys("recs", "17850", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,193 @@
+"""The storefront API and the dashboard's server: FastAPI routes over what Redis holds.
+
+Every input is checked (ids as in the event contract, bounds on ``k``) and
+every error is a JSON ``{"error": ...}`` that never repeats the request's input.
+The OpenAPI description is served at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from streams import redis_keys
+from streams.api.dashboard import Dashboard
+from streams.api.guards import RequestGuard
+from streams.api.health import HealthCheck
+from streams.connections import async_redis_client
+from streams.online_summaries import WINDOW_STEP_SECONDS
+from streams.recommendation_store import decode_list
+from streams.settings import Settings
+from streams.validation import ID_PATTERN
+
+MAX_K = 100
+HERE = Path(__file__).parent
+# Found without importing plotly, whose modules would only weigh on the API's memory.
+PLOTLY_JS = Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data" / "plotly.min.js"
+ID_RULE = "1-128 printable characters without spaces"
+
+UserId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The customer's id: {ID_RULE}.")]
+ItemId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The product's id: {ID_RULE}.")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"How many items to return (1-{MAX_K}).")]
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    items: list[str]
+    scores: list[float]
+    rec_id: str
+    model_version: str
+    generated_at: float
+    event_ts: float | None = None
+    fallback: bool = False
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[str]
+    scores: list[float]
+
+
+class Segment(BaseModel):
+    user_id: str
+    segment: str
+
+
+class PopularItems(BaseModel):
+    segment: str | None
+    items: list[str]
+    scores: list[float]
+    model_version: str
+
+
+class Error(BaseModel):
+    error: str
+
+
+ERRORS = {404: {"model": Error}, 422: {"model": Error}}
+
+
+def json_bytes(payload: bytes) -> Response:
+    return Response(payload, media_type="application/json")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_api(settings: Settings) -> FastAPI:
+    client = async_redis_client(settings)
+    registry = CollectorRegistry()
+    health = HealthCheck(settings, client)
+    dashboard = Dashboard(settings, client, WINDOW_STEP_SECONDS)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Everything made at start-up lives as long as the process: keeping it out of the
+        # collector's scans removes pauses of tens of milliseconds from the request path.
+        gc.freeze()
+        yield
+        await client.aclose()
+
+    api = FastAPI(title="recsys storefront API", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
+                  description="Recommendations, similar items, segments and popular items, as the workers keep "
+                              "them in Redis; plus health, metrics and the monitoring dashboard.")
+    api.add_middleware(RequestGuard, registry=registry)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError):
+        # Name the parameter and the rule; never repeat what was sent.
+        problems = []
+        for problem in exc.errors():
+            name = ".".join(str(part) for part in problem["loc"][1:]) or str(problem["loc"][0])
+            rule = f"must be {ID_RULE}" if problem["type"] == "string_pattern_mismatch" else problem["msg"]
+            problems.append(f"{name}: {rule}")
+        return error(422, "; ".join(problems))
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error(exc.status_code, "no such route" if exc.status_code == 404 else str(exc.detail))
+
+    @api.get("/recs/{user_id}", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
+    async def recommendations(user_id: UserId, k: K = 10):
+        """The customer's list, best first; customers without one get the popular list, marked ``fallback``."""
+        raw = await client.get(redis_keys.recs(user_id))
+        fallback = raw is None
+        if fallback:
+            raw = await client.get(redis_keys.POPULAR)
+            if raw is None:
+                return error(404, "no recommendations yet: no list for this customer and no popular list")
+        listing = decode_list(raw)
+        if fallback:
+            listing.user_id, listing.fallback = user_id, True
+        listing.items, listing.scores = listing.items[:k], listing.scores[:k]
+        # Every field, defaults included: API callers always see "fallback".
+        return json_bytes(msgspec.json.encode(msgspec.structs.asdict(listing)))
+
+    @api.get("/similar/{item_id}", response_model=SimilarItems, responses=ERRORS, tags=["storefront"])
+    async def similar(item_id: ItemId, k: K = 10):
+        """Items like this one (co-bought first, then alike descriptions), from the latest trained model."""
+        raw = await client.get(redis_keys.similar(item_id))
+        if raw is None:
+            return error(404, "no similar items for this product")
+        similar = msgspec.json.decode(raw)
+        return {"item_id": item_id, "items": similar["items"][:k], "scores": similar["scores"][:k]}
+
+    @api.get("/segments/{user_id}", response_model=Segment, responses=ERRORS, tags=["storefront"])
+    async def segment(user_id: UserId):
+        """The customer's segment: online (after a purchase the worker saw) or from the latest training."""
+        raw = await client.get(redis_keys.segment(user_id))
+        if raw is None:
+            return error(404, "no segment for this customer")
+        return {"user_id": user_id, "segment": raw.decode()}
+
+    @api.get("/popular", response_model=PopularItems, responses=ERRORS, tags=["storefront"])
+    async def popular(segment: Annotated[str | None, Query(max_length=128, description="A segment name.")] = None,
+                      k: K = 10):
+        """Popular items, overall or within one segment."""
+        raw = await client.get(redis_keys.segment_popular(segment) if segment else redis_keys.POPULAR)
+        if raw is None:
+            return error(404, "no popular list for this segment" if segment else "no popular list yet")
+        listing = decode_list(raw)
+        return {"segment": segment, "items": listing.items[:k], "scores": listing.scores[:k],
+                "model_version": listing.model_version}
+
+    @api.get("/health", tags=["operations"])
+    async def health_check():
+        """Whether Redis and Kafka answer; 503 when either does not."""
+        report = await health.report()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @api.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics():
+        """Request counts and latencies, in Prometheus' text format."""
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    @api.get("/", include_in_schema=False)
+    async def dashboard_page():
+        return FileResponse(HERE / "dashboard.html", media_type="text/html")
+
+    @api.get("/dashboard/data", tags=["dashboard"])
+    async def dashboard_data():
+        """Everything the dashboard draws: the stream's last minute, its timeline, segment sizes,
+        the latest offline evaluation and links to the trainer's reports."""
+        return await dashboard.data()
+
+    @api.get("/static/plotly.min.js", include_in_schema=False)
+    async def plotly_js():
+        return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+    # The trainer's reports (EDA, evaluation, segment plots); StaticFiles refuses paths outside the folder.
+    api.mount("/reports", StaticFiles(directory=settings.report_dir, check_dir=False), name="reports")
+    return api

@@ -1,0 +1,111 @@
+"""The monitoring dashboard in headless Chromium against a running stack: charts drawn from real numbers.
+
+The page is loaded from the API while a worker processes replayed events; the
+test waits for data, reads back what each Plotly chart holds, and saves a
+screenshot to tests/artifacts/dashboard.png.
+"""
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+from offline.cli import train_and_publish
+from offline.evaluation_report import write_evaluation
+from offline.private_stack import private_stack, wait_until_processed
+from offline.replay import replay
+from offline.simulator import simulate_history
+from offline.training import evaluate_all
+
+pytestmark = pytest.mark.integration
+
+SCREENSHOT = Path(__file__).parent / "artifacts" / "dashboard.png"
+# As the workplace runs Chromium headless: no sandbox (root), and no calls to Google's services.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def dashboard_data(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/dashboard/data", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for_timeline(url: str, points: int, timeout: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout
+    data = {}
+    while time.monotonic() < deadline:
+        data = dashboard_data(url)
+        if len(data["timeline"]) >= points and data["window"]["events_per_second"] > 0:
+            return data
+        time.sleep(1.0)
+    raise AssertionError(f"the dashboard feed did not fill: {data}")
+
+
+async def read_page(url: str, chromium: Path) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1100})
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(url)
+            await page.wait_for_selector("body[data-loaded=true]", timeout=30000)
+            await page.wait_for_function("document.getElementById('kpi-events').textContent !== '–'")
+            charts = await page.evaluate("""() => Object.fromEntries(
+                ["chart-events", "chart-freshness", "chart-quality", "chart-segments"].map((id) => {
+                    const div = document.getElementById(id);
+                    return [id, {traces: (div.data || []).map((t) => ({name: t.name, y: t.y})),
+                                 drawn: div.querySelectorAll("svg.main-svg").length}];
+                }))""")
+            cards = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.card')].map(
+                (c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent]))""")
+            evaluation = await page.evaluate("""() => [...document.querySelectorAll('#evaluation tbody tr')].map(
+                (row) => [...row.cells].map((cell) => cell.textContent))""")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            await page.screenshot(path=str(SCREENSHOT), full_page=True)
+            return {"charts": charts, "cards": cards, "evaluation": evaluation, "errors": errors}
+        finally:
+            await browser.close()
+
+
+def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromium):
+    history = simulate_history(n_users=120, days=120, seed=3)
+    with private_stack("dashboard", report_dir=str(tmp_path / "reports"), archive_dir="") as stack:
+        settings = stack.settings
+        write_evaluation(evaluate_all(history, ablation=False, progress=lambda m: None), "simulator",
+                         settings.report_dir)
+        worker = stack.start_worker()
+        url = stack.start_api()
+        train_and_publish(settings, history, None, "simulator", True, lambda m: None)
+        stats = replay(settings, history.tail(2000))
+        client = redis.Redis.from_url(settings.redis_url)
+        sent = sum(stats.sent.values())
+        assert wait_until_processed(client, sent, worker, timeout=120) == sent
+        data = wait_for_timeline(url, points=2)
+
+        page = asyncio.run(read_page(url, chromium))
+
+    assert page["errors"] == []
+    charts = page["charts"]
+    for chart in charts.values():
+        assert chart["drawn"] >= 1 and chart["traces"], chart
+    events = next(t for t in charts["chart-events"]["traces"] if t["name"] == "events/s")
+    assert len(events["y"]) >= 2 and max(events["y"]) > 0
+    quality = charts["chart-quality"]["traces"]
+    versions = {scope["model_version"] for scope in data["window"]["scopes"]}
+    assert len(quality) == 2 * len(versions) >= 2  # click-through and hit-rate per version
+    assert any(value is not None and value > 0 for trace in quality for value in trace["y"])
+    segments = charts["chart-segments"]["traces"]
+    assert {t["name"] for t in segments} >= set(data["timeline"][-1]["segments"]) and max(segments[0]["y"]) > 0
+    cards = page["cards"]
+    assert float(cards["events / s"]) > 0 and cards["freshness p99"].endswith("ms")
+    assert int(cards["lists written"].replace(",", "")) > 0
+    hybrid = next(row for row in page["evaluation"] if row[0] == "hybrid")
+    assert 0 < float(hybrid[2]) <= 1  # ALL MAP@10
+    assert SCREENSHOT.stat().st_size > 20_000
