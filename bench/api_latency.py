@@ -21,12 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import random
 import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -41,10 +39,11 @@ from streams.connections import async_redis_client
 from streams.recommendation_store import build_list, encode_list
 from streams.settings import Settings
 
+from bench_results import save_results
+
 USERS = 10_000
 # Each measure starts with this long at the full rate, not counted: connections open, caches fill.
 WARM_UP_SECONDS = 3.0
-RESULTS = Path(__file__).parent / "results" / "api_latency.json"
 
 
 def store_lists(client: redis.Redis, count: int, items: int) -> None:
@@ -178,8 +177,7 @@ def main() -> None:
     api, read = rows[-1], rows[-2]
     console.print(f"API p99 is {api['p99_ms'] / read['p99_ms']:.1f}x the storefront's direct read "
                   f"(targets: Redis read p99 <= 1 ms, API p99 <= 10 ms at 1,000 req/s)")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"measured_at": time.time(), "users": USERS, "rows": rows}, indent=2))
+    save_results("api_latency", {"users": USERS, "rows": rows})
 
 
 if __name__ == "__main__":

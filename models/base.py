@@ -57,9 +57,14 @@ class Recommender(ABC):
 
 
 def top_k(scores: dict[str, float], k: int, exclude: Collection[str] = ()) -> Scored:
-    """The ``k`` best-scored items not in ``exclude``; ties keep insertion order."""
-    candidates = scores.items() if not exclude else ((i, s) for i, s in scores.items() if i not in exclude)
-    return heapq.nlargest(k, candidates, key=itemgetter(1))
+    """The ``k`` best-scored items not in ``exclude``; ties keep insertion order.
+
+    A full sort (in C) beats a Python heap for the few hundred candidates a list draws on;
+    for a large pool, the heap."""
+    candidates = scores.items() if not exclude else [(i, s) for i, s in scores.items() if i not in exclude]
+    if len(scores) > 50 * k:
+        return heapq.nlargest(k, candidates, key=itemgetter(1))
+    return sorted(candidates, key=itemgetter(1), reverse=True)[:k]
 
 
 class BatchRecommender(ABC):

@@ -26,6 +26,9 @@ class SessionCooccurrence(Recommender):
     ...         cooc.learn_one(Interaction("u", item, ts=0.0, context=basket[:n]))
     >>> [item for item, _ in cooc.recommend("u", context=["tea"], k=2)]
     ['cups', 'saucers']
+    >>> cooc.learn_one(Interaction("u", "jam", ts=0.0, context=["scones"]))  # scones never learned itself
+    >>> cooc.recommend("u", context=["scones"], k=2), [i for i, _ in cooc.recommend("u", context=["jam"], k=2)]
+    ([], [])
     """
 
     name = "session-cooccurrence"
@@ -64,9 +67,13 @@ class SessionCooccurrence(Recommender):
         if cached is not None and count <= cached[0] * (1 + self.refresh_growth):
             return cached[1]
         row = self._pairs.get(item_id)
-        if not row:
+        if not row or count <= 0:
             return []
-        sims = {other: c / math.sqrt(count * self._counts[other]) for other, c in row.items() if c > 0}
+        # An item met only as context (a customer's recent item from before a restart, or one only
+        # removed from a cart) has no count of its own yet, hence no similarity.
+        counts = self._counts
+        sims = {other: c / math.sqrt(count * counts[other]) for other, c in row.items()
+                if c > 0 and counts.get(other, 0.0) > 0}
         ranked = top_k(sims, self.max_neighbours)
         self._neighbour_cache[item_id] = (count, ranked)
         return ranked

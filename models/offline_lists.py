@@ -111,8 +111,8 @@ class OfflineListsWithSession(Recommender):
         if categories and w.category:
             for item in scores:
                 scores[item] *= 1.0 + w.category * categories.get(self._category(item), 0.0)
-        price_level = self._price_level(votes)
-        if price_level is not None and w.price:
+        price_level = self._price_level(votes) if w.price else None
+        if price_level is not None:
             for item in scores:
                 price = self._price(item)
                 if price is not None:

@@ -24,7 +24,7 @@ def write_evaluation(report: EvaluationReport, origin: str, report_dir: str) -> 
     json_path.write_text(json.dumps(payload, indent=2, default=float))
     header = "| model | kind | " + " | ".join(f"ALL {h}" for h in HEADERS) + " | " + " | ".join(f"NEW {h}" for h in HEADERS) + " |"
     lines = [
-        f"# Offline evaluation\n",
+        "# Offline evaluation\n",
         f"Data: {origin}. Test window from {report.cut:%Y-%m-%d}; {report.train_users:,} train customers, "
         f"{report.train_items:,} items, {report.test_users:,} test customers. k = 10.\n",
         header, "|" + "---|" * (2 + 2 * len(HEADERS)),

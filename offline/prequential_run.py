@@ -30,7 +30,7 @@ WARM_UP_DAYS = 30
 
 def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progress, train_and_publish) -> list[dict]:
     cut = default_cut(history)
-    with private_stack("prequential", archive_dir="") as stack:
+    with private_stack("prequential", archive_dir="", prequential_scoring=True) as stack:
         settings = stack.settings
         train = history[history["timestamp"] < cut]
         version = train_and_publish(settings, train, None, origin, True, progress)

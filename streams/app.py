@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import time
 from datetime import timedelta
 
 import faust
+import msgspec
 
 from models.session_blend import PopularityCooccurrenceBlend
 from streams.connections import async_redis_client, faust_broker_options
 from streams.dashboard_feed import DashboardFeed
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline
+from streams.kafka_transport import WorkerApp
+from streams.model_artifacts import ArtifactError, ArtifactStore
 from streams.model_updates import follow_model_updates, load_version
 from streams.online_summaries import (
     WINDOW_SECONDS,
@@ -28,7 +32,9 @@ from streams.online_summaries import (
 )
 from streams.outbox import RAW, KafkaOutbox
 from streams.recommendation_store import RecommendationWriter
+from streams.session_features import load_features
 from streams.settings import Settings
+from streams.validation import ID_RULE, valid_id
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +72,9 @@ def exit_on_failure(name: str):
 
 def create_app(settings: Settings) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         **faust_broker_options(settings),
         store="memory://",
         datadir=str(settings.worker_data_dir),
@@ -129,12 +136,30 @@ def create_app(settings: Settings) -> faust.App:
     async def metrics(web, request):
         return web.bytes(pipeline.metrics.render(), content_type="text/plain; version=0.0.4")
 
+    @app.page("/sessions/{user_id}")
+    async def session_features(web, request, user_id: str):
+        """A customer's session features as this worker holds them (its partitions only)."""
+        if not valid_id(user_id):
+            return web.json({"error": f"user_id must be {ID_RULE}"}, status=422)
+        raw = sessions.get(user_id.encode())
+        if raw is None:
+            return web.json({"error": "no session for this customer on this worker"}, status=404)
+        return web.bytes(msgspec.json.encode(load_features(raw)), content_type="application/json")
+
     async def use_version(version: str) -> None:
+        try:
+            version = ArtifactStore(settings.artifact_dir).resolve(version)
+        except ArtifactError:
+            return  # nothing trained yet: the streaming model serves
         if version == pipeline.model_version:
-            return
+            return  # loading is costly: the lists would be the same
         loaded = await asyncio.to_thread(load_version, settings, version)
         if loaded is not None and loaded[0].name != pipeline.model_version:
             pipeline.use_model(*loaded)
+            # The model lives until the next version: keeping its millions of objects out of the
+            # collector's full scans removes pauses of 100-200 ms from the event path. A replaced
+            # model holds no reference cycles, so reference counting still frees it.
+            gc.freeze()
             log.info("now recommending with model %s", version)
 
     @app.on_before_shutdown.connect

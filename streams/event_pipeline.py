@@ -32,6 +32,7 @@ from streams.session_features import (
     SessionFeatures,
     dump_features,
     load_features,
+    order_value,
     touched_items,
     update_session_features,
 )
@@ -87,7 +88,8 @@ class EventPipeline:
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
         counters: Counter[str] = Counter()
         summaries = BatchSummaries()
-        touched: dict[str, tuple[SessionFeatures, float, float]] = {}  # features, event time, Kafka time
+        # features, newest event time of the batch's events, earliest Kafka time in the batch
+        touched: dict[str, tuple[SessionFeatures, float, float]] = {}
         feedback: list[FeedbackEvent] = []
         retrain: RetrainRequest | None = None
         alerts: list[DriftAlert] = []
@@ -111,8 +113,8 @@ class EventPipeline:
             last_served = features.served[-1] if features and features.served else None
             segment_before = features.segment if features else ""
             redelivered = features is not None and event.event_id in features.recent_event_ids
-            if isinstance(event, PurchaseEvent) and isinstance(self.recommender, OfflineListsWithSession) \
-                    and not redelivered:
+            if self.settings.prequential_scoring and isinstance(event, PurchaseEvent) \
+                    and isinstance(self.recommender, OfflineListsWithSession) and not redelivered:
                 score_purchase(self.recommender, features, event, prequential, self.settings.session_gap_seconds)
             features, is_new = update_session_features(
                 features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
@@ -138,17 +140,20 @@ class EventPipeline:
                     segment_moves[segments[event.user_id]] += 1
             self._archive(event)
             self._learn(event, context)
-            touched[event.user_id] = (features, max(event.ts, known[1] if known else 0.0),
+            touched[event.user_id] = (features, max(event.ts, known[1] if known else event.ts),
                                       min(message.timestamp, known[2] if known else message.timestamp))
 
         lists = []
-        for user_id, (features, event_ts, _) in touched.items():
+        for user_id, (features, answered_ts, _) in touched.items():
             scored = self.recommender.recommend(
                 user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
                 cart=features.cart, segment=features.segment,
             )
-            listing = build_list(user_id, scored, self.model_version, event_ts)
-            features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, event_ts))
+            # A customer's events may arrive out of order across the clicks and purchases topics.
+            # The list reflects everything up to their newest event; for attribution it was served
+            # in answer to this batch's events, which the shopper's next actions follow.
+            listing = build_list(user_id, scored, self.model_version, features.last_seen)
+            features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, answered_ts))
             self.sessions[user_id.encode()] = dump_features(features)
             lists.append(listing)
         segment_moves.pop("", None)
@@ -172,14 +177,12 @@ class EventPipeline:
 
     def _update_segment(self, features: SessionFeatures, event: PurchaseEvent, alerts: list[DriftAlert]) -> str:
         """Where a customer's online segment is updated: on each of their purchases."""
-        value = sum(line.quantity * line.unit_price for line in event.lines)
-        features.customer.add_order(event.ts, len(event.lines), sum(line.quantity for line in event.lines), value)
         cluster = self.online_segments.learn_predict_one(features.customer.features())
         offline = self.offline_segments.get(event.user_id)
         if offline is not None:
             self.online_segments.observe_offline(cluster, offline)
         features.segment = self.online_segments.name(cluster)
-        change = self.purchase_drift.update(value)
+        change = self.purchase_drift.update(order_value(event))
         if change is not None:
             alerts.append(DriftAlert("order_value", round(change[0], 2), round(change[1], 2), event.ts))
         return features.segment

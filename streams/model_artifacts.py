@@ -87,12 +87,17 @@ class ArtifactStore:
         (self.root / LATEST).write_text(version)
         return Artifact(version, path, manifest)
 
+    def resolve(self, version: str) -> str:
+        """``version`` itself, or for "latest" the newest version written."""
+        if version != "latest":
+            return version
+        try:
+            return (self.root / LATEST).read_text().strip()
+        except OSError:
+            raise ArtifactError(f"no model has been trained into {self.root} yet; run `recsys train`") from None
+
     def load(self, version: str = "latest") -> Artifact:
-        if version == "latest":
-            try:
-                version = (self.root / LATEST).read_text().strip()
-            except OSError:
-                raise ArtifactError(f"no model has been trained into {self.root} yet; run `recsys train`") from None
+        version = self.resolve(version)
         path = self._inside(version)
         try:
             manifest = json.loads((path / MANIFEST).read_text())

@@ -1,7 +1,7 @@
 """Everything a worker publishes: dead letters, feedback, retrain requests, drift alerts, online summaries.
 
 The pipeline talks to an ``Outbox``; ``KafkaOutbox`` sends to the topics the
-settings name. Sends are handed to Faust's producer, which batches them.
+settings name.
 """
 
 from __future__ import annotations
@@ -43,32 +43,33 @@ RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_s
 
 
 class KafkaOutbox:
+    """Sends through Faust's producer directly: a send only queues the message in the producer's
+    batches (Faust's per-topic send would add a future and callbacks per message), and Faust
+    flushes the producer before it commits any offset, so nothing is committed unsent."""
+
     def __init__(self, app: faust.App, settings: Settings):
-        self.dead_letters = app.topic(settings.topic_dead_letters, **RAW)
-        self.feedback_topic = app.topic(settings.topic_feedback, **RAW)
-        self.retrain_topic = app.topic(settings.topic_retrain_requests, **RAW)
-        self.drift_topic = app.topic(settings.topic_drift_alerts, **RAW)
-        self.summaries_topic = app.topic(settings.topic_online_metrics, **RAW)
+        self.app = app
+        self.settings = settings
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers=None) -> None:
+        await self.app.producer.send(topic, key, value, None, None, headers)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
-        await self.dead_letters.send(
-            key=message.key,
-            value=message.value or b"",
-            headers=dead_letter_headers(reason, message.topic, message.partition, message.offset),
-        )
+        await self._send(self.settings.topic_dead_letters, message.key, message.value or b"",
+                         dead_letter_headers(reason, message.topic, message.partition, message.offset))
 
     async def feedback(self, event: FeedbackEvent) -> None:
-        await self.feedback_topic.send(key=event.user_id.encode(), value=encode_event(event))
+        await self._send(self.settings.topic_feedback, event.user_id.encode(), encode_event(event))
 
     async def retrain_request(self, request: RetrainRequest) -> None:
         log.warning("purchase hit-rate of %s fell from %.3f to %.3f: requesting a retrain",
                     request.model_version, request.baseline_hit_rate, request.current_hit_rate)
-        await self.retrain_topic.send(key=b"retrain", value=encode_event(request))
+        await self._send(self.settings.topic_retrain_requests, b"retrain", encode_event(request))
 
     async def drift_alert(self, alert: DriftAlert) -> None:
         log.warning("purchase drift: typical %s went from %.2f to %.2f", alert.statistic, alert.before, alert.now)
-        await self.drift_topic.send(key=alert.statistic.encode(), value=encode_event(alert))
+        await self._send(self.settings.topic_drift_alerts, alert.statistic.encode(), encode_event(alert))
 
     async def online_summaries(self, records: list[tuple[bytes, bytes]]) -> None:
         for key, value in records:
-            await self.summaries_topic.send(key=key, value=value)
+            await self._send(self.settings.topic_online_metrics, key, value)

@@ -80,6 +80,10 @@ def load_features(raw: bytes) -> SessionFeatures:
     return _decode(raw)
 
 
+def order_value(event: PurchaseEvent) -> float:
+    return sum(line.quantity * line.unit_price for line in event.lines)
+
+
 def touched_items(event: UserEvent) -> list[str]:
     if isinstance(event, ClickEvent):
         return [event.item_id]
@@ -115,7 +119,9 @@ def update_session_features(
     features.counts[kind] = features.counts.get(kind, 0) + 1
     items = touched_items(event)
     if isinstance(event, PurchaseEvent):
-        features.units_purchased += sum(line.quantity for line in event.lines)
+        units = sum(line.quantity for line in event.lines)
+        features.units_purchased += units
+        features.customer.add_order(event.ts, len(event.lines), units, order_value(event))
         bought = set(items)
         features.cart = [item for item in features.cart if item not in bought]
         _append_unique(features.purchased_this_session, items, limit=None)

@@ -31,6 +31,7 @@ def _default_state_dir() -> str:
     return str(Path(base) / "recsys")
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 # Settings where an empty value switches a feature off rather than meaning "unset".
 EMPTY_MEANS_OFF = frozenset({"archive_dir"})
 
@@ -53,6 +54,8 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = ""
     kafka_ssl_ca_file: str = ""
+    # How long the worker's consumer lets the broker hold a fetch with nothing new (streams.kafka_transport).
+    kafka_fetch_max_wait_ms: int = 20
     redis_password: str = ""
     redis_tls_ca_file: str = ""
 
@@ -97,6 +100,8 @@ class Settings:
     redis_max_backoff_seconds: float = 5.0
     attribution_window_seconds: float = 1800.0
     online_segments_algorithm: str = "kmeans"
+    # Score static vs re-ranked lists before each purchase (recsys prequential turns it on).
+    prequential_scoring: bool = False
 
     # How live context re-ranks offline lists (see models.offline_lists.RerankWeights).
     rerank_session_weight: float = 0.3
@@ -117,6 +122,7 @@ class Settings:
             "recs_ttl_seconds", "max_event_bytes", "max_quantity", "max_order_lines",
             "session_gap_seconds", "popularity_half_life_days", "max_unit_price",
             "worker_batch_window_seconds", "redis_max_backoff_seconds", "attribution_window_seconds",
+            "kafka_fetch_max_wait_ms",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -219,6 +225,11 @@ def redact_url(url: str) -> str:
 
 
 def _parse(name: str, type_name: object, raw: str) -> object:
+    if str(type_name) == "bool":
+        flag = raw.strip().lower()
+        if flag not in BOOLEANS:
+            raise SettingsError(f"{name.upper()} must be true or false, got {raw!r}")
+        return BOOLEANS[flag]
     kind = {"int": int, "float": float}.get(str(type_name))
     if kind is None:
         return raw

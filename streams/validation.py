@@ -17,7 +17,8 @@ from streams.events import CLICK_TYPES, ClickEvent, ProductRecord, PurchaseEvent
 from streams.settings import Settings
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a broken clock, not history
-# Ids: 1-128 printable characters without spaces (the API checks path ids against the same rule).
+# The API and the worker's pages check path ids against the same rule.
+ID_RULE = "1-128 printable characters without spaces"
 ID_PATTERN = r"[^\s\x00-\x1f\x7f]{1,128}"
 _ID = re.compile(ID_PATTERN)
 MAX_TITLE_CHARS = 1000
@@ -102,9 +103,13 @@ class EventValidator:
             raise InvalidEvent(f"timestamp {ts:.0f} is {ts - now:.0f} s in the future")
 
 
+def valid_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
 def _check_id(name: str, value: str) -> None:
-    if not _ID.fullmatch(value):
-        raise InvalidEvent(f"{name} must be 1-128 printable characters without spaces")
+    if not valid_id(value):
+        raise InvalidEvent(f"{name} must be {ID_RULE}")
 
 
 def _check_optional_id(name: str, value: str | None) -> None:

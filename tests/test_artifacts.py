@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from streams.model_artifacts import ArtifactError, ArtifactStore, data_hash, new_version

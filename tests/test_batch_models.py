@@ -8,7 +8,7 @@ from models.base import ItemItemRecommender
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.simulator import planted_category, simulate_history
-from offline.training import COMPONENT_NAMES, Components, evaluate_all, item_catalog, make_component
+from offline.training import COMPONENT_NAMES, evaluate_all, item_catalog, make_component
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
     quality = charts["chart-quality"]["traces"]
     versions = {scope["model_version"] for scope in data["window"]["scopes"]}
     assert len(quality) == 2 * len(versions) >= 2  # click-through and hit-rate per version
-    assert any(value is not None and value > 0 for trace in quality for value in trace["y"])
+    assert any(value is not None and value > 0 for trace in quality for value in trace["y"]), (quality, data["window"])
     segments = charts["chart-segments"]["traces"]
     assert {t["name"] for t in segments} >= set(data["timeline"][-1]["segments"]) and max(segments[0]["y"]) > 0
     cards = page["cards"]

@@ -184,3 +184,18 @@ def test_segment_sizes_follow_each_customers_current_segment(pipeline):
     warmup = Counter(load_features(pipeline.sessions[f"other{n}".encode()]).segment for n in range(3))
     sizes = {name: size for name, size in pipeline.writer.segment_sizes.items() if size}
     assert sizes == dict(current + warmup)
+
+
+def test_out_of_order_events_the_list_reflects_the_newest_and_earns_the_next_actions(pipeline):
+    # The purchase is fetched before the click that preceded it (they travel on different topics).
+    order = Msg("purchases", encode_event(PurchaseEvent("p1", "u1", "o1", [OrderLine("B", 1, 1.0)], NOW + 3)))
+    asyncio.run(pipeline.handle_user_events([order]))
+    assert pipeline.writer.lists["u1"].event_ts == NOW + 3
+    late_click = Msg("clicks", encode_event(ClickEvent("c1", "u1", "A", "view", NOW + 2)))
+    asyncio.run(pipeline.handle_user_events([late_click]))
+    assert pipeline.writer.lists["u1"].event_ts == NOW + 3  # not moved back to the click's time
+    # The list answering the late click was served at the click's time, so the shopper's next
+    # view of one of its items is credited to it.
+    shown = pipeline.writer.lists["u1"].items[0]
+    asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("c2", "u1", shown, "view", NOW + 2.5)))]))
+    assert [(f.item_id, f.action, f.attribution) for f in pipeline.outbox.feedbacks] == [(shown, "view", "implicit")]

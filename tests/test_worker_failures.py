@@ -1,5 +1,6 @@
 """A worker whose agent fails stops with a non-zero status, and its restart catches up (real servers)."""
 
+import subprocess
 import time
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 def wait_for_exit(process, timeout: float) -> int | None:
     try:
         return process.wait(timeout=timeout)
-    except Exception:
+    except subprocess.TimeoutExpired:
         return None
 
 

@@ -30,13 +30,12 @@ from streams.connections import async_redis_client
 from streams.online_summaries import WINDOW_STEP_SECONDS
 from streams.recommendation_store import decode_list
 from streams.settings import Settings
-from streams.validation import ID_PATTERN
+from streams.validation import ID_PATTERN, ID_RULE
 
 MAX_K = 100
 HERE = Path(__file__).parent
 # Found without importing plotly, whose modules would only weigh on the API's memory.
 PLOTLY_JS = Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data" / "plotly.min.js"
-ID_RULE = "1-128 printable characters without spaces"
 
 UserId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The customer's id: {ID_RULE}.")]
 ItemId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The product's id: {ID_RULE}.")]

@@ -1,0 +1,159 @@
+"""Stream throughput: events/s through the full worker pipeline, beside raw aiokafka and a no-op Faust agent.
+
+On a private stack (Tansu in memory, Redis), the script publishes the events of
+a simulated shop (clicks and purchases, keyed by customer) once, trains and
+publishes a model on that shop, then consumes the same events three ways, each
+from the beginning with a consumer group of its own:
+
+* raw aiokafka: a consumer that only counts messages (what the broker and
+  client allow);
+* a no-op Faust agent: ``take_events`` batches, counted, nothing else (Faust's
+  own cost);
+* the product: ``recsys worker`` processes (validation, session features,
+  online segments, re-ranking with the offline model, attribution and feedback,
+  one pipelined Redis write per batch, online summaries), 1 and 2 together.
+
+A rate counts from the first event handled to the last, so start-up and group
+joins are left out. Prints a table; writes bench/results/stream_throughput.json.
+
+Run: .venv/bin/python bench/stream_throughput.py [--users 3000] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from offline.cli import train_and_publish
+from offline.private_stack import private_stack
+from offline.replay import platform_events
+from offline.simulator import simulate_history
+from streams.events import encode_event, event_key
+from streams.local_stack import stop_pid
+from streams.recommendation_store import read_event_stats
+from streams.settings import Settings, settings_env
+from streams.worker import spawn
+
+from bench_results import save_results
+
+NOOP_AGENT = Path(__file__).parent / "noop_agent.py"
+
+
+def publish_events(settings: Settings, users: int) -> tuple[int, "object"]:
+    """Publish a simulated shop's clicks and purchases; return the event count and the history."""
+    history = simulate_history(n_users=users, days=60, seed=1)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20,
+                             batch_size=1024 * 1024, acks=1)
+    topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
+    sent = 0
+    for kind, event in platform_events(history):
+        producer.send(topics[kind], key=event_key(event), value=encode_event(event))
+        sent += 1
+    producer.flush()
+    producer.close()
+    return sent, history
+
+
+async def raw_aiokafka(settings: Settings, expected: int) -> float:
+    consumer = AIOKafkaConsumer(settings.topic_clicks, settings.topic_purchases,
+                                bootstrap_servers=settings.kafka_bootstrap_servers, group_id="bench-raw",
+                                auto_offset_reset="earliest", max_poll_records=5000)
+    await consumer.start()
+    try:
+        seen, first = 0, None
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for records in batches.values():
+                if first is None and records:
+                    first = time.perf_counter()
+                seen += len(records)
+        return seen / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+def counted_rate(client: redis.Redis, expected: int, processes: list[subprocess.Popen], count, timeout: float) -> float:
+    """Events/s from the first event counted to ``expected``, polling ``count()``."""
+    first = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = count()
+        if seen and first is None:
+            first, first_seen = time.perf_counter(), seen
+        if seen >= expected:
+            return (seen - first_seen) / (time.perf_counter() - first)
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"a process exited with {process.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError(f"only {count()} of {expected} events within {timeout:.0f} s")
+
+
+def noop_faust(settings: Settings, expected: int, workdir: Path) -> float:
+    client = redis.Redis.from_url(settings.redis_url)
+    client.delete("bench:noop")
+    env = {**settings_env(settings.replace(app_id="bench-noop")), "PATH": "/usr/bin:/bin"}
+    with open(workdir / "noop.log", "ab") as log:
+        process = subprocess.Popen([sys.executable, str(NOOP_AGENT), "worker", "-l", "warn"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return counted_rate(client, expected, [process], lambda: int(client.get("bench:noop") or 0), timeout=600)
+    finally:
+        stop_pid(process.pid)
+
+
+def product_workers(settings: Settings, expected: int, workers: int, workdir: Path) -> float:
+    client = redis.Redis.from_url(settings.redis_url)
+    client.delete("stats:events")
+    group = settings.replace(app_id=f"bench-product-{workers}")
+    processes = [spawn(group.replace(worker_web_port=settings.worker_web_port + n), "worker",
+                       workdir / f"worker-{workers}-{n}.log") for n in range(workers)]
+    try:
+        return counted_rate(client, expected, processes, lambda: sum(read_event_stats(client).values()), timeout=900)
+    finally:
+        for process in processes:
+            stop_pid(process.pid, grace_seconds=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=3000, help="simulated customers (3000: about 118k events)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
+    args = parser.parse_args()
+    console = Console(width=150)
+    rows = []
+    with private_stack("bench-throughput", archive_dir="", log_level="warning") as stack:
+        settings = stack.settings
+        started = time.perf_counter()
+        expected, history = publish_events(settings, args.users)
+        console.print(f"published {expected:,} events in {time.perf_counter() - started:.1f} s")
+        train_and_publish(settings, history, None, "simulator", True, lambda m: None)
+        rows.append({"measure": "raw aiokafka consumer (count only)", "events_per_second": asyncio.run(
+            raw_aiokafka(settings, expected))})
+        rows.append({"measure": "no-op Faust agent (take_events, count only)",
+                     "events_per_second": noop_faust(settings, expected, stack.workdir)})
+        for workers in args.workers:
+            rows.append({"measure": f"recsys worker x{workers} (full pipeline, offline model)",
+                         "events_per_second": product_workers(settings, expected, workers, stack.workdir)})
+    baseline = rows[0]["events_per_second"]
+    table = Table("measure", "events/s", "x raw aiokafka", title=f"stream throughput, {expected:,} events, 2 cores")
+    for row in rows:
+        row["ratio_to_raw"] = round(row["events_per_second"] / baseline, 4)
+        table.add_row(row["measure"], f"{row['events_per_second']:,.0f}", f"{row['ratio_to_raw']:.3f}")
+    console.print(table)
+    console.print("target: >= 10,000 events/s through the full pipeline, all workers together")
+    save_results("stream_throughput", {"events": expected, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Faust's Kafka transport: the consumer's fetch wait taken from the settings, and no
+events lost after a rebalance or when a partition's log restarted.
+
+Faust asks the broker to hold a fetch for up to 1.5 s while there is nothing new
+(``fetch_max_wait_ms``). Apache Kafka answers as soon as any data arrives, but some
+Kafka-compatible brokers (Tansu, the local stack's) hold every fetch for the whole
+wait, which put up to 1.5 s into each event's freshness. ``KAFKA_FETCH_MAX_WAIT_MS``
+bounds it; against Apache Kafka a short wait only adds idle fetches.
+
+After a rebalance Faust seeks each stream partition to its committed offset, then
+drops what was fetched meanwhile; a partition the group never committed is not
+moved, so what was fetched from it was dropped for good. Those partitions are
+sought to the start, as Kafka's ``auto.offset.reset=earliest`` would place them.
+
+A committed offset beyond the end of its partition means the log started over (a
+topic recreated, a broker that lost its data and then received the group's last
+commits). Faust would skip every message below that offset, silently; those
+partitions are read from the start too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.transport.drivers import aiokafka as driver
+
+log = logging.getLogger(__name__)
+
+
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka builds its fetcher from this at start(), which has not happened yet.
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        return consumer
+
+
+class _Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def seek_to_committed(self):
+        committed = dict(await super().seek_to_committed())
+        changelogs = self.app.tables.changelog_topics
+        streams = [tp for tp in committed if tp.topic not in changelogs]
+        ends = await self.highwaters(*[tp for tp in streams if committed[tp]])
+        for tp in streams:
+            end = ends.get(tp)
+            if committed[tp] and end is not None and committed[tp] > end:
+                log.warning("%s[%d] ends at offset %d but %d was committed: its log started over; "
+                            "reading it from the start", tp.topic, tp.partition, end, committed[tp])
+                committed[tp] = None  # Faust then forgets the offset it read up to, too
+        from_start = [tp for tp in streams if not committed[tp]]
+        if from_start:
+            await self._thread.seek_to_beginning(*from_start)
+        return committed
+
+
+class _Transport(driver.Transport):
+    Consumer = _Consumer
+
+
+class WorkerApp(faust.App):
+    """``faust.App`` whose consumer waits at most ``fetch_max_wait_ms`` for a fetch."""
+
+    def __init__(self, *args, fetch_max_wait_ms: int, **kwargs):
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self):
+        return _Transport(self.conf.broker_consumer, self)
