@@ -15,8 +15,10 @@ from the beginning with a consumer group of its own:
 
 A rate counts from the first event handled to the last, so start-up and group
 joins are left out. Prints a table; writes bench/results/stream_throughput.json.
+With ``--profile``, py-spy samples the single worker while it processes and
+draws a flame graph, bench/results/worker_profile.svg.
 
-Run: .venv/bin/python bench/stream_throughput.py [--users 3000] [--workers 1 2]
+Run: .venv/bin/python bench/stream_throughput.py [--users 3000] [--workers 1 2] [--profile]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,9 +47,10 @@ from streams.recommendation_store import read_event_stats
 from streams.settings import Settings, settings_env
 from streams.worker import spawn
 
-from bench_results import save_results
+from bench_results import RESULTS_DIR, save_results
 
 NOOP_AGENT = Path(__file__).parent / "noop_agent.py"
+PROFILE = RESULTS_DIR / "worker_profile.svg"
 
 
 def publish_events(settings: Settings, users: int) -> tuple[int, "object"]:
@@ -112,15 +116,37 @@ def noop_faust(settings: Settings, expected: int, workdir: Path) -> float:
         stop_pid(process.pid)
 
 
-def product_workers(settings: Settings, expected: int, workers: int, workdir: Path) -> float:
+def profile_when_busy(process: subprocess.Popen, count, seconds: int) -> threading.Thread:
+    """Once the worker has handled its first events, py-spy samples it for ``seconds``."""
+    def record() -> None:
+        while not count() and process.poll() is None:
+            time.sleep(0.05)
+        result = subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(process.pid),
+                                 "--duration", str(seconds), "--nonblocking", "--format", "flamegraph",
+                                 "--output", str(PROFILE)], capture_output=True, text=True, check=False)
+        if result.returncode:
+            print(f"py-spy could not profile the worker: {result.stderr.strip()[-300:]}", file=sys.stderr)
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    return thread
+
+
+def product_workers(settings: Settings, expected: int, workers: int, workdir: Path, profile_seconds: int = 0) -> float:
     client = redis.Redis.from_url(settings.redis_url)
     client.delete("stats:events")
     group = settings.replace(app_id=f"bench-product-{workers}")
     processes = [spawn(group.replace(worker_web_port=settings.worker_web_port + n), "worker",
                        workdir / f"worker-{workers}-{n}.log") for n in range(workers)]
+
+    def count() -> int:
+        return sum(read_event_stats(client).values())
+
+    profiler = profile_when_busy(processes[0], count, profile_seconds) if profile_seconds else None
     try:
-        return counted_rate(client, expected, processes, lambda: sum(read_event_stats(client).values()), timeout=900)
+        return counted_rate(client, expected, processes, count, timeout=900)
     finally:
+        if profiler is not None:
+            profiler.join(timeout=profile_seconds + 30)
         for process in processes:
             stop_pid(process.pid, grace_seconds=10)
 
@@ -129,7 +155,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=3000, help="simulated customers (3000: about 118k events)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
+    parser.add_argument("--profile", type=int, nargs="?", const=15, default=0, metavar="SECONDS",
+                        help="sample the single worker with py-spy for SECONDS (15): bench/results/worker_profile.svg")
     args = parser.parse_args()
+    if args.profile < 0:
+        parser.error("--profile takes a positive number of seconds")
     console = Console(width=150)
     rows = []
     with private_stack("bench-throughput", archive_dir="", log_level="warning") as stack:
@@ -144,7 +174,8 @@ def main() -> None:
                      "events_per_second": noop_faust(settings, expected, stack.workdir)})
         for workers in args.workers:
             rows.append({"measure": f"recsys worker x{workers} (full pipeline, offline model)",
-                         "events_per_second": product_workers(settings, expected, workers, stack.workdir)})
+                         "events_per_second": product_workers(settings, expected, workers, stack.workdir,
+                                                              args.profile if workers == 1 else 0)})
     baseline = rows[0]["events_per_second"]
     table = Table("measure", "events/s", "x raw aiokafka", title=f"stream throughput, {expected:,} events, 2 cores")
     for row in rows:
@@ -153,6 +184,8 @@ def main() -> None:
     console.print(table)
     console.print("target: >= 10,000 events/s through the full pipeline, all workers together")
     save_results("stream_throughput", {"events": expected, "rows": rows})
+    if args.profile and PROFILE.exists():
+        console.print(f"flame graph of the single worker: {PROFILE}")
 
 
 if __name__ == "__main__":
