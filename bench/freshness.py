@@ -35,7 +35,7 @@ from rich.table import Table
 
 from offline.cli import train_and_publish
 from offline.private_stack import private_stack, wait_until_processed
-from offline.replay import platform_events
+from offline.replay import event_topics, platform_events
 from offline.simulator import simulate_history
 from streams import redis_keys
 from streams.events import ClickEvent, encode_event, event_key
@@ -195,8 +195,7 @@ def main() -> None:
         watcher = threading.Thread(target=lambda: writes.extend(watch_lists(settings, stop)))
         watcher.start()
         started = time.time()
-        sent = paced_send(settings, events, rate, args.seconds,
-                          {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases})
+        sent = paced_send(settings, events, rate, args.seconds, event_topics(settings))
         # Every event is accounted for (valid, duplicate or dead letter) before the watch ends.
         processed = wait_until_processed(client, sum(len(times) for times in sent.values()), worker, timeout=300)
         time.sleep(1.0)

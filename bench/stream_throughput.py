@@ -39,7 +39,7 @@ from rich.table import Table
 
 from offline.cli import train_and_publish
 from offline.private_stack import private_stack
-from offline.replay import platform_events
+from offline.replay import event_topics, platform_events
 from offline.simulator import simulate_history
 from streams.events import encode_event, event_key
 from streams.local_stack import stop_pid
@@ -58,7 +58,7 @@ def publish_events(settings: Settings, users: int) -> tuple[int, "object"]:
     history = simulate_history(n_users=users, days=60, seed=1)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20,
                              batch_size=1024 * 1024, acks=1)
-    topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
+    topics = event_topics(settings)
     sent = 0
     for kind, event in platform_events(history):
         producer.send(topics[kind], key=event_key(event), value=encode_event(event))
@@ -86,7 +86,7 @@ async def raw_aiokafka(settings: Settings, expected: int) -> float:
         await consumer.stop()
 
 
-def counted_rate(client: redis.Redis, expected: int, processes: list[subprocess.Popen], count, timeout: float) -> float:
+def counted_rate(expected: int, processes: list[subprocess.Popen], count, timeout: float) -> float:
     """Events/s from the first event counted to ``expected``, polling ``count()``."""
     first = None
     deadline = time.monotonic() + timeout
@@ -111,7 +111,7 @@ def noop_faust(settings: Settings, expected: int, workdir: Path) -> float:
         process = subprocess.Popen([sys.executable, str(NOOP_AGENT), "worker", "-l", "warn"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        return counted_rate(client, expected, [process], lambda: int(client.get("bench:noop") or 0), timeout=600)
+        return counted_rate(expected, [process], lambda: int(client.get("bench:noop") or 0), timeout=600)
     finally:
         stop_pid(process.pid)
 
@@ -143,7 +143,7 @@ def product_workers(settings: Settings, expected: int, workers: int, workdir: Pa
 
     profiler = profile_when_busy(processes[0], count, profile_seconds) if profile_seconds else None
     try:
-        return counted_rate(client, expected, processes, count, timeout=900)
+        return counted_rate(expected, processes, count, timeout=900)
     finally:
         if profiler is not None:
             profiler.join(timeout=profile_seconds + 30)

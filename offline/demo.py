@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from offline.private_stack import private_stack, wait_until_processed
+from offline.replay import event_topics
 from streams.connections import kafka_options, redis_client
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
 from streams.recommendation_store import read_event_stats, read_recommendations
@@ -58,7 +59,7 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
 
 def send_bad_events(settings: Settings) -> None:
     producer = KafkaProducer(**kafka_options(settings))
-    topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
+    topics = event_topics(settings)
     for kind, payload in BAD_EVENTS:
         producer.send(topics[kind], key=b"12345", value=payload)
     producer.flush()

@@ -53,6 +53,11 @@ def catalog_records(orders: pd.DataFrame) -> list[ProductRecord]:
     ]
 
 
+def event_topics(settings: Settings) -> dict[str, str]:
+    """The topic for each kind ``platform_events`` yields."""
+    return {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
+
+
 def platform_events(orders: pd.DataFrame) -> list[tuple[str, ClickEvent | PurchaseEvent]]:
     """(kind, event) pairs in time order; kind is ``clicks`` or ``purchases``."""
     events: list[tuple[float, int, str, ClickEvent | PurchaseEvent]] = []
@@ -131,7 +136,7 @@ def replay(
     started = time.monotonic()
     own_producer = producer is None
     producer = producer or make_producer(settings)
-    topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
+    topics = event_topics(settings)
     try:
         _publish_catalog(producer, settings, orders, stats)
         events = platform_events(orders)
@@ -165,7 +170,7 @@ def replay_visits_in_step(settings: Settings, orders: pd.DataFrame, wait_until: 
         for start in range(0, len(order_ids), orders_per_step):
             step = orders[orders["order_id"].isin(order_ids[start:start + orders_per_step])]
             events = platform_events(step)
-            for wanted, topic in (("clicks", settings.topic_clicks), ("purchases", settings.topic_purchases)):
+            for wanted, topic in event_topics(settings).items():  # clicks first, then purchases
                 for kind, event in events:
                     if kind == wanted:
                         _send(producer, topic, event, stats)

@@ -16,7 +16,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from offline.private_stack import wait_until_processed
-from offline.replay import platform_events, replay
+from offline.replay import event_topics, platform_events, replay
 from offline.simulator import simulate_history
 from streams.events import encode_event, event_key
 from streams.local_stack import free_port, kafka_command, redis_binary, start_server, stop_pid
@@ -196,7 +196,7 @@ def test_the_worker_rides_out_a_broker_restart(stack_settings, redis_client, tmp
         ensure_topics(settings)  # as `recsys stack up` does
         later = orders[orders["timestamp"] >= cut]
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-        topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases}
+        topics = event_topics(settings)
         events = platform_events(later)
         deadline = time.monotonic() + 120
         # Until the worker has rejoined, what is sent waits in Kafka; send once, then wait.

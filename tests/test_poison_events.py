@@ -16,6 +16,7 @@ import redis
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from kafka import KafkaConsumer, KafkaProducer
 
+from offline.replay import event_topics
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
 from streams.events import ClickEvent, encode_event
 from streams.local_stack import free_port, stop_pid
@@ -128,8 +129,7 @@ def dead_letters_keyed(settings, key: bytes) -> list:
 def test_poison_lands_in_dead_letters_and_the_valid_events_between_are_processed(poison_worker, redis_client_module,
                                                                                payloads):
     settings, worker = poison_worker
-    topics = {"clicks": settings.topic_clicks, "purchases": settings.topic_purchases,
-              "products": settings.topic_products}
+    topics = {**event_topics(settings), "products": settings.topic_products}
     before_counters = Counter(read_event_stats(redis_client_module))
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     example = uuid.uuid4().hex[:8]
