@@ -2,8 +2,11 @@
 
 Streaming models, like River's estimators, learn from one interaction at a
 time (``learn_one``) and answer for one user at a time (``recommend``).
-Batch models, like Surprise's algorithms, ``fit`` on a whole history and
-``score`` users against every item. Ids are strings, scores are floats.
+Batch models, like Surprise's algorithms, ``fit`` on a whole history and then
+score a block of users (``block``): the block answers each user's best items
+(``top_n``) and the score of any (user, item) pair (``at``). Blocks stay sparse
+or factorised, so nothing users x items, nor items x items, is ever dense.
+Ids are strings, scores are floats.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from operator import itemgetter
 from typing import Collection, NamedTuple, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 
 class Interaction(NamedTuple):
@@ -55,6 +59,15 @@ class Recommender(ABC):
         their cart now; ``segment`` their customer segment, when known.
         """
 
+    def slot_lists(
+        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+        cart: Sequence[str] = (), segment: str = "", bought: Sequence[str] = (),
+    ) -> dict[str, Scored]:
+        """Lists for the storefront's other slots, by slot name (``buyagain``, ``discover``);
+        ``bought`` is what the user bought since the model was trained, oldest first.
+        Models without such lists return none."""
+        return {}
+
 
 def top_k(scores: dict[str, float], k: int, exclude: Collection[str] = ()) -> Scored:
     """The ``k`` best-scored items not in ``exclude``; ties keep insertion order.
@@ -67,45 +80,153 @@ def top_k(scores: dict[str, float], k: int, exclude: Collection[str] = ()) -> Sc
     return sorted(candidates, key=itemgetter(1), reverse=True)[:k]
 
 
+class TopN(NamedTuple):
+    """Each user's best items: ``items`` (users x n) columns, -1 past the end of a short
+    list; ``scores`` the same shape, -inf past the end."""
+
+    items: np.ndarray
+    scores: np.ndarray
+
+
+def sparse_top_n(scores: sp.csr_matrix, n: int) -> TopN:
+    """The ``n`` best stored entries of each row, best first (ties: lower column first)."""
+    scores = scores.tocoo()
+    order = np.lexsort((scores.col, -scores.data, scores.row))
+    rows, cols, values = scores.row[order], scores.col[order], scores.data[order]
+    starts = np.searchsorted(rows, np.arange(scores.shape[0]))
+    rank = np.arange(len(rows)) - starts[rows]
+    keep = rank < n
+    items = np.full((scores.shape[0], n), -1, dtype=np.int64)
+    best = np.full((scores.shape[0], n), -np.inf, dtype=np.float32)
+    items[rows[keep], rank[keep]] = cols[keep]
+    best[rows[keep], rank[keep]] = values[keep]
+    return TopN(items, best)
+
+
+def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+    """The ``n`` best columns of each row of a dense block, skipping ``exclude``'s entries."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if exclude is not None:
+        scores[exclude.nonzero()] = -np.inf
+    n_cols = scores.shape[1]
+    take = min(n, n_cols)
+    part = np.argpartition(-scores, take - 1, axis=1)[:, :take] if take < n_cols else \
+        np.tile(np.arange(n_cols), (scores.shape[0], 1))
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    items, values = np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+    items = np.where(np.isfinite(values), items, -1)
+    return pad_top_n(TopN(items.astype(np.int64), values), n)
+
+
+def pad_top_n(top: TopN, n: int) -> TopN:
+    missing = n - top.items.shape[1]
+    if missing <= 0:
+        return top
+    rows = top.items.shape[0]
+    return TopN(np.hstack([top.items, np.full((rows, missing), -1, dtype=np.int64)]),
+                np.hstack([top.scores, np.full((rows, missing), -np.inf, dtype=np.float32)]))
+
+
+def without(scores: sp.csr_matrix, exclude: sp.csr_matrix | None) -> sp.csr_matrix:
+    """``scores`` less the entries where ``exclude`` (same shape) stores a non-zero."""
+    if exclude is None or exclude.nnz == 0 or scores.nnz == 0:
+        return scores
+    pairs = scores.tocoo()
+    keep = np.asarray(exclude[pairs.row, pairs.col]).ravel() == 0
+    return sp.csr_matrix((pairs.data[keep], (pairs.row[keep], pairs.col[keep])), shape=scores.shape)
+
+
+class CannotFit(ValueError):
+    """The data lacks what a model needs (no item text, too large a catalog, ...): the model
+    is left out with this reason, and training goes on without it."""
+
+
+class ScoreBlock(ABC):
+    """A batch model's scores for a block of users."""
+
+    @abstractmethod
+    def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+        """Each user's ``n`` best items, leaving out ``exclude``'s entries (users x items)."""
+
+    @abstractmethod
+    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Scores of the pairs (block row ``positions[j]``, item ``cols[j]``); 0 where unknown."""
+
+
+class SparseBlock(ScoreBlock):
+    """Scores held as a sparse (users x items) matrix: what the user has evidence for."""
+
+    def __init__(self, scores: sp.csr_matrix):
+        self.scores = scores.tocsr()
+
+    def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+        return sparse_top_n(without(self.scores, exclude), n)
+
+    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if len(positions) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.scores[positions, cols], dtype=np.float32).ravel()
+
+
+class DenseBlock(ScoreBlock):
+    """Scores held as a dense (users x items) array: for models whose every score is defined."""
+
+    def __init__(self, scores: np.ndarray):
+        self.scores = scores
+
+    def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+        return dense_top_n(self.scores, n, exclude)
+
+    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return np.asarray(self.scores[positions, cols], dtype=np.float32)
+
+
 class BatchRecommender(ABC):
-    """Offline models, in the manner of Surprise's ``fit`` / ``estimate``:
-    ``fit`` on a whole :class:`~models.interactions.Interactions`, then
-    ``score`` a block of users against every item at once."""
+    """Offline models, in the manner of Surprise's ``fit`` / ``estimate``: ``fit`` on a
+    whole :class:`~models.interactions.Interactions`, then ``block(user_rows)``."""
 
     name: str = "batch-recommender"
+    #: Declared capabilities: ``item_neighbours`` (has ``similar_items``), ``discovers``
+    #: (can propose items the user never bought), ``personal`` (differs per user).
+    capabilities: frozenset[str] = frozenset({"discovers", "personal"})
 
     @abstractmethod
     def fit(self, data) -> "BatchRecommender":
         """Learn from ``data`` (an ``Interactions``); return self."""
 
     @abstractmethod
-    def score(self, user_rows) -> np.ndarray:
-        """Scores of shape (len(user_rows), n_items); higher is better. Rows index ``data.user_ids``."""
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        """Scores of the users at ``user_rows`` (indices into ``data.user_ids``)."""
 
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Scored:
         data = self.data
         if user_id not in data.user_index:
             return []
-        scores = self.score(np.array([data.user_index[user_id]]))[0]
-        return top_k({data.item_ids[i]: float(scores[i]) for i in np.flatnonzero(scores > 0)}, k, exclude)
+        top = self.block(np.array([data.user_index[user_id]])).top_n(k + len(exclude))
+        ranked = [(data.item_ids[j], float(s)) for j, s in zip(top.items[0], top.scores[0]) if j >= 0]
+        return [(item, score) for item, score in ranked if item not in exclude][:k]
 
 
 class ItemItemRecommender(BatchRecommender):
-    """Models defined by an item-item similarity: a user's score for an item is the
-    similarity of that item to the user's history, recent purchases counting more."""
+    """Models defined by a sparse item-item similarity (each item keeps its best neighbours):
+    a user's score for an item is the similarity of that item to the user's history,
+    recent purchases counting more."""
 
+    capabilities = frozenset({"discovers", "personal", "item_neighbours"})
     history_half_life_days: float = 30.0
-    similarity: np.ndarray
+    similarity: sp.csr_matrix
 
-    def score(self, user_rows) -> np.ndarray:
-        history = self.data.decayed(self.history_half_life_days)[user_rows]
-        return np.asarray(history @ self.similarity)
+    def history(self, user_rows: np.ndarray) -> sp.csr_matrix:
+        return self.data.decayed(self.history_half_life_days)[user_rows]
+
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        return SparseBlock(self.history(user_rows) @ self.similarity)
 
     def similar_items(self, item_id: str, k: int) -> Scored:
         """The ``k`` items most similar to ``item_id`` (empty for an unknown item)."""
         col = self.data.item_index.get(item_id)
         if col is None:
             return []
-        row = self.similarity[col]
-        best = np.argsort(-row, kind="stable")[: k + 1]
-        return [(self.data.item_ids[j], float(row[j])) for j in best if j != col and row[j] > 0][:k]
+        top = sparse_top_n(self.similarity[col], k)
+        return [(self.data.item_ids[j], float(s)) for j, s in zip(top.items[0], top.scores[0]) if j >= 0 and s > 0]

@@ -10,6 +10,7 @@ import numpy as np
 
 from models.base import Interaction, ItemItemRecommender, Recommender, Scored, top_k
 from models.interactions import Interactions
+from models.neighbours import jaccard, top_neighbours
 
 
 class SessionCooccurrence(Recommender):
@@ -93,22 +94,17 @@ class SessionCooccurrence(Recommender):
 
 class ItemCooccurrence(ItemItemRecommender):
     """Jaccard co-occurrence of items across customers (as in SAR): two items are
-    similar when the same customers buy both. Scored against the user's
-    time-decayed purchase history."""
+    similar when the same customers buy both. Each item keeps its ``neighbours``
+    best; scored against the user's time-decayed purchase history."""
 
     name = "cooccurrence"
 
-    def __init__(self, history_half_life_days: float = 30.0):
+    def __init__(self, history_half_life_days: float = 30.0, neighbours: int = 100):
         self.history_half_life_days = history_half_life_days
+        self.neighbours = neighbours
 
     def fit(self, data: Interactions) -> "ItemCooccurrence":
         self.data = data
-        bought = data.bought
-        together = (bought.T @ bought).toarray()
-        alone = np.diag(together).copy()
-        union = alone[:, None] + alone[None, :] - together
-        with np.errstate(invalid="ignore", divide="ignore"):
-            similarity = np.where(union > 0, together / union, 0.0)
-        np.fill_diagonal(similarity, 0.0)
-        self.similarity = similarity.astype(np.float32)
+        buyers = np.asarray(data.bought.sum(axis=0), dtype=np.float32).ravel()
+        self.similarity = top_neighbours(data.bought.T.tocsr(), self.neighbours, jaccard(buyers))
         return self

@@ -3,31 +3,64 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
-from models.base import ItemItemRecommender
+from models.base import DenseBlock, ItemItemRecommender, ScoreBlock, TopN, sparse_top_n
 from models.interactions import Interactions
 
 
 class EASE(ItemItemRecommender):
     """Item weights ``B = I - P / diag(P)`` with ``P = (X'X + lambda I)^-1``, zero diagonal.
 
-    Scores use the binary purchase matrix, as the model was fitted on it.
+    ``B`` is dense, so it is learned over the ``max_items`` most-bought items only
+    (memory grows with its square); other items get no EASE score. Scores use the
+    binary purchase matrix, as the model was fitted on it.
     """
 
     name = "ease"
 
-    def __init__(self, l2: float = 200.0):
+    def __init__(self, l2: float = 200.0, max_items: int = 6000, neighbours: int = 100):
         self.l2 = l2
+        self.max_items = max_items
+        self.neighbours = neighbours
 
     def fit(self, data: Interactions) -> "EASE":
         self.data = data
-        gram = (data.bought.T @ data.bought).toarray().astype(np.float32)
+        buyers = np.asarray(data.bought.sum(axis=0)).ravel()
+        self.columns = np.sort(np.argsort(-buyers, kind="stable")[: self.max_items])
+        X = data.bought[:, self.columns]
+        gram = (X.T @ X).toarray().astype(np.float32)
         gram[np.diag_indices_from(gram)] += self.l2
         precision = np.linalg.inv(gram)  # float32 halves the time; lambda keeps it well conditioned
         weights = -precision / np.diag(precision)
         np.fill_diagonal(weights, 0.0)
-        self.similarity = weights.astype(np.float32)
+        self.weights = weights.astype(np.float32)
+        # Neighbours for similar-item lists, in the whole item space.
+        local = sparse_top_n(sp.csr_matrix(np.maximum(self.weights, 0.0)), self.neighbours)
+        found = local.items >= 0
+        rows = np.broadcast_to(self.columns[:, None], found.shape)[found]
+        self.similarity = sp.csr_matrix((local.scores[found], (rows, self.columns[local.items[found]])),
+                                        shape=(data.n_items, data.n_items))
         return self
 
-    def score(self, user_rows) -> np.ndarray:
-        return np.asarray(self.data.bought[user_rows] @ self.similarity)
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        return _SubsetBlock(np.asarray(self.data.bought[user_rows][:, self.columns] @ self.weights),
+                            self.columns, self.data.n_items)
+
+
+class _SubsetBlock(DenseBlock):
+    """Dense scores over a subset of the items (``columns``); other items score 0 and are never proposed."""
+
+    def __init__(self, scores: np.ndarray, columns: np.ndarray, n_items: int):
+        super().__init__(scores)
+        self.columns = columns
+        self.position = np.full(n_items, -1, dtype=np.int64)
+        self.position[columns] = np.arange(len(columns))
+
+    def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+        top = super().top_n(n, exclude[:, self.columns] if exclude is not None else None)
+        return TopN(np.where(top.items >= 0, self.columns[np.maximum(top.items, 0)], -1), top.scores)
+
+    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        local = self.position[cols]
+        return np.where(local >= 0, self.scores[positions, np.maximum(local, 0)], 0.0).astype(np.float32)

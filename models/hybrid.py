@@ -1,182 +1,165 @@
-"""The hybrid: every component model's opinion, blended by a learned ranker.
+"""The hybrid: every component's opinion on a customer's candidates, blended by a learned ranker.
 
-How the blend is learned, without looking at the test period: the training
-history is cut into ``windows`` consecutive periods of ``window_days`` at its
-end. For each period the components are fitted on what came before it, each
-customer's candidates are scored, and the label says whether the customer
-bought the candidate during the period. A gradient-boosted classifier learns
-from all periods how much to trust each component, together with repeat
-signals (how often and how long ago the customer bought the item) and item
-and customer traits. Finally the components are refitted on the whole history.
+Candidates are each component's ``per_model`` best items for the customer. A
+candidate's features are each component's score and rank for it, plus repeat
+signals (how often and how long ago the customer bought it) and item and
+customer traits. A gradient-boosted classifier, one per view, learns from
+labelled candidates (did the customer buy it in a held-out period?) how much to
+trust each component. The ``ALL`` view ranks every candidate; the ``NEW`` view
+(discovery) ranks only items the customer never bought.
+
+Where the labelled candidates come from (a validation split that mirrors how the
+data is used) is the trainer's business: see ``offline.validation``.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
-from typing import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from joblib import Parallel, delayed
+import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from models.base import BatchRecommender
+from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN
 from models.interactions import Interactions
 
-log = logging.getLogger(__name__)
-
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
-ComponentFactory = Callable[[], Sequence[BatchRecommender]]
+VIEWS = ("ALL", "NEW")
+
+
+@dataclass
+class Candidates:
+    """(block row, item column) pairs with their features; ``labels`` when known."""
+
+    positions: np.ndarray
+    cols: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray | None = None
+
+
+def feature_names(components: list[BatchRecommender]) -> list[str]:
+    names = []
+    for component in components:
+        names += [component.name, f"{component.name}_rank"]
+    return names + ["orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders",
+                    "user_idle_days", "user_items"]
+
+
+def candidates(data: Interactions, components: list[BatchRecommender], rows: np.ndarray, per_model: int,
+               view: str) -> Candidates:
+    """Each component's ``per_model`` best items for the users at ``rows`` (NEW: never-bought
+    items only), with their features."""
+    exclude = data.bought[rows] if view == "NEW" else None
+    blocks = [component.block(rows) for component in components]
+    tops = [block.top_n(per_model, exclude) for block in blocks]
+    keys = np.unique(np.concatenate([_keys(top, data.n_items) for top in tops]))
+    positions, cols = keys // data.n_items, keys % data.n_items
+    columns = []
+    for block, top in zip(blocks, tops):
+        columns += [block.at(positions, cols), _rank(top, positions, cols, data.n_items, per_model)]
+    columns += _pair_traits(data, rows, positions, cols)
+    return Candidates(positions, cols, np.column_stack(columns).astype(np.float32))
+
+
+def labelled(found: Candidates, relevant: list[set[int]]) -> Candidates:
+    """``found`` with labels: was the pair's item among its user's ``relevant`` columns."""
+    wanted = np.array([p * (1 << 32) + c for p, items in enumerate(relevant) for c in items], dtype=np.int64)
+    found.labels = np.isin(found.positions.astype(np.int64) * (1 << 32) + found.cols, wanted)
+    return found
+
+
+def new_ranker(seed: int = 0) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=31,
+                                          l2_regularization=1.0, random_state=seed)
+
+
+def fit_ranker(found: Candidates, seed: int = 0, max_rows: int = 3_000_000) -> HistGradientBoostingClassifier:
+    """A ranker on labelled candidates; negatives are sampled down to ``max_rows`` examples."""
+    X, y = found.features, found.labels
+    rng = np.random.default_rng(seed)
+    negatives = max(int((~y).sum()), 1)
+    keep = y | (rng.random(len(y)) < min(1.0, (max_rows - y.sum()) / negatives))
+    if y[keep].all() or not y[keep].any():
+        raise ValueError("the validation period gives no bought and unbought candidates to learn from")
+    return new_ranker(seed).fit(X[keep], y[keep])
 
 
 class LearnedHybrid(BatchRecommender):
+    """Fitted components plus one learned ranker per view. ``fit`` refits the components
+    on new data and keeps the rankers, which were learned on a validation split."""
+
     name = "hybrid"
 
-    def __init__(self, components: ComponentFactory, windows: int = 3, window_days: int = 30,
-                 candidates_per_model: int = 50, negative_sample: float = 0.5, max_iter: int = 200, seed: int = 0,
-                 n_jobs: int = 2, progress: Callable[[str], None] | None = None):
-        self.make_components = components
-        self.windows = windows
-        self.window_days = window_days
-        self.candidates_per_model = candidates_per_model
-        self.negative_sample = negative_sample
-        self.max_iter = max_iter
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.progress = progress or (lambda step: None)
+    def __init__(self, components: list[BatchRecommender], rankers: dict[str, HistGradientBoostingClassifier],
+                 per_model: int = 50):
+        self.components = components
+        self.rankers = rankers
+        self.per_model = per_model
 
     def fit(self, data: Interactions) -> "LearnedHybrid":
-        periods = []
-        for k in range(self.windows, 0, -1):
-            start = data.end - pd.Timedelta(days=k * self.window_days)
-            stop = start + pd.Timedelta(days=self.window_days)
-            future = data.events[(data.events["timestamp"] >= start) & (data.events["timestamp"] < stop)]
-            periods.append((data.until(start), future))
-        self.progress(f"fitting components on {len(periods)} training windows and the whole history")
-        # Windows and the final fit are independent: spread them over the cores.
-        jobs = [delayed(_window_examples)(self.make_components, self.candidates_per_model, past, future)
-                for past, future in periods]
-        jobs.append(delayed(_fit_all)(self.make_components, data))
-        *examples, self.components = Parallel(n_jobs=self.n_jobs)(jobs)
-        examples = [e for e in examples if e is not None]
-        if not examples:
-            raise ValueError("the history is too short to cut a single training window for the hybrid")
-        X = np.vstack([x for x, _ in examples])
-        y = np.concatenate([labels for _, labels in examples])
-        # Most candidates are not bought; a sample of them teaches the ranker as much, faster.
-        rng = np.random.default_rng(self.seed)
-        keep = y | (rng.random(len(y)) < self.negative_sample)
-        X, y = X[keep], y[keep]
-        self.progress(f"ranker: {len(y):,} candidates, {y.mean():.1%} bought")
-        self.examples = (X, y)
-        self.ranker = self._new_ranker().fit(X, y)
+        self.components = [component.fit(data) for component in self.components]
         self.data = data
         return self
 
-    def _new_ranker(self) -> HistGradientBoostingClassifier:
-        return HistGradientBoostingClassifier(max_iter=self.max_iter, learning_rate=0.05, max_leaf_nodes=31,
-                                              l2_regularization=1.0, random_state=self.seed)
-
-    def without(self, component_name: str) -> "LearnedHybrid":
-        """The same hybrid with one component left out of candidates and features, its
-        ranker retrained on the same examples (an ablation that needs no refitting)."""
-        position = [c.name for c in self.components].index(component_name)
-        keep = [j for j in range(self.examples[0].shape[1]) if j not in (2 * position, 2 * position + 1)]
-        reduced = copy.copy(self)
-        reduced.components = [c for c in self.components if c.name != component_name]
-        reduced.examples = (self.examples[0][:, keep], self.examples[1])
-        reduced.ranker = self._new_ranker().fit(*reduced.examples)
-        return reduced
-
     @property
     def feature_names(self) -> list[str]:
-        names = []
-        for component in self.components:
-            names += [component.name, f"{component.name}_share"]
-        return names + ["orders", "orders_share", "days_since", "due", "item_repeat_rate", "item_buyers",
-                        "user_orders", "user_idle_days"]
+        return feature_names(self.components)
 
-    def score(self, user_rows) -> np.ndarray:
-        """Ranker probabilities for candidates; -1 for items no component proposed."""
-        user_rows = np.asarray(user_rows)
-        scores = np.full((len(user_rows), self.data.n_items), -1.0)
-        for chunk in _chunks(len(user_rows)):
-            features, candidates = candidate_features(self.data, self.components, user_rows[chunk],
-                                                      self.candidates_per_model)
-            r, c = np.nonzero(candidates)
-            block = scores[chunk]
-            block[r, c] = self.ranker.predict_proba(features[r, c])[:, 1]
-            scores[chunk] = block
-        return scores
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        return HybridBlock(self, np.asarray(user_rows))
 
 
+class HybridBlock(ScoreBlock):
+    def __init__(self, hybrid: LearnedHybrid, rows: np.ndarray):
+        self.hybrid = hybrid
+        self.rows = rows
 
-def candidate_features(data: Interactions, components, rows: np.ndarray, per_model: int):
-    """(users x items x features) and the candidate mask (users x items): items the
-    user bought before, plus each component's ``per_model`` best."""
-    n, m = len(rows), data.n_items
-    columns: list[np.ndarray] = []
-    candidates = data.bought[rows].toarray() > 0
-    take = min(per_model, m - 1)
-    for component in components:
-        s = np.asarray(component.score(rows), dtype=np.float32)
-        top = np.argpartition(-s, take, axis=1)[:, :take]
-        np.put_along_axis(candidates, top, True, axis=1)
-        peak = np.abs(s).max(axis=1, keepdims=True)
-        columns += [s, s / np.where(peak > 0, peak, 1.0)]
-    traits = _traits(data)
-    orders = data.orders[rows].toarray()
-    age = data.last_age_days[rows].toarray()
+    def _ranked(self, view: str) -> sp.csr_matrix:
+        h = self.hybrid
+        found = candidates(h.data, h.components, self.rows, h.per_model, view)
+        # +1 keeps every candidate stored, even at probability 0.
+        probability = h.rankers[view].predict_proba(found.features)[:, 1] + 1.0
+        return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
+
+    def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+        view = "NEW" if exclude is not None else "ALL"
+        return SparseBlock(self._ranked(view)).top_n(n, exclude)
+
+    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return SparseBlock(self._ranked("ALL")).at(positions, cols)
+
+
+def _keys(top: TopN, n_items: int) -> np.ndarray:
+    rows, ranks = np.nonzero(top.items >= 0)
+    return rows.astype(np.int64) * n_items + top.items[rows, ranks]
+
+
+def _rank(top: TopN, positions: np.ndarray, cols: np.ndarray, n_items: int, absent: int) -> np.ndarray:
+    """Each pair's rank in ``top`` (0 = best), ``absent`` where the component did not propose it."""
+    rows, ranks = np.nonzero(top.items >= 0)
+    keys = rows.astype(np.int64) * n_items + top.items[rows, ranks]
+    order = np.argsort(keys)
+    keys, ranks = keys[order], ranks[order]
+    wanted = positions.astype(np.int64) * n_items + cols
+    if len(keys) == 0:
+        return np.full(len(wanted), absent, dtype=np.float32)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, ranks[at], absent).astype(np.float32)
+
+
+def _pair_traits(data: Interactions, rows: np.ndarray, positions: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    traits = data.cached("hybrid-traits", lambda: _compute_traits(data))
+    users = rows[positions]
+    orders = np.asarray(data.orders[users, cols]).ravel()
+    age = np.asarray(data.last_age_days[users, cols]).ravel()
     days_since = np.where(age > 0, age - 1.0, NEVER)
-    user_orders, idle, gap = (traits[name][rows][:, None] for name in ("user_orders", "user_idle", "user_gap"))
-    columns += [
-        orders,
-        orders / np.maximum(user_orders, 1.0),
-        days_since,
-        days_since / np.maximum(gap, 1.0),
-        np.broadcast_to(traits["item_repeat_rate"], (n, m)),
-        np.broadcast_to(traits["item_buyers"], (n, m)),
-        np.broadcast_to(user_orders, (n, m)),
-        np.broadcast_to(idle, (n, m)),
-    ]
-    return np.stack(columns, axis=2).astype(np.float32), candidates
-
-
-def _fit_all(make_components: ComponentFactory, data: Interactions) -> list[BatchRecommender]:
-    return [component.fit(data) for component in make_components()]
-
-
-def _window_examples(make_components: ComponentFactory, per_model: int, past: Interactions, future: pd.DataFrame):
-    """Candidate features (rows) and whether each was bought in ``future``."""
-    future = future[future["user_id"].isin(past.user_index)]
-    users = np.array(sorted(future["user_id"].unique()), dtype=object)
-    if past.n_users == 0 or len(users) == 0:
-        return None
-    components = _fit_all(make_components, past)
-    bought = np.zeros((len(users), past.n_items), dtype=bool)
-    user_pos = pd.Series(np.arange(len(users)), index=users)[future["user_id"]].to_numpy()
-    bought[user_pos, future["item_id"].map(past.item_index).to_numpy()] = True
-    blocks, labels = [], []
-    for chunk in _chunks(len(users)):
-        features, candidates = candidate_features(past, components, past.rows(users[chunk]), per_model)
-        r, c = np.nonzero(candidates)
-        blocks.append(features[r, c])
-        labels.append(bought[chunk][r, c])
-    return np.vstack(blocks), np.concatenate(labels)
-
-
-def _chunks(n: int, size: int = 256):
-    """Slices of at most ``size`` users, so the feature tensor stays small."""
-    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
-
-
-def _traits(data: Interactions) -> dict[str, np.ndarray]:
-    """Per-item and per-customer traits that tell repeat buying from one-off buying."""
-    return data.cached("hybrid-traits", lambda: _compute_traits(data))
+    return [orders, days_since, days_since / np.maximum(traits["user_gap"][users], 1.0),
+            traits["item_repeat_rate"][cols], traits["item_buyers"][cols], traits["user_orders"][users],
+            traits["user_idle"][users], traits["user_items"][users]]
 
 
 def _compute_traits(data: Interactions) -> dict[str, np.ndarray]:
+    """Per-item and per-customer traits that tell repeat buying from one-off buying."""
     bought = data.bought
     buyers = np.asarray(bought.sum(axis=0)).ravel()
     repeaters = np.asarray((data.orders > 1).sum(axis=0)).ravel()
@@ -190,4 +173,5 @@ def _compute_traits(data: Interactions) -> dict[str, np.ndarray]:
         "user_orders": user_orders,
         "user_idle": (data.end - per_user["last"]).dt.total_seconds().to_numpy() / 86400,
         "user_gap": span / np.maximum(user_orders - 1, 1),
+        "user_items": np.asarray(bought.sum(axis=1)).ravel(),
     }

@@ -14,16 +14,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 DAY = 86400.0
-EVENT_COLUMNS = ["user_id", "item_id", "order_id", "timestamp", "quantity", "price"]
+EVENT_COLUMNS = ["user_id", "item_id", "order_id", "timestamp", "quantity", "price", "weight"]
 
 
 @dataclass
 class Interactions:
     """Purchases in a fixed item space.
 
-    ``events`` holds one row per order line (``EVENT_COLUMNS``); matrices are
-    users x items and built lazily: ``orders`` counts distinct orders per pair,
-    ``last_age_days`` is 1 + days from the pair's last purchase to ``end``.
+    ``events`` holds one row per order line (``EVENT_COLUMNS``; ``weight`` is how strong
+    a signal the line is, 1 for a purchase, from a rating where the shop has them);
+    matrices are users x items and built lazily: ``orders`` counts distinct orders per
+    pair, ``last_age_days`` is 1 + days from the pair's last purchase to ``end``.
     """
 
     events: pd.DataFrame
@@ -45,6 +46,8 @@ class Interactions:
                    end: pd.Timestamp | None = None) -> "Interactions":
         """Build from order lines; the item space is the items these events bought."""
         item_ids = np.array(sorted(events["item_id"].unique()), dtype=object)
+        if "weight" not in events:
+            events = events.assign(weight=1.0)
         return cls(events[EVENT_COLUMNS].copy(), item_ids, items if items is not None else pd.DataFrame(), end)
 
     def until(self, end: pd.Timestamp) -> "Interactions":
@@ -66,7 +69,7 @@ class Interactions:
         if "pairs" not in self._cache:
             grouped = self.events.groupby(["user_id", "item_id"], sort=False)
             pairs = grouped.agg(orders=("order_id", "nunique"), quantity=("quantity", "sum"),
-                                last=("timestamp", "max")).reset_index()
+                                last=("timestamp", "max"), weight=("weight", "max")).reset_index()
             pairs["row"] = pairs["user_id"].map(self.user_index).to_numpy()
             pairs["col"] = pairs["item_id"].map(self.item_index).to_numpy()
             pairs["age_days"] = (self.end - pairs["last"]).dt.total_seconds().to_numpy() / DAY
@@ -93,12 +96,12 @@ class Interactions:
         return self._cache["orders"]
 
     def decayed(self, half_life_days: float) -> sp.csr_matrix:
-        """Distinct orders per pair, each pair weighted by 2^(-age / half-life) of its last purchase."""
+        """Distinct orders per pair times its weight, halved every ``half_life_days`` since its last purchase."""
         key = f"decayed:{half_life_days}"
         if key not in self._cache:
             pairs = self._pairs()
-            weight = np.exp2(-pairs["age_days"].to_numpy() / half_life_days)
-            self._cache[key] = self.matrix(pairs["orders"].to_numpy() * weight)
+            decay = np.exp2(-pairs["age_days"].to_numpy() / half_life_days)
+            self._cache[key] = self.matrix(pairs["orders"].to_numpy() * pairs["weight"].to_numpy() * decay)
         return self._cache[key]
 
     @property

@@ -60,8 +60,11 @@ class OfflineListsWithSession(Recommender):
     def __init__(self, user_lists: dict[str, Scored], similar_items: dict[str, Scored], popular: Scored,
                  version: str, weights: RerankWeights = RerankWeights(),
                  segment_popular: dict[str, Scored] | None = None, complements: dict[str, Scored] | None = None,
-                 items: dict[str, ItemInfo] | None = None, category_popular: dict[str, Scored] | None = None):
+                 items: dict[str, ItemInfo] | None = None, category_popular: dict[str, Scored] | None = None,
+                 buy_again: dict[str, Scored] | None = None, discover: dict[str, Scored] | None = None):
         self.user_lists = user_lists
+        self.buy_again = buy_again or {}
+        self.discover = discover
         self.similar_items = similar_items
         self.popular = popular
         self.name = version
@@ -87,9 +90,30 @@ class OfflineListsWithSession(Recommender):
 
     def recommend(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
                   cart: Sequence[str] = (), segment: str = "") -> Scored:
+        return self._rerank(self.user_lists.get(user_id, ()), user_id, context, k, exclude, cart, segment)
+
+    def slot_lists(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
+                   cart: Sequence[str] = (), segment: str = "", bought: Sequence[str] = ()) -> dict[str, Scored]:
+        """``buyagain``: the offline buy-again list and what was bought since, less ``exclude``;
+        ``discover``: the offline discovery list re-ranked like ``recommend``, never showing an
+        item the customer bought."""
+        if self.discover is None:
+            return {}
+        earlier = self.buy_again.get(user_id, ())
+        again: dict[str, float] = defaultdict(float)
+        for rank, item in enumerate(reversed(bought)):
+            again[item] += 1.0 / (rank + 1)
+        for rank, (item, _) in enumerate(earlier):
+            again[item] += 1.0 / (rank + 1)
+        never = set(exclude).union(bought, (item for item, _ in earlier))
+        return {"buyagain": top_k(again, k, exclude),
+                "discover": self._rerank(self.discover.get(user_id, ()), user_id, context, k, never, cart, segment)}
+
+    def _rerank(self, base: Scored, user_id: str, context: Sequence[str], k: int, exclude: Collection[str],
+                cart: Sequence[str], segment: str) -> Scored:
         w = self.weights
         scores: dict[str, float] = defaultdict(float)
-        for rank, (item, _) in enumerate(self.user_lists.get(user_id, ())):
+        for rank, (item, _) in enumerate(base):
             scores[item] += 1.0 / (rank + 1)
         votes = self._votes(context)
         for item, vote in votes:

@@ -7,7 +7,9 @@ from typing import Collection, Sequence
 import numpy as np
 import pandas as pd
 
-from models.base import BatchRecommender, Interaction, Recommender, Scored, top_k
+import scipy.sparse as sp
+
+from models.base import BatchRecommender, Interaction, Recommender, Scored, ScoreBlock, TopN, pad_top_n, top_k
 from models.interactions import Interactions
 
 # Past this many half-lives all scores are rescaled, so floats never overflow.
@@ -80,29 +82,30 @@ class RecencyWeightedPopularity(Recommender):
 
 
 class RecentPopularity(BatchRecommender):
-    """Distinct buyers per item over the last ``window_days`` of the history, overall or
-    within the user's segment: given as ``segments`` (user_id -> name), or learned at
-    fit time by a ``segmenter`` (``fit(data).labels``)."""
+    """Distinct buyers per item over the most recent ``recent_share`` of the history's time
+    span, overall or within the customer's segment (``segments``: user_id -> name)."""
 
     name = "popularity"
+    capabilities = frozenset({"discovers"})
 
-    def __init__(self, window_days: float = 30.0, segmenter=None, segments: dict[str, str] | None = None):
-        self.window_days = window_days
-        self.segmenter = segmenter
+    def __init__(self, recent_share: float = 0.1, segments: dict[str, str] | None = None):
+        if not 0 < recent_share <= 1:
+            raise ValueError("recent_share must be in (0, 1]")
+        self.recent_share = recent_share
         self.segments = segments or {}
-        if segmenter is not None or segments:
-            self.name = "segment-popularity"
 
     def fit(self, data: Interactions) -> "RecentPopularity":
         self.data = data
-        if self.segmenter is not None:
-            self.segments = self.segmenter.fit(data).labels.to_dict()
-        recent = data.events[data.events["timestamp"] >= data.end - pd.Timedelta(days=self.window_days)]
-        self.overall = self._counts(recent)
+        events = data.events
+        if len(events):
+            start = events["timestamp"].min()
+            since = data.end - (data.end - start) * self.recent_share
+            events = events[events["timestamp"] >= since]
+        self.overall = self._counts(events)
         self.by_segment: dict[str, np.ndarray] = {}
         if self.segments:
-            labels = recent["user_id"].map(self.segments)
-            for segment, part in recent.groupby(labels):
+            labels = events["user_id"].map(self.segments)
+            for segment, part in events.groupby(labels):
                 self.by_segment[segment] = self._counts(part)
         return self
 
@@ -110,15 +113,45 @@ class RecentPopularity(BatchRecommender):
         buyers = events.groupby("item_id")["user_id"].nunique()
         counts = np.zeros(self.data.n_items)
         counts[buyers.index.map(self.data.item_index).to_numpy()] = buyers.to_numpy()
-        return counts / max(counts.max(), 1.0)
+        # All-time buyers break ties among items equally popular of late.
+        counts += 1e-6 * np.asarray(self.data.bought.sum(axis=0)).ravel() / max(self.data.n_users, 1)
+        return counts / max(counts.max(), 1e-12)
 
-    def score(self, user_rows) -> np.ndarray:
-        if not self.by_segment:
-            return np.broadcast_to(self.overall, (len(user_rows), self.data.n_items)).copy()
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        names = sorted(self.by_segment)
+        vectors = np.vstack([self.overall, *(self.by_segment[name] for name in names)])
+        group = {name: n + 1 for n, name in enumerate(names)}
         users = self.data.user_ids[user_rows]
-        return np.vstack([self.by_segment.get(self.segments.get(u), self.overall) for u in users])
+        return RankedVectorBlock(vectors, np.array([group.get(self.segments.get(u), 0) for u in users], dtype=np.int64))
 
     def top(self, k: int, segment: str | None = None) -> list[tuple[str, float]]:
         counts = self.by_segment.get(segment, self.overall) if segment else self.overall
         best = np.argsort(-counts, kind="stable")[:k]
         return [(self.data.item_ids[j], float(counts[j])) for j in best if counts[j] > 0]
+
+
+class RankedVectorBlock(ScoreBlock):
+    """Users that share one score vector per group (popular items overall or per segment)."""
+
+    def __init__(self, vectors: np.ndarray, group_of_row: np.ndarray):
+        self.vectors = vectors
+        self.group_of_row = group_of_row
+
+    def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
+        extra = int(np.diff(exclude.indptr).max()) if exclude is not None and exclude.nnz else 0
+        take = min(n + extra, self.vectors.shape[1])
+        best = np.argsort(-self.vectors, axis=1, kind="stable")[:, :take]
+        items = best[self.group_of_row]
+        scores = np.take_along_axis(self.vectors[self.group_of_row], items, axis=1).astype(np.float32)
+        usable = scores > 0
+        if extra:
+            rows = np.repeat(np.arange(len(items)), take)
+            usable &= (np.asarray(exclude[rows, items.ravel()]).reshape(items.shape) == 0)
+        order = np.argsort(~usable, axis=1, kind="stable")[:, :n]
+        keep = np.take_along_axis(usable, order, axis=1)
+        items = np.where(keep, np.take_along_axis(items, order, axis=1), -1)
+        scores = np.where(keep, np.take_along_axis(scores, order, axis=1), -np.inf).astype(np.float32)
+        return pad_top_n(TopN(items.astype(np.int64), scores), n)
+
+    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.vectors[self.group_of_row[positions], cols].astype(np.float32)

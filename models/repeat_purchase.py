@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.base import BatchRecommender
+from models.base import BatchRecommender, ScoreBlock, SparseBlock
 from models.interactions import Interactions
 
 
@@ -13,6 +13,7 @@ class RepeatPurchase(BatchRecommender):
     ``half_life_days`` since its last purchase."""
 
     name = "repeat"
+    capabilities = frozenset({"personal"})
 
     def __init__(self, half_life_days: float = 90.0):
         self.half_life_days = half_life_days
@@ -21,5 +22,5 @@ class RepeatPurchase(BatchRecommender):
         self.data = data
         return self
 
-    def score(self, user_rows) -> np.ndarray:
-        return self.data.decayed(self.half_life_days)[user_rows].toarray()
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        return SparseBlock(self.data.decayed(self.half_life_days)[user_rows])

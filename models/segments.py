@@ -66,9 +66,10 @@ class CustomerSegmentation:
     (2, True)
     """
 
-    def __init__(self, k_range=range(3, 9), sample: int = 3000, seed: int = 0):
+    def __init__(self, k_range=range(3, 9), sample: int = 3000, seed: int = 0, fit_sample: int = 50_000):
         self.k_range = k_range
         self.sample = sample
+        self.fit_sample = fit_sample
         self.seed = seed
 
     def fit(self, data: Interactions) -> "CustomerSegmentation":
@@ -78,18 +79,21 @@ class CustomerSegmentation:
         sample = rng.choice(len(X), size=min(self.sample, len(X)), replace=False)
         self.silhouette: dict[int, float] = {}
         models = {}
+        # Centroids are learned on a sample; a million customers need not all take part.
+        fit_rows = rng.choice(len(X), size=min(self.fit_sample, len(X)), replace=False)
         for k in self.k_range:
             if k >= len(X):
                 break
-            model = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(X)
+            model = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(X[fit_rows])
             models[k] = model
-            self.silhouette[k] = float(silhouette_score(X[sample], model.labels_[sample]))
+            self.silhouette[k] = float(silhouette_score(X[sample], model.predict(X[sample])))
         if not models:
             raise ValueError("too few customers to segment")
         self.k = max(self.silhouette, key=self.silhouette.get)
         self.kmeans = models[self.k]
-        self.profiles = self._name_clusters(self.kmeans.labels_)
-        self.labels = pd.Series([self.profiles[c].name for c in self.kmeans.labels_], index=self.features.index)
+        clusters = self.kmeans.predict(X)
+        self.profiles = self._name_clusters(clusters)
+        self.labels = pd.Series([self.profiles[c].name for c in clusters], index=self.features.index)
         return self
 
     def predict(self, features: pd.DataFrame) -> pd.Series:

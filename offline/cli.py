@@ -35,6 +35,8 @@ SOURCE_HELP = ("auto (real data if present, else simulator), retail, simulator, 
 SOURCE_OPTION = typer.Option("auto", help=SOURCE_HELP)
 INTERACTIONS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet.")
 ITEMS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price.")
+VALIDATION_OPTION = typer.Option("auto", help="Validation split: auto (chosen from the data), global-time, "
+                                                "last-basket, last-items or random-items.")
 DOWNLOAD_OPTION = typer.Option(None, "--download/--no-download", help="Fetch Online Retail from UCI if missing.")
 
 
@@ -209,6 +211,7 @@ def train(
     evaluate: bool = typer.Option(False, "--evaluate", help="Also rerun the holdout evaluation (REPORT_DIR) each "
                                                             "round, for the dashboard."),
     download: Optional[bool] = DOWNLOAD_OPTION,
+    validation: str = VALIDATION_OPTION,
 ) -> None:
     """Train every model on the history, write a versioned artifact, optionally publish it."""
     from offline.schedule import parse_interval, run_periodically
@@ -220,12 +223,13 @@ def train(
     def run() -> str:
         history, item_table, origin = training_history(source, interactions, items, download)
         step(f"history from {origin}")
-        version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step)
+        version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step,
+                                    validation)
         if evaluate:
             from offline.evaluation_report import write_evaluation
             from offline.training import evaluate_all
 
-            report = evaluate_all(history, item_table, ablation=False, progress=step)
+            report = evaluate_all(history, item_table, progress=step)
             step(f"evaluation written to {write_evaluation(report, origin, conf.report_dir)['json']}")
         return version
 
@@ -235,25 +239,26 @@ def train(
         run_periodically(run, interval, conf, console)
 
 
-def train_and_publish(conf: Settings, history, item_table, origin: str, publish: bool, step) -> str:
+def train_and_publish(conf: Settings, history, item_table, origin: str, publish: bool, step,
+                      validation: str | None = None) -> str:
     """Train, write the artifact, and (with ``publish``) write Redis and announce; return the version."""
     from offline.model_export import export_files
     from offline.publish import announce_model, publish_to_redis
     from offline.training import train_all
     from streams.model_artifacts import ArtifactStore, data_hash, new_version
 
-    trained = train_all(history, item_table, progress=step)
+    trained = train_all(history, item_table, progress=step, protocol=validation)
     files = export_files(trained, history, conf.recs_count)
     history_hash = data_hash(history)
     manifest = {
         "data_hash": history_hash, "data_source": origin, "trained_at": time.time(),
-        "parameters": {"components": [c.name for c in trained.hybrid.components], "windows": trained.hybrid.windows,
-                       "window_days": trained.hybrid.window_days, "recs_count": conf.recs_count,
-                       "segments_k": trained.segmentation.k},
+        "parameters": {"components": list(trained.components), "hybrid": trained.hybrid is not None,
+                       "recs_count": conf.recs_count, "segments_k": trained.segmentation.k},
+        "validation": trained.selection.as_dict(),
         "metrics": {"customers": trained.data.n_users, "items": trained.data.n_items,
                     "order_lines": len(trained.data.events), "seconds": trained.seconds,
-                    # one list, one segment per customer; similar items per item; popular lists; segment sizes
-                    "redis_keys": 2 * trained.data.n_users + trained.data.n_items + 2 + 2 * trained.segmentation.k},
+                    # three lists and a segment per customer; similar items per item; popular lists; segment sizes
+                    "redis_keys": 4 * trained.data.n_users + trained.data.n_items + 2 + 2 * trained.segmentation.k},
     }
     artifact = ArtifactStore(conf.artifact_dir).write(new_version(history_hash), files, manifest)
     step(f"artifact {artifact.path}")
@@ -275,21 +280,24 @@ def evaluate(
     interactions: Optional[Path] = INTERACTIONS_OPTION,
     items: Optional[Path] = ITEMS_OPTION,
     cut: Optional[str] = typer.Option(None, help="First day of the test window (default: the last 30 days)."),
-    ablation: bool = typer.Option(True, "--ablation/--no-ablation", help="Also score the hybrid without each component."),
+    protocol: str = typer.Option("global-time", help="Test split: global-time (from --cut), last-basket, "
+                                                     "last-items or random-items."),
     download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
-    """Temporal-holdout evaluation of every model and the hybrid (ALL and NEW views, k=10)."""
+    """Held-out evaluation of every model, the hybrid and the published lists (ALL and NEW views, k=10)."""
     import pandas as pd
 
     from offline.evaluation_report import write_evaluation
-    from offline.training import evaluate_all
+    from offline.training import TEST_PROTOCOLS, evaluate_all
 
+    if protocol not in TEST_PROTOCOLS:
+        raise typer.BadParameter(f"must be one of {', '.join(TEST_PROTOCOLS)}", param_hint="--protocol")
     try:
         cut_ts = pd.Timestamp(cut) if cut else None
     except ValueError:
         raise typer.BadParameter(f"{cut!r} is not a date", param_hint="--cut") from None
     history, item_table, origin = training_history(source, interactions, items, None if download is None else download)
-    report = evaluate_all(history, item_table, cut_ts, ablation=ablation, progress=step_printer())
+    report = evaluate_all(history, item_table, cut_ts, progress=step_printer(), protocol=protocol)
     paths = write_evaluation(report, origin, settings().report_dir)
     console.print(paths["table"])
     console.print(f"written: {paths['json']}, {paths['markdown']}")

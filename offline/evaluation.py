@@ -1,9 +1,15 @@
-"""The offline evaluation protocol: a temporal holdout, two views, top-k metrics.
+"""Offline evaluation: held-out splits of a history, two views, top-k metrics.
 
-Train on everything before ``cut``; test users bought in both periods; an
-item is relevant when the user bought it after ``cut`` and it exists in
-train. ALL lets items bought before count; NEW drops them from both the list
-and the relevant set.
+A split keeps a ``train`` history (its own item space) and, for each test user,
+the item columns they bought in the held-out part that exist in train. Four ways
+to hold out, one per kind of data:
+
+* ``global_time_split``: everything from one date on (users share a calendar);
+* ``last_basket_split``: each user's last order (baskets, users active at different times);
+* ``last_items_split``: each user's most recent share of interactions (one item per event);
+* ``random_items_split``: a seeded random share per user (no usable time at all).
+
+ALL lets items bought before count; NEW drops them from both the list and the relevant set.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.base import TopN
 from models.interactions import Interactions
-from models.ranking_metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
 
 VIEWS = ("ALL", "NEW")
 METRICS = ("precision", "recall", "map", "ndcg")
@@ -24,11 +30,19 @@ METRICS = ("precision", "recall", "map", "ndcg")
 class HoldoutSplit:
     train: Interactions
     test_users: np.ndarray  # raw user ids, in train
-    relevant: list[set[int]]  # per test user: item columns bought after the cut
+    relevant: list[set[int]]  # per test user: item columns bought in the held-out part
+    protocol: str = "global-time"
 
     @property
     def user_rows(self) -> np.ndarray:
         return self.train.rows(self.test_users)
+
+    def sample(self, max_users: int, seed: int = 0) -> "HoldoutSplit":
+        """At most ``max_users`` test users, drawn at random (a fixed seed)."""
+        if len(self.test_users) <= max_users:
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self.test_users), max_users, replace=False))
+        return HoldoutSplit(self.train, self.test_users[keep], [self.relevant[n] for n in keep], self.protocol)
 
 
 def default_cut(events: pd.DataFrame, test_days: int = 30) -> pd.Timestamp:
@@ -36,14 +50,54 @@ def default_cut(events: pd.DataFrame, test_days: int = 30) -> pd.Timestamp:
     return events["timestamp"].max().normalize() - pd.Timedelta(days=test_days)
 
 
-def holdout_split(data: Interactions, cut: pd.Timestamp) -> HoldoutSplit:
-    """Split at ``cut``; the train side gets its own item space (items bought before the cut)."""
-    train = Interactions.from_frame(data.events[data.events["timestamp"] < cut], data.items, end=cut)
-    test = data.events[(data.events["timestamp"] >= cut) & data.events["user_id"].isin(train.user_index)]
+def split_held_out(data: Interactions, held_out: np.ndarray, protocol: str, end: pd.Timestamp | None = None) -> HoldoutSplit:
+    """Train on the events not ``held_out`` (a boolean mask over ``data.events``); test users are
+    those with held-out items that train knows."""
+    events = data.events
+    train = Interactions.from_frame(events[~held_out], data.items, end=end)
+    test = events[held_out & events["user_id"].isin(train.user_index).to_numpy()]
     test = test[test["item_id"].isin(train.item_index)]
     users = np.array(sorted(test["user_id"].unique()), dtype=object)
     grouped = test.groupby("user_id")["item_id"].agg(lambda s: {train.item_index[i] for i in s})
-    return HoldoutSplit(train, users, [grouped[u] for u in users])
+    return HoldoutSplit(train, users, [grouped[u] for u in users], protocol)
+
+
+def holdout_split(data: Interactions, cut: pd.Timestamp) -> HoldoutSplit:
+    """Split at ``cut``; the train side gets its own item space (items bought before the cut)."""
+    return split_held_out(data, (data.events["timestamp"] >= cut).to_numpy(), "global-time", end=cut)
+
+
+def last_basket_split(data: Interactions) -> HoldoutSplit:
+    """Each user's last order held out, for users with at least two orders."""
+    events = data.events
+    order_time = events.groupby(["user_id", "order_id"], sort=False)["timestamp"].transform("max")
+    ranked = events.assign(order_time=order_time).sort_values(["user_id", "order_time", "order_id"], kind="stable")
+    last_order = ranked.groupby("user_id")["order_id"].transform("last")
+    orders = ranked.groupby("user_id")["order_id"].transform("nunique")
+    held = (ranked["order_id"] == last_order) & (orders >= 2)
+    return split_held_out(data, held.reindex(events.index).to_numpy(), "last-basket")
+
+
+def last_items_split(data: Interactions, share: float = 0.2) -> HoldoutSplit:
+    """Each user's most recent ``share`` of interactions (at least one, never all) held out."""
+    events = data.events
+    position = events.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id").cumcount()
+    return split_held_out(data, _tail(events, position.reindex(events.index), share), "last-items")
+
+
+def random_items_split(data: Interactions, share: float = 0.2, seed: int = 0) -> HoldoutSplit:
+    """A seeded random ``share`` of each user's interactions (at least one, never all) held out."""
+    events = data.events
+    shuffled = pd.Series(np.random.default_rng(seed).random(len(events)), index=events.index)
+    position = shuffled.groupby(events["user_id"]).rank(method="first") - 1
+    return split_held_out(data, _tail(events, position, share), "random-items")
+
+
+def _tail(events: pd.DataFrame, position: pd.Series, share: float) -> np.ndarray:
+    """True for the last ``ceil(share * n)`` positions of each user's ``n`` (users with n >= 2)."""
+    n = events.groupby("user_id")["item_id"].transform("size")
+    held_count = np.ceil(share * n).clip(lower=1)
+    return ((position >= n - held_count) & (n >= 2)).to_numpy()
 
 
 def top_items(scores: np.ndarray, k: int) -> np.ndarray:
@@ -53,34 +107,79 @@ def top_items(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def evaluate_scores(split: HoldoutSplit, scores: np.ndarray, k: int = 10) -> dict[str, dict[str, float]]:
-    """Metrics per view for a (test users x items) score matrix."""
+def list_metrics(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> dict[str, float]:
+    """Mean P@k, R@k, MAP@k (AP over min(|relevant|, k)) and NDCG@k (binary gains) of ``lists``
+    (users x >= k item columns, -1 for an empty slot) against each user's ``relevant`` set;
+    users with nothing relevant are not counted."""
+    lists = lists[:, :k]
+    hits = np.array([[item in wanted for item in row] for row, wanted in zip(lists.tolist(), relevant)],
+                    dtype=np.float64).reshape(len(relevant), lists.shape[1])
+    sizes = np.array([len(wanted) for wanted in relevant], dtype=np.float64)
+    counted = sizes > 0
+    hits, sizes = hits[counted], sizes[counted]
+    if len(sizes) == 0:
+        return {**dict.fromkeys(METRICS, 0.0), "users": 0}
+    ranks = np.arange(1, lists.shape[1] + 1)
+    precision_at = np.cumsum(hits, axis=1) / ranks
+    discounts = 1.0 / np.log2(ranks + 1)
+    ideal = np.array([discounts[: int(min(s, k))].sum() for s in sizes])
+    return {
+        "precision": float((hits.sum(axis=1) / k).mean()),
+        "recall": float((hits.sum(axis=1) / sizes).mean()),
+        "map": float(((precision_at * hits).sum(axis=1) / np.minimum(sizes, k)).mean()),
+        "ndcg": float(((hits * discounts).sum(axis=1) / ideal).mean()),
+        "users": int(len(sizes)),
+    }
+
+
+def view_relevance(split: HoldoutSplit, view: str) -> list[set[int]]:
+    """The relevant sets of a view: NEW leaves out what the user bought in train."""
+    if view == "ALL":
+        return split.relevant
+    bought = split.train.bought[split.user_rows]
+    return [wanted - set(bought[n].indices) for n, wanted in enumerate(split.relevant)]
+
+
+def evaluate_lists(split: HoldoutSplit, lists: dict[str, np.ndarray], k: int = 10) -> dict[str, dict[str, float]]:
+    """Metrics per view of one model's lists (``lists[view]``: test users x k item columns)."""
     train = split.train
-    bought = train.bought[split.user_rows]
     item_popularity = np.asarray(train.bought.sum(axis=0)).ravel()
-    self_information = -np.log2(np.maximum(item_popularity, 1) / train.n_users)
+    self_information = -np.log2(np.maximum(item_popularity, 1) / max(train.n_users, 1))
     results = {}
     for view in VIEWS:
-        view_scores = scores.astype(np.float64, copy=True)
-        if view == "NEW":
-            view_scores[bought.nonzero()] = -np.inf
-        lists = top_items(view_scores, k)
-        sums = dict.fromkeys(METRICS, 0.0)
-        counted = 0
-        for n, relevant in enumerate(split.relevant):
-            if view == "NEW":
-                relevant = relevant - set(bought[n].indices)
-            if not relevant:
-                continue
-            ranked = lists[n].tolist()
-            counted += 1
-            sums["precision"] += precision_at_k(ranked, relevant, k)
-            sums["recall"] += recall_at_k(ranked, relevant, k)
-            sums["map"] += average_precision_at_k(ranked, relevant, k)
-            sums["ndcg"] += ndcg_at_k(ranked, relevant, k)
-        view_result = {name: total / max(counted, 1) for name, total in sums.items()}
-        view_result["coverage"] = len(np.unique(lists)) / train.n_items
-        view_result["novelty"] = float(self_information[lists].mean())
-        view_result["users"] = counted
-        results[view] = view_result
+        shown = lists[view][:, :k]
+        result = list_metrics(shown, view_relevance(split, view), k)
+        valid = shown[shown >= 0]
+        result["coverage"] = len(np.unique(valid)) / max(train.n_items, 1)
+        result["novelty"] = float(self_information[valid].mean()) if len(valid) else 0.0
+        results[view] = result
     return results
+
+
+def model_lists(model, split: HoldoutSplit, k: int, filler=None, chunk: int = 1024) -> dict[str, np.ndarray]:
+    """A fitted model's top-k lists for the split's test users in both views, each filled
+    with the ``filler`` model's items (the lists a storefront would be given)."""
+    rows = split.user_rows
+    out = {view: [] for view in VIEWS}
+    for start in range(0, len(rows), chunk):
+        block_rows = rows[start:start + chunk]
+        blocks = [model.block(block_rows)] + ([filler.block(block_rows)] if filler is not None else [])
+        bought = split.train.bought[block_rows]
+        for view in VIEWS:
+            exclude = bought if view == "NEW" else None
+            top = filled(*(block.top_n(k, exclude) for block in blocks), k=k)
+            out[view].append(top.items[:, :k])
+    return {view: np.vstack(parts) if parts else np.zeros((0, k), dtype=np.int64) for view, parts in out.items()}
+
+
+def filled(top: TopN, *fillers: TopN, k: int) -> TopN:
+    """``top``'s first ``k`` items, then each filler's items new to the row, up to ``k``."""
+    items = np.hstack([top.items[:, :k], *(f.items for f in fillers)])
+    scores = np.hstack([top.scores[:, :k], *(np.full(f.items.shape, -np.inf, dtype=np.float32) for f in fillers)])
+    usable = items >= 0
+    for j in range(1, items.shape[1]):
+        usable[:, j] &= ~(items[:, :j] == items[:, j:j + 1]).any(axis=1)
+    order = np.argsort(~usable, axis=1, kind="stable")[:, :k]
+    keep = np.take_along_axis(usable, order, axis=1)
+    return TopN(np.where(keep, np.take_along_axis(items, order, axis=1), -1),
+                np.where(keep, np.take_along_axis(scores, order, axis=1), -np.inf).astype(np.float32))

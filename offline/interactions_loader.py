@@ -1,20 +1,31 @@
 """Loads any shop's export: interactions (CSV or Parquet) and an optional items file.
 
-Interactions need ``user_id, item_id, timestamp``; ``quantity``, ``price`` and
-``order_id`` are optional (lines of one user at one timestamp form an order
-when ``order_id`` is absent). Items need ``item_id`` and may carry ``text``,
-``category`` and ``price``. Bad rows are reported with their line numbers.
+Interactions need ``user_id`` and ``item_id``. Everything else is optional, and an
+optional column may be absent or empty:
+
+* ``timestamp`` (a date or Unix seconds); without it the history has no time, and
+  lines of one user form one order;
+* ``order_id`` (lines of one user at one timestamp form an order when absent);
+* ``quantity`` (default 1) and ``price`` (unknown when empty);
+* ``rating`` (any numeric scale; low ratings count less) or ``weight`` (>= 0):
+  how strong a signal the line is, 1 when absent;
+* ``description``, ``country``.
+
+Items need ``item_id`` and may carry ``text``, ``category`` and ``price``. Bad rows
+in a column that is present are reported with their line numbers.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from offline.retail_history import HISTORY_COLUMNS, HistoryError
 
-REQUIRED = ["user_id", "item_id", "timestamp"]
+REQUIRED = ["user_id", "item_id"]
+NO_TIME = pd.Timestamp("1970-01-01")
 MAX_REPORTED = 5
 
 
@@ -44,20 +55,61 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
                           "item_id": raw["item_id"].astype("string").str.strip()})
     _bad_rows(path, frame["user_id"].isna() | (frame["user_id"] == ""), "an empty user_id")
     _bad_rows(path, frame["item_id"].isna() | (frame["item_id"] == ""), "an empty item_id")
-    ts = raw["timestamp"]
-    frame["timestamp"] = (pd.to_datetime(ts, unit="s", errors="coerce") if pd.api.types.is_numeric_dtype(ts)
-                          else pd.to_datetime(ts, errors="coerce", format="mixed"))
-    _bad_rows(path, frame["timestamp"].isna(), "an unparseable timestamp")
+    frame["timestamp"] = _timestamps(path, raw)
     for column, default in (("quantity", 1), ("price", 0.0)):
-        values = pd.to_numeric(raw[column], errors="coerce") if column in raw else pd.Series(default, index=raw.index)
-        _bad_rows(path, values.isna() | (values < 0), f"a missing or negative {column}")
-        frame[column] = values
+        values = _optional_number(path, raw, column)
+        _bad_rows(path, values < 0, f"a negative {column}")
+        frame[column] = values.fillna(default)
     frame["quantity"] = frame["quantity"].astype("int64").clip(lower=1)
-    frame["order_id"] = (raw["order_id"].astype(str) if "order_id" in raw
-                         else frame["user_id"] + "@" + frame["timestamp"].astype("int64").astype(str))
-    frame["description"] = raw["description"].astype(str) if "description" in raw else ""
-    frame["country"] = raw["country"].astype(str) if "country" in raw else ""
-    return frame[HISTORY_COLUMNS].astype({"user_id": str, "item_id": str}).sort_values("timestamp", kind="stable").reset_index(drop=True)
+    frame["weight"] = _weights(path, raw)
+    implied_order = frame["user_id"] + "@" + frame["timestamp"].astype("int64").astype(str)
+    frame["order_id"] = _optional_text(raw, "order_id").replace("", pd.NA).fillna(implied_order)
+    frame["description"] = _optional_text(raw, "description")
+    frame["country"] = _optional_text(raw, "country")
+    return frame[HISTORY_COLUMNS + ["weight"]].astype({"user_id": str, "item_id": str, "order_id": str,
+                                                     "description": str, "country": str}).sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def _optional_text(raw: pd.DataFrame, column: str) -> pd.Series:
+    if column not in raw:
+        return pd.Series("", index=raw.index, dtype="string")
+    return raw[column].astype("string").str.strip().fillna("")
+
+
+def _optional_number(path, raw: pd.DataFrame, column: str) -> pd.Series:
+    """The column as numbers, NaN where absent or empty; text that is not a number is an error."""
+    if column not in raw:
+        return pd.Series(np.nan, index=raw.index)
+    text = raw[column].astype("string").str.strip()
+    values = pd.to_numeric(text, errors="coerce")
+    bad = values.isna() & text.notna() & (text != "")
+    if bad.any():
+        lines = ", ".join(str(n + 2) for n in bad[bad].index[:MAX_REPORTED])
+        raise HistoryError(f"{path}: {int(bad.sum())} rows whose {column} is not a number (lines {lines})")
+    return values
+
+
+def _timestamps(path, raw: pd.DataFrame) -> pd.Series:
+    if "timestamp" not in raw or raw["timestamp"].isna().all():
+        return pd.Series(NO_TIME, index=raw.index)
+    ts = raw["timestamp"]
+    parsed = (pd.to_datetime(ts, unit="s", errors="coerce") if pd.api.types.is_numeric_dtype(ts)
+              else pd.to_datetime(ts, errors="coerce", format="mixed"))
+    _bad_rows(path, parsed.isna(), "an unparseable timestamp")
+    return parsed
+
+
+def _weights(path, raw: pd.DataFrame) -> pd.Series:
+    """``weight`` as given, or ``rating`` mapped onto 0.5 (the lowest) .. 1 (the highest); 1 without either."""
+    if "weight" in raw:
+        weight = _optional_number(path, raw, "weight")
+        _bad_rows(path, weight < 0, "a negative weight")
+        return weight.fillna(1.0)
+    rating = _optional_number(path, raw, "rating")
+    if rating.isna().all():
+        return pd.Series(1.0, index=raw.index)
+    low, high = rating.min(), rating.max()
+    return (0.5 + 0.5 * (rating - low) / (high - low) if high > low else rating * 0 + 1.0).fillna(1.0)
 
 
 def load_items(path: str | Path) -> pd.DataFrame:

@@ -8,16 +8,19 @@ import json
 import joblib
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from models.item_categories import derive_categories
 from models.popularity import RecentPopularity
 from offline.customer_table import customer_feature_table
-from offline.evaluation import top_items
+from models.base import sparse_top_n
+from offline.evaluation import filled
 from offline.training import TrainedModels
 
 SIMILAR_ITEMS = 20
 # Similar items: co-bought items first, descriptions fill in for rarely bought ones.
 SIMILARITY_BLEND = {"cooccurrence": 0.7, "content": 0.3}
+SLOTS = ("recs", "buyagain", "discover")
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
@@ -26,39 +29,64 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def user_lists(trained: TrainedModels, k: int, chunk: int = 512) -> pd.DataFrame:
-    data, hybrid = trained.data, trained.hybrid
-    items, scores, users = [], [], data.user_ids
-    for start in range(0, len(users), chunk):
-        block = hybrid.score(np.arange(start, min(start + chunk, len(users))))
-        best = top_items(block, k)
-        items += [list(data.item_ids[row]) for row in best]
-        scores += [np.round(np.take_along_axis(block, best, axis=1)[n], 4).tolist() for n in range(len(best))]
-    return pd.DataFrame({"user_id": users, "items": items, "scores": scores})
+def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048) -> dict[str, pd.DataFrame]:
+    """Every customer's three lists: ``recs`` (the guard's ALL model), ``buyagain`` (items they
+    bought, by repeat score) and ``discover`` (the guard's NEW model, never-bought items only);
+    recs and discover are filled with popular items."""
+    data = trained.data
+    popularity, repeat = trained.components["popularity"], trained.components["repeat"]
+    recs_model, discover_model = trained.published("ALL"), trained.published("NEW")
+    rows_out = {slot: ([], []) for slot in SLOTS}
+    for start in range(0, data.n_users, chunk):
+        rows = np.arange(start, min(start + chunk, data.n_users))
+        bought = data.bought[rows]
+        popular = popularity.block(rows)
+        tops = {
+            "recs": filled(recs_model.block(rows).top_n(k), popular.top_n(k), k=k),
+            "buyagain": repeat.block(rows).top_n(k),
+            "discover": filled(discover_model.block(rows).top_n(k, bought), popular.top_n(k, bought), k=k),
+        }
+        for slot, top in tops.items():
+            items, scores = rows_out[slot]
+            for row_items, row_scores in zip(top.items, top.scores):
+                valid = row_items >= 0
+                items.append(data.item_ids[row_items[valid]].tolist())
+                scores.append(np.round(np.where(np.isfinite(row_scores[valid]), row_scores[valid], 0.0), 4).tolist())
+    return {slot: pd.DataFrame({"user_id": data.user_ids, "items": items, "scores": scores})
+            for slot, (items, scores) in rows_out.items()}
 
 
-def _neighbours(similarity: np.ndarray, item_ids: np.ndarray, k: int) -> pd.DataFrame:
-    best = top_items(similarity, k)
+def _neighbours(similarity: sp.csr_matrix, item_ids: np.ndarray, k: int) -> pd.DataFrame:
+    top = sparse_top_n(similarity, k)
+    keep = (top.items >= 0) & (top.scores > 0)
     return pd.DataFrame({
         "item_id": item_ids,
-        "items": [[item_ids[j] for j in row if similarity[n, j] > 0] for n, row in enumerate(best)],
-        "scores": [[round(float(similarity[n, j]), 4) for j in row if similarity[n, j] > 0] for n, row in enumerate(best)],
+        "items": [item_ids[row[ok]].tolist() for row, ok in zip(top.items, keep)],
+        "scores": [np.round(row[ok], 4).tolist() for row, ok in zip(top.scores, keep)],
     })
 
 
-def _scaled_similarity(trained: TrainedModels, name: str) -> np.ndarray:
-    similarity = {c.name: c for c in trained.hybrid.components}[name].similarity
-    return similarity / max(float(similarity.max()), 1e-9)
+def _scaled_similarity(trained: TrainedModels, name: str) -> sp.csr_matrix | None:
+    model = trained.components.get(name)
+    if model is None:
+        return None
+    similarity = model.similarity
+    return similarity / max(float(similarity.max()) if similarity.nnz else 0.0, 1e-9)
 
 
 def similar_items(trained: TrainedModels, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
-    blended = sum(weight * _scaled_similarity(trained, name) for name, weight in SIMILARITY_BLEND.items())
-    return _neighbours(blended, trained.data.item_ids, k)
+    n = trained.data.n_items
+    parts = [weight * m for name, weight in SIMILARITY_BLEND.items()
+             if (m := _scaled_similarity(trained, name)) is not None]
+    blended = sum(parts, sp.csr_matrix((n, n), dtype=np.float32))
+    return _neighbours(blended.tocsr(), trained.data.item_ids, k)
 
 
 def complements(trained: TrainedModels, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
     """Items bought together with each item (co-purchase only): what goes with a cart."""
-    return _neighbours(_scaled_similarity(trained, "cooccurrence"), trained.data.item_ids, k)
+    n = trained.data.n_items
+    cooccurrence = _scaled_similarity(trained, "cooccurrence")
+    return _neighbours(cooccurrence if cooccurrence is not None else sp.csr_matrix((n, n)), trained.data.item_ids, k)
 
 
 def item_table(trained: TrainedModels) -> pd.DataFrame:
@@ -75,7 +103,8 @@ def item_table(trained: TrainedModels) -> pd.DataFrame:
 
 def popular_lists(trained: TrainedModels, k: int, categories: pd.Series | None = None) -> dict:
     """Popular items overall, per segment and (given item categories) per category."""
-    popularity = RecentPopularity(window_days=30, segments=trained.segmentation.labels.to_dict()).fit(trained.data)
+    share = trained.components["popularity"].recent_share
+    popularity = RecentPopularity(share, segments=trained.segmentation.labels.to_dict()).fit(trained.data)
     lists = {"all": popularity.top(k),
              "segments": {segment: popularity.top(k, segment) for segment in popularity.by_segment}}
     if categories is not None:
@@ -97,11 +126,12 @@ def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[
         "silhouette": segmentation.silhouette,
         "segments": [vars(p) for p in segmentation.profiles.values()],
     }
-    ranker = io.BytesIO()
-    joblib.dump({"ranker": trained.hybrid.ranker, "features": trained.hybrid.feature_names}, ranker)
     items = item_table(trained)
-    return {
-        "recommendations.parquet": _parquet(user_lists(trained, k)),
+    lists = slot_lists(trained, k)
+    files = {
+        "recommendations.parquet": _parquet(lists["recs"]),
+        "buy_again.parquet": _parquet(lists["buyagain"]),
+        "discover.parquet": _parquet(lists["discover"]),
         "similar_items.parquet": _parquet(similar_items(trained)),
         "complements.parquet": _parquet(complements(trained)),
         "items.parquet": _parquet(items),
@@ -110,5 +140,9 @@ def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[
         "segment_profiles.json": json.dumps(profiles, default=float).encode(),
         "customer_features.parquet": _parquet(customer_feature_table(history, trained.data).rename_axis("user_id")
                                               .reset_index()),
-        "ranker.joblib": ranker.getvalue(),
     }
+    if trained.hybrid is not None:
+        ranker = io.BytesIO()
+        joblib.dump({"rankers": trained.hybrid.rankers, "features": trained.hybrid.feature_names}, ranker)
+        files["ranker.joblib"] = ranker.getvalue()
+    return files

@@ -38,10 +38,13 @@ def _batched(commands: Iterable[tuple], client: redis.Redis, on_batch: Callable[
 
 
 def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[[int], None] = lambda n: None) -> int:
-    """Write every customer's list, similar items, popular lists and segments; return the key count."""
+    """Write every customer's lists (recs, buy again, discover), similar items, popular lists and segments; return the key count."""
     version = artifact.version
     now = round(time.time(), 3)
-    lists = artifact.frame("recommendations.parquet")
+    slots = [(redis_keys.recs, artifact.frame("recommendations.parquet"))]
+    if artifact.has("buy_again.parquet"):
+        slots += [(redis_keys.buy_again, artifact.frame("buy_again.parquet")),
+                  (redis_keys.discover, artifact.frame("discover.parquet"))]
     similar = artifact.frame("similar_items.parquet")
     segments = artifact.frame("segments.parquet")
     popular = artifact.json("popular.json")
@@ -52,8 +55,9 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
                                           rec_id=new_rec_id(), model_version=version, generated_at=now))
 
     def commands():
-        for user_id, items, scores in lists.itertuples(index=False):
-            yield "set", redis_keys.recs(user_id), as_list(user_id, items, scores), ttl
+        for key, lists in slots:
+            for user_id, items, scores in lists.itertuples(index=False):
+                yield "set", key(user_id), as_list(user_id, items, scores), ttl
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
         for user_id, segment in segments.itertuples(index=False):

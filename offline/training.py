@@ -1,58 +1,36 @@
 """Training and evaluating every model on a purchase history.
 
-``train_all`` fits the hybrid (and with it every component) plus the customer
-segmentation on the whole history, for publishing. ``evaluate_all`` runs the
-temporal-holdout protocol of ``offline.evaluation`` on each component, the
-hybrid, and the hybrid without each component (ablation).
+``train_models`` picks the validation protocol that fits the data, tunes and
+scores every component and the hybrid on that validation split, lets the guard
+choose what each list publishes, and refits the kept models on the whole
+history. ``evaluate_all`` holds out a test part first (the protocol of the
+caller's choice), trains on the rest exactly as publishing would, and scores
+every model and the published lists on the held-out part.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from models.base import BatchRecommender
-from models.content import ContentSimilarity
-from models.cooccurrence import ItemCooccurrence
-from models.ease import EASE
 from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
-from models.popularity import RecentPopularity
-from models.repeat_purchase import RepeatPurchase
 from models.segments import CustomerSegmentation
-from models.surprise_cf import SurpriseItemKNN, SurpriseSVD
-from offline.evaluation import default_cut, evaluate_scores, holdout_split
+from offline.components import SPECS
+from offline.evaluation import (HoldoutSplit, default_cut, evaluate_lists, holdout_split, last_basket_split,
+                                last_items_split, model_lists, random_items_split)
+from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
+from offline.validation import resolve_protocol, validation_split
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-COMPONENT_NAMES = ["repeat", "popularity", "segment-popularity", "cooccurrence", "ease", "content",
-                   "surprise-knn", "surprise-svd"]
-
-
-def make_component(name: str) -> BatchRecommender:
-    return {
-        "repeat": lambda: RepeatPurchase(half_life_days=90),
-        "popularity": lambda: RecentPopularity(window_days=30),
-        "segment-popularity": lambda: RecentPopularity(window_days=30, segmenter=CustomerSegmentation()),
-        "cooccurrence": lambda: ItemCooccurrence(history_half_life_days=30),
-        "ease": lambda: EASE(l2=200),
-        "content": lambda: ContentSimilarity(),
-        "surprise-knn": lambda: SurpriseItemKNN("pearson_baseline"),
-        "surprise-svd": lambda: SurpriseSVD(n_factors=32, n_epochs=20, lr_all=0.03),
-    }[name]()
-
-
-@dataclass(frozen=True)
-class Components:
-    """A picklable factory of the hybrid's components (the hybrid fits them in worker processes)."""
-
-    names: tuple[str, ...] = tuple(COMPONENT_NAMES)
-
-    def __call__(self) -> list[BatchRecommender]:
-        return [make_component(name) for name in self.names]
+VALIDATION_USERS = 8000  # customers scored on validation; enough to rank models, bounded in time
+LISTS = {"ALL": "recs", "NEW": "discover"}
 
 
 def item_catalog(history: pd.DataFrame, items: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -74,30 +52,80 @@ def interactions(history: pd.DataFrame, items: pd.DataFrame | None = None) -> In
 @dataclass
 class TrainedModels:
     data: Interactions
-    hybrid: LearnedHybrid
     segmentation: CustomerSegmentation
+    selection: Selection
+    components: dict[str, BatchRecommender]
+    hybrid: LearnedHybrid | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def published(self, view: str) -> BatchRecommender:
+        """The model the guard chose for the list of ``view`` (ALL: recs, NEW: discover)."""
+        name = self.selection.published[view]
+        return self.hybrid if name == "hybrid" else self.components[name]
 
-def train_all(history: pd.DataFrame, items: pd.DataFrame | None = None, progress: Progress = print) -> TrainedModels:
+
+def train_all(history: pd.DataFrame, items: pd.DataFrame | None = None, progress: Progress = print,
+              protocol: str | None = None) -> TrainedModels:
+    return train_models(interactions(history, items), progress, protocol)
+
+
+def train_models(data: Interactions, progress: Progress = print, protocol: str | None = None) -> TrainedModels:
     seconds: dict[str, float] = {}
-    started = time.monotonic()
-    data = interactions(history, items)
+    clock = _Clock(seconds)
     progress(f"history: {data.n_users:,} customers, {data.n_items:,} items, {len(data.events):,} order lines")
     segmentation = CustomerSegmentation().fit(data)
-    seconds["segmentation"] = time.monotonic() - started
+    clock("segmentation")
     progress(f"segments: k={segmentation.k} by silhouette ({seconds['segmentation']:.1f} s)")
-    hybrid = LearnedHybrid(Components(), progress=progress).fit(data)
-    seconds["hybrid"] = time.monotonic() - started - seconds["segmentation"]
-    return TrainedModels(data, hybrid, segmentation, seconds)
+    chosen = resolve_protocol(data.events, protocol)
+    split = validation_split(data, chosen.name).sample(VALIDATION_USERS)
+    if len(split.test_users) == 0:
+        raise ValueError(f"the {chosen.name} validation split leaves no customer to validate on; "
+                         "the history is too short to train on")
+    selection = Selection(chosen.name, chosen.reason, len(split.test_users))
+    progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
+    fitted = select_components(split, selection, progress)
+    clock("components")
+    try:
+        rankers = validate_hybrid(split, fitted, selection)
+        progress(f"  hybrid (out of fold): ALL {selection.scores['hybrid']['ALL']:.4f} "
+                 f"NEW {selection.scores['hybrid']['NEW']:.4f}")
+    except ValueError as exc:
+        rankers = None
+        selection.dropped["hybrid"] = str(exc)
+        progress(f"  hybrid left out: {exc}")
+    clock("hybrid validation")
+    guard(selection, {name: model.capabilities for name, model in fitted.items()})
+    for view, reason in selection.reasons.items():
+        progress(f"{LISTS[view]} list: {selection.published[view]} ({reason})")
+    fresh = [SPECS[name].build(selection.params[name]) for name in fitted]
+    hybrid = LearnedHybrid(fresh, rankers, PER_MODEL) if rankers else None
+    components = {c.name: c for c in (hybrid.fit(data).components if hybrid else [c.fit(data) for c in fresh])}
+    clock("final fit")
+    progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
+    return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
+
+
+class _Clock:
+    """Records the seconds since the previous step under each step's name."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def __call__(self, step: str) -> None:
+        now = time.monotonic()
+        self.seconds[step] = round(now - self.last, 1)
+        self.last = now
 
 
 @dataclass
 class EvaluationReport:
-    cut: pd.Timestamp
+    protocol: str
+    description: str
     train_users: int
     train_items: int
     test_users: int
+    selection: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)  # one per model: name, kind, ALL{...}, NEW{...}
 
     def table(self, metrics=("precision", "recall", "map", "ndcg", "coverage", "novelty")) -> list[list[str]]:
@@ -110,34 +138,42 @@ class EvaluationReport:
         return out
 
 
+TEST_PROTOCOLS = ("global-time", "last-basket", "last-items", "random-items")
+
+
+def test_split(data: Interactions, protocol: str = "global-time", cut: pd.Timestamp | None = None) -> HoldoutSplit:
+    """The held-out test part of ``data`` under ``protocol`` (global-time: from ``cut``, default the last 30 days)."""
+    if protocol == "global-time":
+        return holdout_split(data, cut if cut is not None else default_cut(data.events))
+    splits = {"last-basket": last_basket_split, "last-items": last_items_split, "random-items": random_items_split}
+    if protocol not in splits:
+        raise ValueError(f"unknown test protocol {protocol!r}; choose one of {', '.join(TEST_PROTOCOLS)}")
+    return splits[protocol](data)
+
+
 def evaluate_all(history: pd.DataFrame, items: pd.DataFrame | None = None, cut: pd.Timestamp | None = None,
-                 k: int = 10, ablation: bool = True, progress: Progress = print) -> EvaluationReport:
-    data = interactions(history, items)
-    cut = cut if cut is not None else default_cut(data.events)
-    split = holdout_split(data, cut)
+                 k: int = K, progress: Progress = print, protocol: str = "global-time") -> EvaluationReport:
+    split = test_split(interactions(history, items), protocol, cut)
     if len(split.test_users) == 0:
-        raise ValueError(f"no customer bought both before and after {cut:%Y-%m-%d}; choose another cut")
-    report = EvaluationReport(cut, split.train.n_users, split.train.n_items, len(split.test_users))
-    progress(f"holdout at {cut:%Y-%m-%d}: {report.train_users:,} train customers, {report.train_items:,} items, "
+        raise ValueError(f"the {protocol} test split leaves no customer to test on; choose another cut or protocol")
+    description = f"test from {split.train.end:%Y-%m-%d}" if protocol == "global-time" else f"{protocol} per customer"
+    report = EvaluationReport(protocol, description, split.train.n_users, split.train.n_items, len(split.test_users))
+    progress(f"test split ({description}): {report.train_users:,} train customers, {report.train_items:,} items, "
              f"{report.test_users:,} test customers")
-    rows = split.user_rows
+    trained = train_models(split.train, progress)
+    report.selection = trained.selection.as_dict()
+    popularity = trained.components["popularity"]
 
-    def record(name: str, kind: str, scores: np.ndarray, seconds: float) -> None:
-        result = evaluate_scores(split, scores, k)
-        report.rows.append({"model": name, "kind": kind, "seconds": round(seconds, 1), **result})
-        progress(f"{name:<28} ALL MAP@{k} {result['ALL']['map']:.4f}  NEW MAP@{k} {result['NEW']['map']:.4f}"
-                 f"  ({seconds:.1f} s)")
+    def record(name: str, kind: str, lists: dict) -> None:
+        result = evaluate_lists(split, lists, k)
+        report.rows.append({"model": name, "kind": kind, **result})
+        progress(f"{name:<28} ALL MAP@{k} {result['ALL']['map']:.4f}  NEW MAP@{k} {result['NEW']['map']:.4f}")
 
-    for name in COMPONENT_NAMES:
-        started = time.monotonic()
-        model = make_component(name).fit(split.train)
-        record(name, "component", model.score(rows), time.monotonic() - started)
-    started = time.monotonic()
-    hybrid = LearnedHybrid(Components(), progress=progress).fit(split.train)
-    record("hybrid", "hybrid", hybrid.score(rows), time.monotonic() - started)
-    if ablation:
-        for name in COMPONENT_NAMES:
-            started = time.monotonic()
-            reduced = hybrid.without(name)
-            record(f"hybrid - {name}", "ablation", reduced.score(rows), time.monotonic() - started)
+    for name, model in trained.components.items():
+        record(name, "component", model_lists(model, split, k, popularity))
+    if trained.hybrid is not None:
+        record("hybrid", "hybrid", model_lists(trained.hybrid, split, k, popularity))
+    recs = model_lists(trained.published("ALL"), split, k, popularity)
+    discover = model_lists(trained.published("NEW"), split, k, popularity)
+    record("published (recs / discover)", "published", {"ALL": recs["ALL"], "NEW": discover["NEW"]})
     return report

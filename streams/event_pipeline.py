@@ -19,6 +19,7 @@ from models.hit_rate_monitor import HitRateMonitor
 from models.offline_lists import OfflineListsWithSession
 from models.online_segments import OnlineSegments
 from models.purchase_drift import PurchaseDrift
+from streams import redis_keys
 from streams.attribution import attribute
 from streams.event_archive import EventArchive
 from streams.events import ClickEvent, DriftAlert, FeedbackEvent, ProductRecord, PurchaseEvent, RetrainRequest, encode_event
@@ -39,6 +40,7 @@ from streams.session_features import (
 from streams.settings import Settings
 from streams.validation import EventValidator, InvalidEvent
 
+SLOT_KEYS = {"buyagain": redis_keys.buy_again, "discover": redis_keys.discover}
 # How strongly each action says "I want this item".
 ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "purchase": 1.0}
 POPULAR_REFRESH_SECONDS = 5.0
@@ -143,7 +145,7 @@ class EventPipeline:
             touched[event.user_id] = (features, max(event.ts, known[1] if known else event.ts),
                                       min(message.timestamp, known[2] if known else message.timestamp))
 
-        lists = []
+        lists, slot_lists = [], []
         for user_id, (features, answered_ts, _) in touched.items():
             scored = self.recommender.recommend(
                 user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
@@ -156,8 +158,10 @@ class EventPipeline:
             features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, answered_ts))
             self.sessions[user_id.encode()] = dump_features(features)
             lists.append(listing)
+            slot_lists += self._slot_lists(user_id, features)
         segment_moves.pop("", None)
-        await self.writer.write(lists=lists, popular=self._popular_if_due(), counters=counters, segments=segments,
+        await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(), counters=counters,
+                                segments=segments,
                                 prequential=prequential, segment_moves=segment_moves)
         written_at = time.time()
         for listing in lists:
@@ -174,6 +178,15 @@ class EventPipeline:
         for alert in alerts:
             await self.outbox.drift_alert(alert)
         await self._finish_batch(counters, summaries)
+
+    def _slot_lists(self, user_id: str, features: SessionFeatures) -> list[tuple[str, RecommendationList]]:
+        """The customer's buy-again and discover lists, re-ranked like the main list: (Redis key, list)."""
+        slots = self.recommender.slot_lists(
+            user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
+            cart=features.cart, segment=features.segment, bought=features.bought_items,
+        )
+        return [(SLOT_KEYS[slot](user_id), build_list(user_id, scored, self.model_version, features.last_seen))
+                for slot, scored in slots.items()]
 
     def _update_segment(self, features: SessionFeatures, event: PurchaseEvent, alerts: list[DriftAlert]) -> str:
         """Where a customer's online segment is updated: on each of their purchases."""

@@ -46,6 +46,9 @@ class Artifact:
     path: Path
     manifest: dict
 
+    def has(self, name: str) -> bool:
+        return name in self.manifest.get("files", {})
+
     def read_bytes(self, name: str) -> bytes:
         """A file's bytes, after checking its hash against the manifest."""
         expected = self.manifest["files"].get(name)

@@ -34,15 +34,18 @@ def offline_recommender(artifact: Artifact, popular_count: int,
                         weights: RerankWeights = RerankWeights()) -> OfflineListsWithSession:
     """The worker's recommender for one artifact version (hashes verified on load).
 
-    Complements, item traits and category lists are used when the version has them."""
+    Buy-again and discover lists, complements, item traits and category lists are used when
+    the version has them."""
     lists = artifact.frame("recommendations.parquet")
     similar = artifact.frame("similar_items.parquet")
     popular = artifact.json("popular.json")
-    has = artifact.manifest["files"].__contains__
+    has = artifact.has
     complements = artifact.frame("complements.parquet") if has("complements.parquet") else None
     items = artifact.frame("items.parquet") if has("items.parquet") else None
     return OfflineListsWithSession(
         user_lists=_neighbour_lists(lists),
+        buy_again=_neighbour_lists(artifact.frame("buy_again.parquet")) if has("buy_again.parquet") else None,
+        discover=_neighbour_lists(artifact.frame("discover.parquet")) if has("discover.parquet") else None,
         similar_items=_neighbour_lists(similar),
         popular=_scored(popular["all"][:popular_count]),
         version=artifact.version,

@@ -95,6 +95,7 @@ class RecommendationWriter:
     async def write(
         self,
         lists: Iterable[RecommendationList] = (),
+        slot_lists: Iterable[tuple[str, RecommendationList]] = (),
         popular: RecommendationList | None = None,
         products: Iterable[tuple[str, bytes]] = (),
         counters: dict[str, int] | None = None,
@@ -105,6 +106,8 @@ class RecommendationWriter:
         commands: list[tuple] = []
         for rec_list in lists:
             commands.append(("set", redis_keys.recs(rec_list.user_id), encode_list(rec_list), {"ex": self.ttl_seconds}))
+        for key, rec_list in slot_lists:
+            commands.append(("set", key, encode_list(rec_list), {"ex": self.ttl_seconds}))
         if popular is not None:
             commands.append(("set", redis_keys.POPULAR, encode_list(popular), {}))
         for item_id, record in products:

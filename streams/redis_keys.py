@@ -2,7 +2,9 @@
 
 | key | value |
 |---|---|
-| ``recs:{user_id}`` | JSON recommendation list for one user (see ``RecommendationList``) |
+| ``recs:{user_id}`` | JSON recommendation list for one user (see ``RecommendationList``): the blended list |
+| ``buyagain:{user_id}`` | the same JSON shape: items the customer bought before, most likely to be rebought first |
+| ``discover:{user_id}`` | the same JSON shape: items the customer never bought |
 | ``popular:all`` | the same JSON shape, non-personalised, for users without a list |
 | ``product:{item_id}`` | JSON catalog record as received on the products topic |
 | ``similar:{item_id}`` | JSON ``{"items": [...], "scores": [...]}``: items like this one |
@@ -25,6 +27,14 @@ SEGMENT_SIZES = "stats:segments"
 
 def recs(user_id: str) -> str:
     return f"recs:{user_id}"
+
+
+def buy_again(user_id: str) -> str:
+    return f"buyagain:{user_id}"
+
+
+def discover(user_id: str) -> str:
+    return f"discover:{user_id}"
 
 
 def product(item_id: str) -> str:

@@ -27,6 +27,7 @@ class ServedList(msgspec.Struct):
 
 # Enough to trace a purchase back through a visit of several cart additions.
 SERVED_LISTS_KEPT = 8
+BOUGHT_ITEMS_KEPT = 50
 
 
 class SessionFeatures(msgspec.Struct):
@@ -42,6 +43,9 @@ class SessionFeatures(msgspec.Struct):
     session_items: list[str] = msgspec.field(default_factory=list)
     first_item: str = ""  # the first item of the current visit
     purchased_this_session: list[str] = msgspec.field(default_factory=list)
+    # Items bought across sessions, oldest first (the latest BOUGHT_ITEMS_KEPT): buy-again
+    # candidates, and never shown in the discover list.
+    bought_items: list[str] = msgspec.field(default_factory=list)
     # Lifetime counts per event type, and items bought in all.
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     units_purchased: int = 0
@@ -125,6 +129,7 @@ def update_session_features(
         bought = set(items)
         features.cart = [item for item in features.cart if item not in bought]
         _append_unique(features.purchased_this_session, items, limit=None)
+        _append_unique(features.bought_items, items, limit=BOUGHT_ITEMS_KEPT)
     elif kind == "add_to_cart":
         _append_unique(features.cart, items, limit=None)
     elif kind == "remove_from_cart":

@@ -16,12 +16,14 @@ class Msg:
 class RecordingWriter:
     def __init__(self):
         self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
+        self.slot_lists = {}  # Redis key -> list
         self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
         self.segment_sizes = {}
 
-    async def write(self, lists=(), popular=None, products=(), counters=None, segments=None, prequential=None,
-                    segment_moves=None):
+    async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
+                    prequential=None, segment_moves=None):
         self.lists.update({rec.user_id: rec for rec in lists})
+        self.slot_lists.update(dict(slot_lists))
         for segment, change in (segment_moves or {}).items():
             self.segment_sizes[segment] = self.segment_sizes.get(segment, 0) + change
         self.segments.update(segments or {})

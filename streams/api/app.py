@@ -118,21 +118,34 @@ def create_api(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, "no such route" if exc.status_code == 404 else str(exc.detail))
 
-    @api.get("/recs/{user_id}", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def recommendations(user_id: UserId, k: K = 10):
-        """The customer's list, best first; customers without one get the popular list, marked ``fallback``."""
-        raw = await client.get(redis_keys.recs(user_id))
+    async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None):
+        raw = await client.get(key)
         fallback = raw is None
         if fallback:
-            raw = await client.get(redis_keys.POPULAR)
+            raw = await client.get(fallback_key) if fallback_key else None
             if raw is None:
-                return error(404, "no recommendations yet: no list for this customer and no popular list")
+                return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
         listing = decode_list(raw)
         if fallback:
             listing.user_id, listing.fallback = user_id, True
         listing.items, listing.scores = listing.items[:k], listing.scores[:k]
         # Every field, defaults included: API callers always see "fallback".
         return json_bytes(msgspec.json.encode(msgspec.structs.asdict(listing)))
+
+    @api.get("/recs/{user_id}", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
+    async def recommendations(user_id: UserId, k: K = 10):
+        """The customer's blended list, best first; customers without one get the popular list, marked ``fallback``."""
+        return await serve_list(redis_keys.recs(user_id), user_id, k, redis_keys.POPULAR)
+
+    @api.get("/recs/{user_id}/buy-again", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
+    async def buy_again(user_id: UserId, k: K = 10):
+        """Items the customer bought before, most likely to be bought again first; 404 for a customer with none."""
+        return await serve_list(redis_keys.buy_again(user_id), user_id, k, None)
+
+    @api.get("/recs/{user_id}/discover", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
+    async def discover(user_id: UserId, k: K = 10):
+        """Items the customer never bought, best first; customers without a list get the popular list."""
+        return await serve_list(redis_keys.discover(user_id), user_id, k, redis_keys.POPULAR)
 
     @api.get("/similar/{item_id}", response_model=SimilarItems, responses=ERRORS, tags=["storefront"])
     async def similar(item_id: ItemId, k: K = 10):

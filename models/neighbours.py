@@ -1,0 +1,66 @@
+"""Sparse item neighbours from a self-join: each item keeps only its ``k`` best.
+
+The join runs over blocks of items sized by the work they cause, so memory is
+bounded by ``max_entries`` whatever the catalog size; the same shape maps onto
+a distributed engine (join baskets by user, group by item, keep the top k).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.base import sparse_top_n
+
+# (row items, column items, dot products) -> similarities
+Measure = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def top_neighbours(vectors: sp.csr_matrix, k: int, measure: Measure | None = None,
+                   max_entries: int = 20_000_000) -> sp.csr_matrix:
+    """items x items: for each row of ``vectors`` (items x features) its ``k`` best other
+    items by ``measure`` of their dot products (the dot product itself by default).
+
+    >>> v = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=float))
+    >>> top_neighbours(v, k=1).toarray().astype(int).tolist()
+    [[0, 2, 0, 0], [2, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
+    """
+    vectors = sp.csr_matrix(vectors, dtype=np.float32)
+    n = vectors.shape[0]
+    right = vectors.T.tocsr()
+    # Upper bound of each item's joined entries: how many non-zeros its features' other items have.
+    work = np.asarray(vectors.astype(bool).astype(np.float32) @ right.astype(bool).sum(axis=1)).ravel()
+    blocks = []
+    for start, stop in _blocks(work, max_entries):
+        gram = (vectors[start:stop] @ right).tocoo()
+        rows = gram.row + start
+        values = gram.data if measure is None else measure(rows, gram.col, gram.data)
+        keep = (rows != gram.col) & (values > 0)
+        joined = sp.csr_matrix((values[keep], (gram.row[keep], gram.col[keep])), shape=(stop - start, n))
+        top = sparse_top_n(joined, k)
+        found = top.items >= 0
+        block_rows = np.nonzero(found)[0]
+        blocks.append(sp.csr_matrix((top.scores[found], (block_rows, top.items[found])), shape=(stop - start, n)))
+    return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((n, n), dtype=np.float32)
+
+
+def _blocks(work: np.ndarray, max_entries: int):
+    start, total = 0, 0.0
+    for stop, cost in enumerate(work, start=1):
+        total += cost
+        if total >= max_entries:
+            yield start, stop
+            start, total = stop, 0.0
+    if start < len(work):
+        yield start, len(work)
+
+
+def jaccard(counts: np.ndarray) -> Measure:
+    """Together / (either): SAR's default, given each item's buyer count."""
+    return lambda rows, cols, together: together / (counts[rows] + counts[cols] - together)
+
+
+def cosine(counts: np.ndarray) -> Measure:
+    return lambda rows, cols, together: together / np.sqrt(counts[rows] * counts[cols])

@@ -1,0 +1,125 @@
+"""Choosing what to publish, on the validation split only.
+
+Every component is fitted at each point of its grid and keeps its best setting;
+a component that cannot fit the data is left out with its reason. The hybrid's
+rankers are scored out of fold (each half of the validation customers is ranked
+by a ranker that learned from the other half), so the hybrid is compared on the
+same footing as its components. The guard then publishes, for each list, the
+model with the best validation MAP@10: the hybrid only where it wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.base import BatchRecommender, SparseBlock
+from models.hybrid import VIEWS, Candidates, candidates, fit_ranker, labelled
+from offline.components import COMPONENTS
+from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+K = 10
+PER_MODEL = 50
+
+
+@dataclass
+class Selection:
+    """What validation decided, as recorded in the manifest and the evaluation report."""
+
+    protocol: str
+    protocol_reason: str
+    validation_users: int
+    params: dict[str, dict] = field(default_factory=dict)  # kept component -> its chosen setting
+    dropped: dict[str, str] = field(default_factory=dict)  # component -> why it was left out
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> view -> MAP@10
+    published: dict[str, str] = field(default_factory=dict)  # view -> model
+    reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
+
+    def as_dict(self) -> dict:
+        return {"protocol": self.protocol, "protocol_reason": self.protocol_reason,
+                "validation_users": self.validation_users, "params": self.params, "dropped": self.dropped,
+                "validation_map@10": self.scores, "published": self.published, "reasons": self.reasons}
+
+
+def select_components(split: HoldoutSplit, selection: Selection, progress: Progress) -> dict[str, BatchRecommender]:
+    """Each component at its best grid point, fitted on ``split.train``; records scores and drops."""
+    fitted: dict[str, BatchRecommender] = {}
+    for spec in COMPONENTS:
+        best = None
+        for params in spec.grid:
+            started = time.monotonic()
+            try:
+                model = spec.build(params).fit(split.train)
+            except Exception as exc:  # a component's failure is its own: the others go on
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("component %s %s left out: %s", spec.name, params, reason)
+                selection.dropped.setdefault(spec.name, reason)
+                continue
+            filler = fitted.get("popularity", model if spec.name == "popularity" else None)
+            result = evaluate_lists(split, model_lists(model, split, K, filler))
+            score = {view: result[view]["map"] for view in VIEWS}
+            progress(f"  {spec.name} {params or ''}: ALL {score['ALL']:.4f} NEW {score['NEW']:.4f} "
+                     f"({time.monotonic() - started:.1f} s)")
+            if best is None or sum(score.values()) > sum(best[2].values()):
+                best = (params, model, score)
+        if best is not None:
+            selection.dropped.pop(spec.name, None)
+            selection.params[spec.name], fitted[spec.name], selection.scores[spec.name] = best
+    if "popularity" not in fitted:
+        raise ValueError("even popularity could not be fitted: " + selection.dropped.get("popularity", "no data"))
+    return fitted
+
+
+def validate_hybrid(split: HoldoutSplit, components: dict[str, BatchRecommender], selection: Selection,
+                    seed: int = 0) -> dict:
+    """The hybrid's out-of-fold validation score per view, and its rankers learned on every validation customer."""
+    train, rows = split.train, split.user_rows
+    members = list(components.values())
+    fold = np.random.default_rng(seed).random(len(rows)) < 0.5
+    rankers = {}
+    for view in VIEWS:
+        relevant = view_relevance(split, view)
+        found = labelled(candidates(train, members, rows, PER_MODEL, view), relevant)
+        exclude = train.bought[rows] if view == "NEW" else None
+        popular = components["popularity"].block(rows).top_n(K, exclude)
+        scores = np.zeros(len(found.cols))
+        for held in (True, False):
+            learn = fold[found.positions] != held
+            predict = ~learn
+            ranker = fit_ranker(_subset(found, learn), seed)
+            scores[predict] = ranker.predict_proba(found.features[predict])[:, 1] + 1.0
+        ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
+        lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
+        selection.scores.setdefault("hybrid", {})[view] = list_metrics(lists, relevant, K)["map"]
+        rankers[view] = fit_ranker(found, seed)
+    return rankers
+
+
+def _subset(found: Candidates, mask: np.ndarray) -> Candidates:
+    return Candidates(found.positions[mask], found.cols[mask], found.features[mask], found.labels[mask])
+
+
+def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
+    """For each view, publish the model with the best validation MAP@10, and say why."""
+    for view in VIEWS:
+        eligible = {name: s[view] for name, s in selection.scores.items()
+                    if view == "ALL" or name == "hybrid" or "discovers" in capabilities.get(name, frozenset())}
+        winner = max(eligible, key=lambda name: (eligible[name], name == "hybrid"))
+        selection.published[view] = winner
+        runner_up = max((n for n in eligible if n != winner), key=eligible.get, default=None)
+        if winner == "hybrid":
+            reason = f"the hybrid ({eligible[winner]:.4f}) beat every single model"
+        else:
+            reason = (f"{winner} ({eligible[winner]:.4f}) beat the hybrid ({eligible.get('hybrid', float('nan')):.4f})"
+                      f"; the hybrid is not published for this list")
+        if runner_up is not None:
+            reason += f"; next best {runner_up} ({eligible[runner_up]:.4f})"
+        selection.reasons[view] = f"validation MAP@{K}, {view}: {reason}"
+        log.info("%s list: %s", view, selection.reasons[view])

@@ -1,0 +1,87 @@
+"""Which validation split fits a history: the trainer learns every choice on it.
+
+The split mirrors how the data is used, judged from the data itself:
+
+* ``global-time``: users share a calendar (many of the users active at the end of
+  the history were active before it), so the last stretch of time is held out;
+* ``last-basket``: users come at different times and buy in baskets, so each
+  user's last order is held out;
+* ``last-items``: one item per event and no repeat purchases (a ratings or
+  consumption log), so each user's most recent interactions are held out;
+* ``random-items``: no usable timestamps, so a seeded random share per user.
+
+The test window, if any, is never part of the history given here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.interactions import Interactions
+from offline.evaluation import (HoldoutSplit, holdout_split, last_basket_split, last_items_split,
+                                random_items_split)
+
+PROTOCOLS = ("global-time", "last-basket", "last-items", "random-items")
+HELD_OUT_SHARE = 0.1  # the global cut leaves this share of the interactions after it
+MIN_RETURNING_USERS = 50
+MIN_RETURNING_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    reason: str
+
+
+def choose_protocol(events: pd.DataFrame) -> Protocol:
+    """The validation protocol that fits ``events`` (order lines), and why."""
+    if events["timestamp"].nunique() <= 1:
+        return Protocol("random-items", "the history has no usable timestamps")
+    cut = global_cut(events)
+    before = set(events.loc[events["timestamp"] < cut, "user_id"])
+    after = set(events.loc[events["timestamp"] >= cut, "user_id"])
+    returning = len(after & before)
+    share = returning / max(len(after), 1)
+    lines = events.groupby("order_id").size()
+    repeats = events.duplicated(["user_id", "item_id"]).mean()
+    if returning >= MIN_RETURNING_USERS and share >= MIN_RETURNING_SHARE and not _ratings_log(lines, repeats):
+        return Protocol("global-time", f"users share a calendar: {share:.0%} of the {len(after):,} customers "
+                                       f"active after {cut:%Y-%m-%d} were active before")
+    if _ratings_log(lines, repeats):
+        return Protocol("last-items", f"one item per event ({lines.median():.0f} per order) and {repeats:.1%} "
+                                      "repeated customer-item pairs: a ratings-style log")
+    return Protocol("last-basket", f"only {share:.0%} of the customers active after {cut:%Y-%m-%d} were active "
+                                   "before: customers keep their own calendars")
+
+
+def _ratings_log(lines: pd.Series, repeats: float) -> bool:
+    return lines.median() <= 1 and repeats < 0.01
+
+
+def global_cut(events: pd.DataFrame, held_out_share: float = HELD_OUT_SHARE) -> pd.Timestamp:
+    """The time after which ``held_out_share`` of the interactions lie."""
+    return events["timestamp"].quantile(1 - held_out_share)
+
+
+def validation_split(data: Interactions, protocol: str) -> HoldoutSplit:
+    if protocol == "global-time":
+        return holdout_split(data, global_cut(data.events))
+    if protocol == "last-basket":
+        return last_basket_split(data)
+    if protocol == "last-items":
+        return last_items_split(data)
+    if protocol == "random-items":
+        return random_items_split(data)
+    raise ValueError(f"unknown validation protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def resolve_protocol(events: pd.DataFrame, requested: str | None) -> Protocol:
+    """``requested`` when given (``auto`` or None: chosen from the data)."""
+    if requested in (None, "", "auto"):
+        return choose_protocol(events)
+    if requested not in PROTOCOLS:
+        raise ValueError(f"unknown validation protocol {requested!r}; choose auto or one of {', '.join(PROTOCOLS)}")
+    return Protocol(requested, "set by the operator")
