@@ -33,7 +33,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from offline.cli import train_and_publish
+from offline.release import train_and_publish
 from offline.private_stack import private_stack, wait_until_processed
 from offline.replay import event_topics, platform_events
 from offline.simulator import simulate_history
@@ -184,7 +184,7 @@ def main() -> None:
     events = platform_events(history)
     with private_stack("bench-freshness", archive_dir="", log_level="warning") as stack:
         settings = stack.settings
-        version = train_and_publish(settings, history, None, "simulator", True, lambda m: None)
+        version = train_and_publish(settings, history, None, "simulator", True, lambda m: None).version
         rows = [row("Kafka alone: send to raw aiokafka consumer", asyncio.run(
             kafka_delivery(settings, events, rate, args.seconds)))]
         worker = stack.start_worker()

@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from offline.cli import train_and_publish
+from offline.release import train_and_publish
 from offline.private_stack import private_stack, wait_until_processed
 from offline.simulator import simulate_history
 from streams import redis_keys

@@ -1,16 +1,20 @@
-"""Offline cost: `recsys train` wall time and peak memory, and how they grow with the data.
+"""Offline cost: training wall time and peak memory, on real data and at catalog scale.
 
-Each run is a process of its own, sampled every 0.2 s with psutil: peak memory
-is the resident memory of the whole process tree (the hybrid fits its training
-windows in worker processes). Runs:
+Each run is a process of its own, sampled every 0.2 s with psutil: peak memory is
+the resident memory of the whole process tree. Runs:
 
 * `recsys train` on the full Online Retail data (no publishing);
-* the same training on simulated shops with SCALES times the customers and
-  orders of a 1x shop (items fixed, which is where item-item models grow).
+* training plus export (every customer's three lists, similar items, popular lists)
+  on simulated shops with planted structure (``offline.simulator.simulate_catalog``),
+  at each ``--points`` INTERACTIONS:ITEMS:CUSTOMERS. The time to generate the data
+  is reported apart and not counted as training.
+
+Targets: 1M interactions and 50k items in <= 3 min and <= 4 GB; 10M interactions,
+1M customers and 100k items in <= 15 min and <= 12 GB.
 
 Prints a table; writes bench/results/offline_cost.json.
 
-Run: .venv/bin/python bench/offline_cost.py [--scales 1 10]
+Run: .venv/bin/python bench/offline_cost.py [--points 1000000:50000:100000 10000000:100000:1000000] [--no-retail]
 """
 
 from __future__ import annotations
@@ -30,18 +34,22 @@ from rich.table import Table
 
 from bench_results import save_results
 
-BASE_USERS = 4000  # a shop of Online Retail's size in customers
-ITEMS = 1200
-
 SYNTHETIC = """
 import sys, time
-from offline.simulator import simulate_history
+from offline.simulator import simulate_catalog
 from offline.training import train_all
 from offline.model_export import export_files
-users = int(sys.argv[1])
-history = simulate_history(n_users=users, n_items={items}, days=365, seed=4)
-print(f"lines={{len(history)}} orders={{history['order_id'].nunique()}} users={{users}}", flush=True)
-export_files(train_all(history, progress=lambda m: None), history, 20)
+lines, items, users = (int(v) for v in sys.argv[1:4])
+started = time.perf_counter()
+history, catalog = simulate_catalog(users, items, lines, seed=4)
+generated = time.perf_counter() - started
+print(f"lines={{len(history)}} customers={{history['user_id'].nunique()}} items={{history['item_id'].nunique()}}",
+      flush=True)
+started = time.perf_counter()
+trained = train_all(history, catalog, progress=lambda m: print(f"{{time.perf_counter() - started:7.1f}}s {{m}}",
+                                                               flush=True))
+files = export_files(trained, history, 20)
+print(f"generate_seconds={{generated:.1f}} train_seconds={{time.perf_counter() - started:.1f}}", flush=True)
 """
 
 
@@ -61,39 +69,41 @@ def measured(command: list[str], env: dict) -> dict:
     output = process.stdout.read()
     if process.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{output[-2000:]}")
-    # recsys prints "  3.9s history: 4,334 customers, ..."; the simulated runs "lines=... users=...".
+    # recsys prints "  3.9s history: 4,334 customers, ..."; the simulated runs "lines=... customers=...".
     sizes = [re.sub(r"^[\d.]+s\s+", "", line.strip()) for line in output.splitlines()
              if "order lines" in line or "lines=" in line]
-    return {"seconds": round(time.perf_counter() - started, 1), "peak_rss_mib": round(peak / 2**20),
-            "detail": sizes[0] if sizes else ""}
+    timing = dict(re.findall(r"(\w+_seconds)=([\d.]+)", output))
+    seconds = round(time.perf_counter() - started, 1)
+    return {"seconds": float(timing.get("train_seconds", seconds)), "generate_seconds": float(timing.get(
+            "generate_seconds", 0.0)), "peak_rss_mib": round(peak / 2**20), "detail": sizes[0] if sizes else "",
+            "log": output.splitlines()[-40:]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--points", nargs="+", default=["1000000:50000:100000", "10000000:100000:1000000"])
+    parser.add_argument("--no-retail", dest="retail", action="store_false")
     args = parser.parse_args()
     console = Console(width=150)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         env = {**os.environ, "ARTIFACT_DIR": str(Path(workdir) / "artifacts"), "REPORT_DIR": workdir}
-        recsys = str(Path(sys.executable).parent / "recsys")
-        rows.append({"run": "recsys train, full Online Retail", **measured([recsys, "train", "--source", "retail"], env)})
-        console.print(rows[-1])
-        code = SYNTHETIC.format(items=ITEMS)
-        for scale in args.scales:
-            run = measured([sys.executable, "-c", code, str(BASE_USERS * scale)], env)
-            rows.append({"run": f"simulated shop, {scale}x customers ({BASE_USERS * scale:,}, {ITEMS:,} items)", **run})
-            console.print(rows[-1])
-    table = Table("run", "data", "wall (s)", "peak RSS (MiB)", title="offline training cost, 2 cores")
+        if args.retail:
+            recsys = str(Path(sys.executable).parent / "recsys")
+            rows.append({"run": "recsys train, full Online Retail",
+                         **measured([recsys, "train", "--source", "retail"], env)})
+            console.print({k: v for k, v in rows[-1].items() if k != "log"})
+        for point in args.points:
+            lines, items, users = point.split(":")
+            run = measured([sys.executable, "-c", SYNTHETIC, lines, items, users], env)
+            rows.append({"run": f"simulated: {int(lines):,} interactions, {int(items):,} items, "
+                                f"{int(users):,} customers", **run})
+            console.print({k: v for k, v in rows[-1].items() if k != "log"})
+            console.print("\n".join(run["log"][-25:]))
+    table = Table("run", "data", "train wall (s)", "peak RSS (MiB)", title="offline training cost, 2 cores")
     for row in rows:
         table.add_row(row["run"], row["detail"][:60], f"{row['seconds']:.0f}", f"{row['peak_rss_mib']:,}")
     console.print(table)
-    synthetic = rows[1:]
-    if len(synthetic) >= 2:
-        first, last = synthetic[0], synthetic[-1]
-        console.print(f"{args.scales[-1] // args.scales[0]}x the customers and orders: "
-                      f"{last['seconds'] / first['seconds']:.1f}x the time, "
-                      f"{last['peak_rss_mib'] / first['peak_rss_mib']:.1f}x the memory")
     save_results("offline_cost", {"rows": rows})
 
 

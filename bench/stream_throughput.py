@@ -37,7 +37,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from offline.cli import train_and_publish
+from offline.release import train_and_publish
 from offline.private_stack import private_stack
 from offline.replay import event_topics, platform_events
 from offline.simulator import simulate_history

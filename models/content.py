@@ -23,7 +23,7 @@ class ContentSimilarity(ItemItemRecommender):
     name = "content"
 
     def __init__(self, category_weight: float = 0.5, price_weight: float = 0.3, history_half_life_days: float = 30.0,
-                 neighbours: int = 50, max_df: float = 0.05):
+                 neighbours: int = 50, max_df: float = 0.2):
         self.category_weight = category_weight
         self.price_weight = price_weight
         self.history_half_life_days = history_half_life_days
@@ -37,7 +37,7 @@ class ContentSimilarity(ItemItemRecommender):
         if (text.str.strip() != "").mean() < 0.5:
             raise CannotFit("fewer than half of the items have a text")
         try:
-            words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, max_df=self.max_df, sublinear_tf=True,
+            words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, max_df=self.max_df, sublinear_tf=True, stop_words="english",
                                     dtype=np.float32).fit_transform(text)
         except ValueError as exc:  # every word too rare or too common
             raise CannotFit(f"item texts give no usable words ({exc})") from None

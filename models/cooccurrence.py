@@ -8,7 +8,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from models.base import Interaction, ItemItemRecommender, Recommender, Scored, top_k
+from models.base import Interaction, ItemItemRecommender, Recommender, Scored, ScoreBlock, SparseBlock, top_k
 from models.interactions import Interactions
 from models.neighbours import jaccard, top_neighbours
 
@@ -95,13 +95,21 @@ class SessionCooccurrence(Recommender):
 class ItemCooccurrence(ItemItemRecommender):
     """Jaccard co-occurrence of items across customers (as in SAR): two items are
     similar when the same customers buy both. Each item keeps its ``neighbours``
-    best; scored against the user's time-decayed purchase history."""
+    best; scored against the user's time-decayed purchase history. With
+    ``include_self`` an item is also fully similar to itself, as in SAR, so what the
+    customer bought before competes with its neighbours."""
 
     name = "cooccurrence"
 
-    def __init__(self, history_half_life_days: float = 30.0, neighbours: int = 100):
+    def __init__(self, history_half_life_days: float = 30.0, neighbours: int = 100, include_self: bool = True):
         self.history_half_life_days = history_half_life_days
         self.neighbours = neighbours
+        self.include_self = include_self
+
+    def block(self, user_rows: np.ndarray) -> ScoreBlock:
+        history = self.history(user_rows)
+        scores = history @ self.similarity
+        return SparseBlock(scores + history if self.include_self else scores)
 
     def fit(self, data: Interactions) -> "ItemCooccurrence":
         self.data = data

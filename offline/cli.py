@@ -214,6 +214,7 @@ def train(
     validation: str = VALIDATION_OPTION,
 ) -> None:
     """Train every model on the history, write a versioned artifact, optionally publish it."""
+    from offline.release import train_and_publish
     from offline.schedule import parse_interval, run_periodically
 
     interval = parse_interval(every) if every else None
@@ -224,7 +225,7 @@ def train(
         history, item_table, origin = training_history(source, interactions, items, download)
         step(f"history from {origin}")
         version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step,
-                                    validation)
+                                    validation, console).version
         if evaluate:
             from offline.evaluation_report import write_evaluation
             from offline.training import evaluate_all
@@ -237,41 +238,6 @@ def train(
         run()
     else:
         run_periodically(run, interval, conf, console)
-
-
-def train_and_publish(conf: Settings, history, item_table, origin: str, publish: bool, step,
-                      validation: str | None = None) -> str:
-    """Train, write the artifact, and (with ``publish``) write Redis and announce; return the version."""
-    from offline.model_export import export_files
-    from offline.publish import announce_model, publish_to_redis
-    from offline.training import train_all
-    from streams.model_artifacts import ArtifactStore, data_hash, new_version
-
-    trained = train_all(history, item_table, progress=step, protocol=validation)
-    files = export_files(trained, history, conf.recs_count)
-    history_hash = data_hash(history)
-    manifest = {
-        "data_hash": history_hash, "data_source": origin, "trained_at": time.time(),
-        "parameters": {"components": list(trained.components), "hybrid": trained.hybrid is not None,
-                       "recs_count": conf.recs_count, "segments_k": trained.segmentation.k},
-        "validation": trained.selection.as_dict(),
-        "metrics": {"customers": trained.data.n_users, "items": trained.data.n_items,
-                    "order_lines": len(trained.data.events), "seconds": trained.seconds,
-                    # three lists and a segment per customer; similar items per item; popular lists; segment sizes
-                    "redis_keys": 4 * trained.data.n_users + trained.data.n_items + 2 + 2 * trained.segmentation.k},
-    }
-    artifact = ArtifactStore(conf.artifact_dir).write(new_version(history_hash), files, manifest)
-    step(f"artifact {artifact.path}")
-    if publish:
-        with Progress(TextColumn("publishing to Redis"), BarColumn(), MofNCompleteColumn(), console=console,
-                      transient=True) as progress:
-            task = progress.add_task("publish", total=artifact.manifest["metrics"]["redis_keys"])
-            keys = publish_to_redis(artifact, conf, on_batch=lambda n: progress.update(task, completed=n))
-        announce_model(artifact, conf)
-        step(f"published {keys:,} Redis keys and announced {artifact.version} on {conf.topic_model_updates}")
-    else:
-        step("not published; `recsys train --publish` writes Redis and tells running workers")
-    return artifact.version
 
 
 @app.command()
@@ -363,7 +329,7 @@ def prequential(
     from offline.prequential_run import run_prequential
 
     history, _, origin = training_history(source, interactions, None, download)
-    rows = run_prequential(history, origin, settings().report_dir, step_printer(), train_and_publish)
+    rows = run_prequential(history, origin, settings().report_dir, step_printer())
     table = Table("list served before each purchase", "customers", "purchases", "hit-rate@10", "MAP@10",
                   title="prequential")
     for row in rows:

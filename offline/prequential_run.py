@@ -19,6 +19,7 @@ import pandas as pd
 from offline.private_stack import wait_until_processed
 from offline.evaluation import default_cut
 from offline.private_stack import private_stack
+from offline.release import train_and_publish
 from offline.replay import replay_visits_in_step
 from streams import redis_keys
 from streams.connections import redis_client
@@ -28,12 +29,12 @@ from streams.recommendation_store import read_event_stats
 WARM_UP_DAYS = 30
 
 
-def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progress, train_and_publish) -> list[dict]:
+def run_prequential(history: pd.DataFrame, origin: str, report_dir: str, progress) -> list[dict]:
     cut = default_cut(history)
     with private_stack("prequential", archive_dir="", prequential_scoring=True) as stack:
         settings = stack.settings
         train = history[history["timestamp"] < cut]
-        version = train_and_publish(settings, train, None, origin, True, progress)
+        version = train_and_publish(settings, train, None, origin, True, progress).version
         worker = stack.start_worker()
         client = redis_client(settings)
         warm = train[train["timestamp"] >= cut - pd.Timedelta(days=WARM_UP_DAYS)]

@@ -78,28 +78,36 @@ def select_components(split: HoldoutSplit, selection: Selection, progress: Progr
 
 
 def validate_hybrid(split: HoldoutSplit, components: dict[str, BatchRecommender], selection: Selection,
-                    seed: int = 0) -> dict:
-    """The hybrid's out-of-fold validation score per view, and its rankers learned on every validation customer."""
+                    earlier: list[tuple[HoldoutSplit, list[BatchRecommender]]] = (), seed: int = 0) -> dict:
+    """The hybrid's out-of-fold validation score per view, and its rankers learned on every
+    validation customer. ``earlier`` splits (cut the same way from before the validation
+    part, with the components fitted on their training part) add examples to learn from."""
     train, rows = split.train, split.user_rows
-    members = list(components.values())
     fold = np.random.default_rng(seed).random(len(rows)) < 0.5
     rankers = {}
     for view in VIEWS:
         relevant = view_relevance(split, view)
-        found = labelled(candidates(train, members, rows, PER_MODEL, view), relevant)
+        found = labelled(candidates(train, list(components.values()), rows, PER_MODEL, view), relevant)
+        extra = [labelled(candidates(s.train, members, s.user_rows, PER_MODEL, view), view_relevance(s, view))
+                 for s, members in earlier]
         exclude = train.bought[rows] if view == "NEW" else None
         popular = components["popularity"].block(rows).top_n(K, exclude)
         scores = np.zeros(len(found.cols))
         for held in (True, False):
             learn = fold[found.positions] != held
-            predict = ~learn
-            ranker = fit_ranker(_subset(found, learn), seed)
-            scores[predict] = ranker.predict_proba(found.features[predict])[:, 1] + 1.0
+            ranker = fit_ranker(_joined([_subset(found, learn), *extra]), seed)
+            scores[~learn] = ranker.predict_proba(found.features[~learn])[:, 1] + 1.0
         ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
         lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
         selection.scores.setdefault("hybrid", {})[view] = list_metrics(lists, relevant, K)["map"]
-        rankers[view] = fit_ranker(found, seed)
+        rankers[view] = fit_ranker(_joined([found, *extra]), seed)
     return rankers
+
+
+def _joined(parts: list[Candidates]) -> Candidates:
+    """Labelled candidates of several splits as one training set (positions are not comparable)."""
+    return Candidates(np.concatenate([p.positions for p in parts]), np.concatenate([p.cols for p in parts]),
+                      np.vstack([p.features for p in parts]), np.concatenate([p.labels for p in parts]))
 
 
 def _subset(found: Candidates, mask: np.ndarray) -> Candidates:

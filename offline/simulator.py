@@ -55,3 +55,50 @@ def simulate_history(
 def planted_category(item_id: str, n_categories: int = len(CATEGORIES)) -> str:
     """The category an item was planted in (tests use it to check what models learn)."""
     return CATEGORIES[(int(item_id) - 10000) % n_categories]
+
+
+def simulate_catalog(n_users: int, n_items: int, n_lines: int, days: int = 365, n_categories: int = 200,
+                     preference_strength: float = 0.8, seed: int = 7,
+                     start: str = "2024-01-01") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A large shop, generated in bulk: (order lines in the history schema, items file).
+
+    Customers differ in activity (a heavy tail); each prefers one category and buys
+    from it ``preference_strength`` of the time, best-sellers more likely within it.
+    A customer's lines of one day form one order. Item texts name their category.
+    """
+    rng = np.random.default_rng(seed)
+    item_category = rng.permutation(np.arange(n_items) % n_categories)  # no category left empty
+    appeal = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.8
+    by_category = np.argsort(item_category, kind="stable")
+    starts = np.searchsorted(item_category[by_category], np.arange(n_categories + 1))
+    # Cumulative appeal within each category, for inverse-transform sampling.
+    cumulative = np.cumsum(appeal[by_category])
+    base = np.concatenate([[0.0], cumulative])[starts[:-1]]
+    totals = cumulative[np.maximum(starts[1:] - 1, 0)] - base
+    activity = rng.pareto(1.5, n_users) + 1.0
+    users = rng.choice(n_users, size=n_lines, p=activity / activity.sum())
+    favourite = rng.integers(0, n_categories, n_users)
+    category = np.where(rng.random(n_lines) < preference_strength, favourite[users],
+                        rng.integers(0, n_categories, n_lines))
+    target = base[category] + rng.random(n_lines) * totals[category]
+    position = np.clip(np.searchsorted(cumulative, target), starts[category], starts[category + 1] - 1)
+    items = by_category[position]
+    day = rng.integers(0, days, n_lines)
+    history = pd.DataFrame({
+        "order_id": _labels(users.astype(np.int64) * days + day, "o"), "user_id": _labels(users, "c"),
+        "item_id": _labels(items, "p"), "description": "",
+        "quantity": rng.integers(1, 5, n_lines), "price": np.round(1 + 20 * appeal[items] ** 0.2, 2),
+        "timestamp": pd.Timestamp(start) + pd.to_timedelta(day * 86400 + rng.integers(0, 86400, n_lines), unit="s"),
+        "country": "Simland",
+    }).drop_duplicates(["order_id", "item_id"])
+    catalog = pd.DataFrame({"item_id": _labels(np.arange(n_items), "p"),
+                            "text": [f"category {c} item {i}" for i, c in enumerate(item_category)],
+                            "category": [f"category {c}" for c in item_category]})
+    return history.sort_values("timestamp", kind="stable").reset_index(drop=True), catalog
+
+
+def _labels(codes: np.ndarray, prefix: str) -> pd.Series:
+    """String ids for integer codes, built once per distinct code (fast for millions of rows)."""
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    names = np.array([f"{prefix}{code}" for code in distinct], dtype=object)
+    return pd.Series(names[inverse]).astype(str)

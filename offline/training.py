@@ -86,7 +86,7 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     fitted = select_components(split, selection, progress)
     clock("components")
     try:
-        rankers = validate_hybrid(split, fitted, selection)
+        rankers = validate_hybrid(split, fitted, selection, _earlier_split(split, chosen.name, selection))
         progress(f"  hybrid (out of fold): ALL {selection.scores['hybrid']['ALL']:.4f} "
                  f"NEW {selection.scores['hybrid']['NEW']:.4f}")
     except ValueError as exc:
@@ -103,6 +103,20 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     clock("final fit")
     progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
     return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
+
+
+def _earlier_split(split: HoldoutSplit, protocol: str, selection: Selection):
+    """The same protocol applied once more before the validation part, with the kept components
+    fitted on what precedes it: more examples for the hybrid's rankers."""
+    earlier = validation_split(split.train, protocol).sample(VALIDATION_USERS, seed=1)
+    if len(earlier.test_users) == 0:
+        return []
+    try:
+        members = [SPECS[name].build(params).fit(earlier.train) for name, params in selection.params.items()]
+    except Exception as exc:  # the earlier part is smaller; without it the rankers still learn
+        log.warning("no earlier validation split for the hybrid: %s", exc)
+        return []
+    return [(earlier, members)]
 
 
 class _Clock:

@@ -43,6 +43,20 @@ def test_an_unknown_customer_gets_the_popular_list_marked_as_fallback(api, redis
     assert body["fallback"] is True and body["user_id"] == "new-customer" and body["items"] == ["P", "Q"]
 
 
+def test_buy_again_and_discover_lists_are_served_from_their_own_keys(api, redis_client):
+    again = build_list("17850", [("A", 2.0), ("B", 1.0)], "v2")
+    redis_client.set(redis_keys.buy_again("17850"), encode_list(again))
+    redis_client.set(redis_keys.discover("17850"), encode_list(build_list("17850", [("X", 0.9), ("Y", 0.5)], "v2")))
+    store_list(redis_client, "", ["P", "Q"])
+    body = api.get("/recs/17850/buy-again", params={"k": 1}).json()
+    assert body["items"] == ["A"] and body["rec_id"] == again.rec_id and body["fallback"] is False
+    assert api.get("/recs/17850/discover").json()["items"] == ["X", "Y"]
+    # Nobody to rebuy for a customer who never bought; discovery falls back on popular items.
+    assert api.get("/recs/new-customer/buy-again").status_code == 404
+    fallback = api.get("/recs/new-customer/discover").json()
+    assert fallback["fallback"] is True and fallback["items"] == ["P", "Q"]
+
+
 @pytest.mark.parametrize("path, params, parameter", [
     ("/recs/has%20space", {}, "user_id"),
     ("/recs/" + "x" * 129, {}, "user_id"),

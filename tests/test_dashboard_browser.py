@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from offline.cli import train_and_publish
+from offline.release import train_and_publish
 from offline.evaluation_report import write_evaluation
 from offline.private_stack import private_stack, wait_until_processed
 from offline.replay import replay

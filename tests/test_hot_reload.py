@@ -5,7 +5,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from offline.cli import train_and_publish
+from offline.release import train_and_publish
 from offline.simulator import simulate_history
 from streams.events import ClickEvent, encode_event
 from streams.local_stack import stop_pid
@@ -49,7 +49,7 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
     item = history["item_id"].iat[0]
     worker = spawn_worker(settings, tmp_path / "worker.log")
     try:
-        first = train_and_publish(settings, history, None, "simulator", publish=True, step=lambda m: None)
+        first = train_and_publish(settings, history, None, "simulator", publish=True, step=lambda m: None).version
         # Publishing bulk-wrote every customer's list and the segment of each.
         listing = read_recommendations(redis_client, user)
         assert listing.model_version == first and len(listing.items) == settings.recs_count
@@ -58,7 +58,7 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
 
         wait_for_version(settings, redis_client, user, item, first)
 
-        second = train_and_publish(settings, history.iloc[:-50], None, "simulator", publish=True, step=lambda m: None)
+        second = train_and_publish(settings, history.iloc[:-50], None, "simulator", publish=True, step=lambda m: None).version
         assert second != first
         served = wait_for_version(settings, redis_client, user, item, second, timeout=30)
         assert served.rec_id and served.items

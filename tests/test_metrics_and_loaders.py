@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from models.interactions import Interactions
-from offline.evaluation import evaluate_scores, holdout_split
+from offline.evaluation import evaluate_lists, holdout_split
 from offline.interactions_loader import load_interactions, load_items
 from models.ranking_metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
 from offline.retail_history import HistoryError
@@ -35,8 +35,8 @@ def test_protocol_views_on_a_tiny_history():
     split = holdout_split(Interactions.from_frame(events), t + pd.Timedelta(days=30))
     assert list(split.test_users) == ["u1"]  # u3 is new, u2 did not come back
     assert [sorted(split.train.item_ids[list(r)]) for r in split.relevant] == [["A", "C"]]  # Z is unknown to train
-    scores = np.array([[3.0, 2.0, 1.0]])  # A, B, C
-    result = evaluate_scores(split, scores, k=2)
+    # ALL shows A then B; NEW (bought items left out) shows C.
+    result = evaluate_lists(split, {"ALL": np.array([[0, 1]]), "NEW": np.array([[2, -1]])}, k=2)
     assert result["ALL"]["map"] == pytest.approx(0.5) and result["ALL"]["precision"] == 0.5
     # NEW: A and B were bought before; C is the only new relevant item and ranks first.
     assert result["NEW"]["map"] == 1.0 and result["NEW"]["users"] == 1
@@ -61,7 +61,9 @@ def test_generic_interactions_and_items_load_with_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("user,item\nu1,A\n", "missing columns user_id, item_id, timestamp"),
+    ("user,item\nu1,A\n", "missing columns user_id, item_id"),
+    ("user_id,item_id,price\nu1,A,cheap\n", "1 rows whose price is not a number"),
+    ("user_id,item_id,weight\nu1,A,-1\n", "negative weight"),
     ("user_id,item_id,timestamp\nu1,A,yesterday-ish\n", r"1 rows with an unparseable timestamp \(lines 2\)"),
     ("user_id,item_id,timestamp,quantity\nu1,A,2024-01-01,-4\n", "negative quantity"),
     ("user_id,item_id,timestamp\n,A,2024-01-01\n", "empty user_id"),
@@ -89,3 +91,22 @@ def test_periodic_training_intervals_and_failures_do_not_stop_the_schedule():
         return "v2"
     run_periodically(run, 60.0, Settings(), Console(quiet=True), wait=lambda s: waited.append(s) or False, rounds=3)
     assert len(calls) == 3 and waited == [60.0, 60.0]
+
+
+def test_optional_columns_may_be_missing_or_empty_and_ratings_become_weights(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,timestamp,price,order_id,quantity,rating,description\n"
+                    "u1,A,2024-01-01,,,,5,\nu1,B,2024-01-02,,,,1,\nu2,A,2024-01-01,,o9,,3,\n")
+    frame = load_interactions(path).set_index(["user_id", "item_id"])
+    assert frame["price"].eq(0).all() and frame["quantity"].eq(1).all()
+    assert frame.loc[("u2", "A"), "order_id"] == "o9" and frame.loc[("u1", "A"), "order_id"].startswith("u1@")
+    # The highest rating weighs 1, the lowest 0.5, the rest in between.
+    assert frame["weight"].to_dict() == {("u1", "A"): 1.0, ("u2", "A"): 0.75, ("u1", "B"): 0.5}
+    assert (frame["description"] == "").all()
+
+
+def test_a_history_without_timestamps_has_one_order_per_customer(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id\nu1,A\nu1,B\nu2,A\n")
+    frame = load_interactions(path)
+    assert frame["timestamp"].nunique() == 1 and frame.groupby("user_id")["order_id"].nunique().eq(1).all()

@@ -3,7 +3,6 @@
 import pandas as pd
 import pytest
 
-from offline.cli import train_and_publish
 from offline.prequential_run import run_prequential
 from offline.simulator import simulate_history
 
@@ -12,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 def test_prequential_scores_three_lists_for_every_multi_item_order(tmp_path):
     history = simulate_history(n_users=150, days=120, seed=9)
-    rows = run_prequential(history, "simulator", str(tmp_path), lambda m: None, train_and_publish)
+    rows = run_prequential(history, "simulator", str(tmp_path), lambda m: None)
     assert [row["list"] for row in rows if row["customers"] == "all"] == ["static", "session", "session+segments"]
     test = history[history["timestamp"] >= history["timestamp"].max().normalize() - pd.Timedelta(days=30)]
     orders = test.groupby("order_id")["item_id"].nunique()

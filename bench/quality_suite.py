@@ -1,0 +1,245 @@
+"""The generalisation suite: train through the generic input format on every dataset at hand,
+publish to a real Redis, and score the lists **as the storefront reads them** beside baselines
+fitted in the same run on the same training part.
+
+For each dataset and test protocol:
+
+1. the test part is held out (``offline.training.test_split``);
+2. the training part is written as a generic interactions CSV (plus an items CSV where the
+   data has item text or categories), loaded back with the product's loader, trained and
+   published with ``offline.release.train_and_publish`` on a private Tansu + Redis;
+3. ``recs:{user}`` (ALL view) and ``discover:{user}`` (NEW view) are read back from Redis;
+4. baselines are fitted on the same training part: popularity, repeat + popularity,
+   SAR-style co-occurrence, EASE (under its item cap) and implicit's ALS, plus the product's
+   own components as tuned by its validation, each list filled with popular items.
+
+Prints one table (MAP@10 and NDCG@10, ALL and NEW) and the published lists' ratio to the best
+baseline; writes bench/results/quality_suite.json and bench/results/quality_suite.md.
+
+Run: .venv/bin/python bench/quality_suite.py [--datasets retail-global retail-basket ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from bench_results import save_results
+from models.cooccurrence import ItemCooccurrence
+from models.ease import EASE
+from models.factorization import ImplicitALS
+from models.popularity import RecentPopularity
+from models.repeat_purchase import RepeatPurchase
+from offline.evaluation import HoldoutSplit, evaluate_lists, model_lists
+from offline.history import load_history
+from offline.interactions_loader import load_interactions, load_items
+from offline.private_stack import private_stack
+from offline.release import train_and_publish
+from offline.simulator import simulate_history
+from offline.training import interactions, test_split
+from streams import redis_keys
+from streams.connections import redis_client
+from streams.recommendation_store import decode_list
+
+K = 10
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+console = Console()
+
+
+def retail() -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    return load_history(str(DATA), "retail").orders, None
+
+
+def simulator() -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    return simulate_history(n_users=2000, n_items=600, orders_per_user=6, days=180, seed=11), None
+
+
+def ta_feng() -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    raw = pd.read_csv(DATA / "ta-feng" / "ta_feng.csv.gz", dtype=str, encoding="utf-8-sig")
+    amount = pd.to_numeric(raw["AMOUNT"], errors="coerce").fillna(1).clip(lower=1)
+    history = pd.DataFrame({
+        "user_id": raw["CUSTOMER_ID"], "item_id": raw["PRODUCT_ID"],
+        "timestamp": pd.to_datetime(raw["TRANSACTION_DT"], format="%m/%d/%Y"),
+        "quantity": amount.astype(int), "price": pd.to_numeric(raw["SALES_PRICE"], errors="coerce") / amount,
+        "description": "", "country": "",
+    })
+    history["order_id"] = history["user_id"] + "@" + history["timestamp"].dt.strftime("%Y%m%d")
+    items = raw.groupby("PRODUCT_ID")["PRODUCT_SUBCLASS"].first().rename("category").rename_axis("item_id")
+    return history, items.reset_index()
+
+
+def book_crossing() -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    folder = DATA / "book-crossing"
+    ratings = pd.read_csv(folder / "BX-Book-Ratings.csv.gz", sep=";", dtype=str, encoding="latin-1",
+                          on_bad_lines="skip")
+    history = pd.DataFrame({"user_id": ratings["User-ID"], "item_id": ratings["ISBN"].str.strip(),
+                            "rating": pd.to_numeric(ratings["Book-Rating"], errors="coerce").fillna(0)})
+    history = history.drop_duplicates(["user_id", "item_id"])
+    books = pd.read_csv(folder / "BX-Books.csv.gz", sep=";", dtype=str, encoding="latin-1", on_bad_lines="skip",
+                        usecols=["ISBN", "Book-Title", "Book-Author"])
+    items = pd.DataFrame({"item_id": books["ISBN"].str.strip(),
+                          "text": books["Book-Title"].fillna("") + " " + books["Book-Author"].fillna("")})
+    return history, items
+
+
+# name -> (loader, test protocol, needs the shared data)
+DATASETS = {
+    "retail-global": (retail, "global-time"),
+    "retail-basket": (retail, "last-basket"),
+    "simulator": (simulator, "global-time"),
+    "ta-feng-global": (ta_feng, "global-time"),
+    "ta-feng-basket": (ta_feng, "last-basket"),
+    "book-crossing": (book_crossing, "random-items"),
+}
+
+
+def generic_history(history: pd.DataFrame) -> pd.DataFrame:
+    """Order lines with the generic loader's defaults filled in, for building the split."""
+    frame = history.copy()
+    if "timestamp" not in frame:
+        frame["timestamp"] = pd.Timestamp("1970-01-01")
+    if "order_id" not in frame:
+        frame["order_id"] = frame["user_id"] + "@" + frame["timestamp"].astype("int64").astype(str)
+    for column, default in (("quantity", 1), ("price", 0.0), ("description", ""), ("country", "")):
+        if column not in frame:
+            frame[column] = default
+    if "rating" in frame:
+        low, high = frame["rating"].min(), frame["rating"].max()
+        frame["weight"] = 0.5 + 0.5 * (frame["rating"] - low) / max(high - low, 1e-9)
+    return frame
+
+
+def write_training_files(history: pd.DataFrame, split: HoldoutSplit, items: pd.DataFrame | None,
+                         folder: Path) -> tuple[Path, Path | None]:
+    """The training part as a shop would export it: interactions CSV (and items CSV)."""
+    keep = history.index.isin(split.train.events.index)
+    train = history[keep]
+    columns = [c for c in ("user_id", "item_id", "timestamp", "order_id", "quantity", "price", "rating",
+                           "description") if c in train]
+    if (train["timestamp"] == pd.Timestamp("1970-01-01")).all():
+        columns.remove("timestamp")
+    path = folder / "interactions.csv"
+    train[columns].to_csv(path, index=False)
+    items_path = None
+    if items is not None:
+        items_path = folder / "items.csv"
+        items[items["item_id"].isin(train["item_id"])].to_csv(items_path, index=False)
+    return path, items_path
+
+
+def read_lists(client, key, users: np.ndarray, item_index: dict) -> np.ndarray:
+    """Each user's list as Redis holds it, as train item columns (-1 for empty or unknown slots)."""
+    out = np.full((len(users), K), -1, dtype=np.int64)
+    for start in range(0, len(users), 1000):
+        chunk = users[start:start + 1000]
+        for n, raw in enumerate(client.mget([key(u) for u in chunk])):
+            if raw is None:
+                continue
+            items = [item_index.get(i, -1) for i in decode_list(raw).items[:K]]
+            out[start + n, :len(items)] = items
+    return out
+
+
+def baselines(split: HoldoutSplit) -> dict:
+    popularity = RecentPopularity(0.1).fit(split.train)
+    models = {"popularity": popularity, "repeat + popularity": RepeatPurchase(90).fit(split.train),
+              "SAR-style co-occurrence": ItemCooccurrence(30).fit(split.train),
+              "EASE": EASE(200).fit(split.train), "ALS": ImplicitALS().fit(split.train)}
+    return {name: evaluate_lists(split, model_lists(model, split, K, popularity)) for name, model in models.items()}
+
+
+def run_dataset(name: str, stack) -> dict:
+    loader, protocol = DATASETS[name]
+    started = time.monotonic()
+    raw, items = loader()
+    history = generic_history(raw)
+    data = interactions(history, items)
+    split = test_split(data, protocol)
+    console.print(f"[bold]{name}[/bold]: {protocol} test split, {split.train.n_users:,} train customers, "
+                  f"{split.train.n_items:,} items, {len(split.test_users):,} test customers")
+    with tempfile.TemporaryDirectory(prefix="recsys-quality-") as folder:
+        interactions_path, items_path = write_training_files(history, split, items, Path(folder))
+        loaded = load_interactions(interactions_path)
+        release = train_and_publish(stack.settings, loaded, load_items(items_path) if items_path else None,
+                                    f"{name} (generic format)", True,
+                                    lambda m: console.print(f"  [dim]{time.monotonic() - started:6.0f}s[/dim] {m}"))
+    client = redis_client(stack.settings)
+    index = split.train.item_index
+    published = {"ALL": read_lists(client, redis_keys.recs, split.test_users, index),
+                 "NEW": read_lists(client, redis_keys.discover, split.test_users, index)}
+    result = evaluate_lists(split, published)
+    rows = {"published (from Redis)": {"ALL": result["ALL"], "NEW": result["NEW"]}}
+    rows |= baselines(split)
+    trained = release.trained
+    popularity = trained.components["popularity"]
+    # The release indexes the same customers and items in its own order.
+    as_released = HoldoutSplit(trained.data, split.test_users, split.relevant, split.protocol)
+    for component, model in trained.components.items():
+        lists = model_lists(model, as_released, K, popularity)
+        rows[f"component: {component}"] = evaluate_lists(split, _columns_of(lists, trained.data, split.train))
+    return {"dataset": name, "protocol": protocol, "train_users": split.train.n_users,
+            "items": split.train.n_items, "test_users": len(split.test_users),
+            "validation": trained.selection.as_dict(), "seconds": round(time.monotonic() - started, 1),
+            "rows": {model: {view: {m: r[view][m] for m in ("map", "ndcg", "users")} for view in ("ALL", "NEW")}
+                     for model, r in rows.items()}}
+
+
+def _columns_of(lists: dict, source, target) -> dict:
+    """Lists of ``source`` item columns as ``target`` item columns."""
+    mapping = np.array([target.item_index.get(i, -1) for i in source.item_ids], dtype=np.int64)
+    return {view: np.where(items >= 0, mapping[np.maximum(items, 0)], -1) for view, items in lists.items()}
+
+
+def report(results: list[dict]) -> str:
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} with `bench/quality_suite.py`; k = 10. ALL scores the "
+             "blended `recs:{user}` list, NEW the `discover:{user}` list, both read from Redis. Ratio: "
+             "published / best other row of the same run.", ""]
+    for result in results:
+        rows = result["rows"]
+        best = {view: max(r[view]["map"] for name, r in rows.items() if not name.startswith("published"))
+                for view in ("ALL", "NEW")}
+        v = result["validation"]
+        lines += [f"### {result['dataset']} ({result['protocol']} test; {result['train_users']:,} customers, "
+                  f"{result['items']:,} items, {result['test_users']:,} test customers, {result['seconds']:.0f} s)",
+                  "", f"Validation: {v['protocol']} ({v['protocol_reason']}). Published: recs = "
+                      f"{v['published']['ALL']}, discover = {v['published']['NEW']}. "
+                      + (f"Left out: {'; '.join(f'{k}: {r}' for k, r in v['dropped'].items())}." if v['dropped'] else ""),
+                  "", "| model | ALL MAP@10 | ALL NDCG@10 | NEW MAP@10 | NEW NDCG@10 |", "|---|---|---|---|---|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {r['ALL']['map']:.4f} | {r['ALL']['ndcg']:.4f} | {r['NEW']['map']:.4f} | "
+                         f"{r['NEW']['ndcg']:.4f} |")
+        published = rows["published (from Redis)"]
+        lines += ["", f"Published / best other: ALL {published['ALL']['map'] / max(best['ALL'], 1e-9):.3f}, "
+                      f"NEW {published['NEW']['map'] / max(best['NEW'], 1e-9):.3f}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    args = parser.parse_args()
+    results = []
+    with private_stack("quality", archive_dir="") as stack:
+        for name in args.datasets:
+            results.append(run_dataset(name, stack))
+            text = report(results)
+            Path(__file__).with_name("results").mkdir(exist_ok=True)
+            (Path(__file__).with_name("results") / "quality_suite.md").write_text(text)
+            save_results("quality_suite", {"results": results})
+    table = Table("dataset", "model", "ALL MAP", "ALL NDCG", "NEW MAP", "NEW NDCG", title="quality suite (k=10)")
+    for result in results:
+        for name, r in result["rows"].items():
+            table.add_row(result["dataset"], name, *(f"{r[v][m]:.4f}" for v in ("ALL", "NEW") for m in ("map", "ndcg")))
+    console.print(table)
+    console.print(report(results))
+
+
+if __name__ == "__main__":
+    main()

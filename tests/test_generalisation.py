@@ -1,0 +1,119 @@
+"""The trainer on data of other kinds: the validation protocol fits the data, a component that
+cannot fit is left out with its reason, the guard ships the best model per list, and the three
+lists reach Redis (real Redis and Tansu for publishing)."""
+
+import asyncio
+
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.offline_lists import OfflineListsWithSession
+from offline.release import train_and_publish
+from offline.selection import Selection, guard
+from offline.simulator import simulate_history
+from offline.training import train_all
+from offline.validation import choose_protocol, resolve_protocol
+from streams import redis_keys
+from streams.event_pipeline import EventPipeline
+from streams.events import OrderLine, PurchaseEvent, encode_event
+from streams.model_artifacts import ArtifactStore
+from streams.settings import Settings
+from tests.fakes import Msg, RecordingOutbox, RecordingWriter
+
+
+def ratings_log(users=200, items=120, per_user=12, seed=3) -> pd.DataFrame:
+    """Every customer-item pair once, one item per event, each customer rating in a burst of their own."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(users):
+        start = pd.Timestamp("2020-01-01") + pd.Timedelta(days=int(rng.integers(0, 700)))
+        taste = rng.integers(0, 4)
+        pool = np.arange(items)[np.arange(items) % 4 == taste]
+        chosen = rng.choice(pool, size=min(per_user, len(pool)), replace=False)
+        for n, item in enumerate(chosen):
+            rows.append((f"r{user}", f"i{item}", start + pd.Timedelta(minutes=n), float(rng.integers(1, 6))))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+    frame["order_id"] = frame["user_id"] + "@" + frame["timestamp"].astype("int64").astype(str)
+    return frame.assign(quantity=1, price=0.0, description="", country="",
+                        weight=0.5 + 0.5 * (frame["rating"] - 1) / 4)
+
+
+def test_the_protocol_follows_the_data():
+    shop = simulate_history(n_users=300, seed=5)
+    assert choose_protocol(shop).name == "global-time"
+    ratings = ratings_log()
+    chosen = choose_protocol(ratings)
+    assert chosen.name == "last-items" and "ratings-style" in chosen.reason
+    assert choose_protocol(ratings.assign(timestamp=pd.Timestamp("1970-01-01"))).name == "random-items"
+    # Customers who each shop in a stretch of their own: hold out each one's last basket.
+    own_calendar = shop.copy()
+    offsets = {u: pd.Timedelta(days=400 * n) for n, u in enumerate(own_calendar["user_id"].unique())}
+    own_calendar["timestamp"] += own_calendar["user_id"].map(offsets)
+    assert choose_protocol(own_calendar).name == "last-basket"
+    assert resolve_protocol(shop, "last-basket").reason == "set by the operator"
+    with pytest.raises(ValueError, match="unknown validation protocol"):
+        resolve_protocol(shop, "sometimes")
+
+
+def test_one_interaction_per_pair_and_no_item_text_train_with_reasons():
+    trained = train_all(ratings_log(), progress=lambda m: None)
+    selection = trained.selection
+    assert selection.protocol == "last-items"
+    # No item has a text: content similarity is left out, with the reason, and training goes on.
+    assert "content" not in trained.components and "text" in selection.dropped["content"]
+    assert {"popularity", "repeat", "cooccurrence", "als"} <= set(trained.components)
+    for view in ("ALL", "NEW"):
+        assert trained.published(view) is not None and view in selection.reasons
+
+
+def test_the_guard_never_ships_a_model_that_loses_to_its_own_component():
+    selection = Selection("global-time", "test", 100, scores={
+        "hybrid": {"ALL": 0.20, "NEW": 0.06}, "repeat": {"ALL": 0.25, "NEW": 0.01},
+        "cooccurrence": {"ALL": 0.10, "NEW": 0.05}, "popularity": {"ALL": 0.05, "NEW": 0.07}})
+    capabilities = {"repeat": frozenset({"personal"}), "cooccurrence": frozenset({"discovers", "personal"}),
+                    "popularity": frozenset({"discovers"})}
+    guard(selection, capabilities)
+    assert selection.published == {"ALL": "repeat", "NEW": "popularity"}
+    assert "beat the hybrid" in selection.reasons["ALL"] and "0.2500" in selection.reasons["ALL"]
+    selection.scores["hybrid"] = {"ALL": 0.30, "NEW": 0.08}
+    guard(selection, capabilities)
+    assert selection.published == {"ALL": "hybrid", "NEW": "hybrid"}
+
+
+@pytest.mark.integration
+def test_published_lists_fill_their_slots_and_keep_their_promises(stack_settings, redis_client):
+    history = simulate_history(n_users=250, orders_per_user=5, seed=8)
+    release = train_and_publish(stack_settings, history, None, "simulator", True, lambda m: None)
+    manifest = ArtifactStore(stack_settings.artifact_dir).load(release.version).manifest
+    validation = manifest["validation"]
+    scores, published = validation["validation_map@10"], validation["published"]
+    # The guard's choice is the validation winner; the hybrid ships only where it wins.
+    assert scores[published["ALL"]]["ALL"] == max(s["ALL"] for s in scores.values())
+    assert scores[published["NEW"]]["NEW"] >= scores.get("hybrid", {"NEW": 0.0})["NEW"]
+    bought = history.groupby("user_id")["item_id"].agg(set)
+    for user in list(bought.index[:40]):
+        decode = msgspec.json.decode
+        recs = decode(redis_client.get(redis_keys.recs(user)))
+        again = decode(redis_client.get(redis_keys.buy_again(user)))
+        discover = decode(redis_client.get(redis_keys.discover(user)))
+        assert len(recs["items"]) == stack_settings.recs_count
+        assert len(discover["items"]) == stack_settings.recs_count and not set(discover["items"]) & bought[user]
+        assert again["items"] and set(again["items"]) <= bought[user]
+
+
+def test_the_worker_rewrites_buy_again_and_discover_lists():
+    model = OfflineListsWithSession(
+        user_lists={"u1": [("A", 1.0), ("B", 0.5)]}, similar_items={"D": [("E", 1.0)]},
+        popular=[("P", 1.0), ("Q", 0.5), ("A", 0.4)], version="v1",
+        buy_again={"u1": [("A", 3.0), ("B", 1.0)]}, discover={"u1": [("C", 0.9), ("D", 0.8)]})
+    pipeline = EventPipeline(Settings(recs_count=4), model, RecordingWriter(), {}, RecordingOutbox(), "v1")
+    order = PurchaseEvent("p1", "u1", "o1", [OrderLine("D", 1, 2.0)], 1_600_000_000.0)
+    asyncio.run(pipeline.handle_user_events([Msg("purchases", encode_event(order))]))
+    lists = pipeline.writer.slot_lists
+    discover = lists[redis_keys.discover("u1")].items
+    again = lists[redis_keys.buy_again("u1")].items
+    # D was just bought: never in discover, nor in this session's buy-again; its neighbour E is.
+    assert "E" in discover and not {"A", "B", "D"} & set(discover)
+    assert again == ["A", "B"]
