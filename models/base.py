@@ -88,19 +88,49 @@ class TopN(NamedTuple):
     scores: np.ndarray
 
 
-def sparse_top_n(scores: sp.csr_matrix, n: int) -> TopN:
-    """The ``n`` best stored entries of each row, best first (ties: lower column first)."""
-    scores = scores.tocoo()
-    order = np.lexsort((scores.col, -scores.data, scores.row))
-    rows, cols, values = scores.row[order], scores.col[order], scores.data[order]
-    starts = np.searchsorted(rows, np.arange(scores.shape[0]))
-    rank = np.arange(len(rows)) - starts[rows]
-    keep = rank < n
-    items = np.full((scores.shape[0], n), -1, dtype=np.int64)
-    best = np.full((scores.shape[0], n), -np.inf, dtype=np.float32)
-    items[rows[keep], rank[keep]] = cols[keep]
-    best[rows[keep], rank[keep]] = values[keep]
+def sparse_top_n(scores: sp.csr_matrix, n: int, max_cells: int = 8_000_000) -> TopN:
+    """The ``n`` best stored entries of each row, best first.
+
+    Rows are laid out side by side in dense strips no wider than their longest row, so a
+    linear-time partition finds each row's best (a full sort of every entry is far slower)."""
+    scores = scores.tocsr()
+    counts = np.diff(scores.indptr)
+    n_rows = scores.shape[0]
+    items = np.full((n_rows, n), -1, dtype=np.int64)
+    best = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    start = 0
+    while start < n_rows:
+        stop = start + 1
+        width = max(int(counts[start]), 1)
+        while stop < n_rows and max(width, counts[stop]) * (stop + 1 - start) <= max_cells:
+            width = max(width, int(counts[stop]))
+            stop += 1
+        _strip_top_n(scores, start, stop, width, n, items, best)
+        start = stop
     return TopN(items, best)
+
+
+def _strip_top_n(scores: sp.csr_matrix, start: int, stop: int, width: int, n: int,
+                 items: np.ndarray, best: np.ndarray) -> None:
+    lo, hi = scores.indptr[start], scores.indptr[stop]
+    if hi == lo:
+        return
+    rows = np.repeat(np.arange(stop - start), np.diff(scores.indptr[start:stop + 1]))
+    slot = np.arange(lo, hi) - scores.indptr[start:stop][rows]
+    values = np.full((stop - start, width), -np.inf, dtype=np.float32)
+    cols = np.full((stop - start, width), -1, dtype=np.int64)
+    values[rows, slot] = scores.data[lo:hi]
+    cols[rows, slot] = scores.indices[lo:hi]
+    take = min(n, width)
+    part = np.argpartition(-values, take - 1, axis=1)[:, :take] if take < width else \
+        np.broadcast_to(np.arange(width), (stop - start, width))
+    top_values = np.take_along_axis(values, part, axis=1)
+    order = np.argsort(-top_values, axis=1, kind="stable")
+    top_values = np.take_along_axis(top_values, order, axis=1)
+    top_cols = np.take_along_axis(np.take_along_axis(cols, part, axis=1), order, axis=1)
+    stored = np.isfinite(top_values) & (top_cols >= 0)
+    items[start:stop, :take] = np.where(stored, top_cols, -1)
+    best[start:stop, :take] = np.where(stored, top_values, -np.inf)
 
 
 def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
@@ -159,6 +189,7 @@ class SparseBlock(ScoreBlock):
 
     def __init__(self, scores: sp.csr_matrix):
         self.scores = scores.tocsr()
+        self.scores.sum_duplicates()  # sorted indices: pair look-ups by binary search
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
         return sparse_top_n(without(self.scores, exclude), n)

@@ -46,13 +46,14 @@ def feature_names(components: list[BatchRecommender]) -> list[str]:
 
 
 def candidates(data: Interactions, components: list[BatchRecommender], rows: np.ndarray, per_model: int,
-               view: str) -> Candidates:
+               view: str, blocks: list[ScoreBlock] | None = None) -> Candidates:
     """Each component's ``per_model`` best items for the users at ``rows`` (NEW: never-bought
-    items only), with their features."""
+    items only), with their features. ``blocks``: the components' blocks for ``rows``, if at hand."""
     exclude = data.bought[rows] if view == "NEW" else None
-    blocks = [component.block(rows) for component in components]
+    blocks = blocks or [component.block(rows) for component in components]
     tops = [block.top_n(per_model, exclude) for block in blocks]
-    keys = np.unique(np.concatenate([_keys(top, data.n_items) for top in tops]))
+    keys = np.sort(np.concatenate([_keys(top, data.n_items) for top in tops]))
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     columns = []
     for block, top in zip(blocks, tops):
@@ -113,10 +114,13 @@ class HybridBlock(ScoreBlock):
     def __init__(self, hybrid: LearnedHybrid, rows: np.ndarray):
         self.hybrid = hybrid
         self.rows = rows
+        self._blocks: list[ScoreBlock] | None = None  # the components' blocks, shared by both views
 
     def _ranked(self, view: str) -> sp.csr_matrix:
         h = self.hybrid
-        found = candidates(h.data, h.components, self.rows, h.per_model, view)
+        if self._blocks is None:
+            self._blocks = [component.block(self.rows) for component in h.components]
+        found = candidates(h.data, h.components, self.rows, h.per_model, view, self._blocks)
         # +1 keeps every candidate stored, even at probability 0.
         probability = h.rankers[view].predict_proba(found.features)[:, 1] + 1.0
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))

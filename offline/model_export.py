@@ -41,10 +41,12 @@ def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048) -> dict[str, p
         rows = np.arange(start, min(start + chunk, data.n_users))
         bought = data.bought[rows]
         popular = popularity.block(rows)
+        recs_block = recs_model.block(rows)
+        discover_block = recs_block if discover_model is recs_model else discover_model.block(rows)
         tops = {
-            "recs": filled(recs_model.block(rows).top_n(k), popular.top_n(k), k=k),
+            "recs": filled(recs_block.top_n(k), popular.top_n(k), k=k),
             "buyagain": repeat.block(rows).top_n(k),
-            "discover": filled(discover_model.block(rows).top_n(k, bought), popular.top_n(k, bought), k=k),
+            "discover": filled(discover_block.top_n(k, bought), popular.top_n(k, bought), k=k),
         }
         for slot, top in tops.items():
             items, scores = rows_out[slot]
