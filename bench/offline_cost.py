@@ -34,6 +34,7 @@ from rich.table import Table
 
 from bench_results import save_results
 
+LOG = Path(__file__).parent / "results" / "offline_cost.log"
 SYNTHETIC = """
 import sys, time
 from offline.simulator import simulate_catalog
@@ -43,20 +44,23 @@ lines, items, users = (int(v) for v in sys.argv[1:4])
 started = time.perf_counter()
 history, catalog = simulate_catalog(users, items, lines, seed=4)
 generated = time.perf_counter() - started
-print(f"lines={{len(history)}} customers={{history['user_id'].nunique()}} items={{history['item_id'].nunique()}}",
+print(f"lines={len(history)} customers={history['user_id'].nunique()} items={history['item_id'].nunique()}",
       flush=True)
 started = time.perf_counter()
-trained = train_all(history, catalog, progress=lambda m: print(f"{{time.perf_counter() - started:7.1f}}s {{m}}",
+trained = train_all(history, catalog, progress=lambda m: print(f"{time.perf_counter() - started:7.1f}s {m}",
                                                                flush=True))
 files = export_files(trained, history, 20)
-print(f"generate_seconds={{generated:.1f}} train_seconds={{time.perf_counter() - started:.1f}}", flush=True)
+print(f"generate_seconds={generated:.1f} train_seconds={time.perf_counter() - started:.1f}", flush=True)
 """
 
 
 def measured(command: list[str], env: dict) -> dict:
-    """Wall time, peak tree RSS and the first output line of ``command``."""
+    """Wall time, peak tree RSS and the first output line of ``command``; its output goes on to
+    bench/results/offline_cost.log as it runs."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    LOG.parent.mkdir(exist_ok=True)
+    log = LOG.open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -66,7 +70,8 @@ def measured(command: list[str], env: dict) -> dict:
         except psutil.Error:
             pass
         time.sleep(0.2)
-    output = process.stdout.read()
+    log.close()
+    output = LOG.read_text()
     if process.returncode != 0:
         raise RuntimeError(f"{command} failed:\n{output[-2000:]}")
     # recsys prints "  3.9s history: 4,334 customers, ..."; the simulated runs "lines=... customers=...".

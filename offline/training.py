@@ -35,11 +35,11 @@ LISTS = {"ALL": "recs", "NEW": "discover"}
 
 def item_catalog(history: pd.DataFrame, items: pd.DataFrame | None = None) -> pd.DataFrame:
     """item_id-indexed text, category and price: the items file where given, else derived from order lines."""
-    grouped = history.groupby("item_id")
-    derived = pd.DataFrame({
-        "text": grouped["description"].agg(lambda s: s.mode().iat[0] if not s.mode().empty else ""),
-        "price": grouped["price"].median(),
-    })
+    # Each item's most frequent description (ties: the first met), and its median price.
+    counts = history.groupby(["item_id", "description"], sort=False).size().rename("n").reset_index()
+    text = counts.sort_values("n", ascending=False, kind="stable").drop_duplicates("item_id")
+    derived = pd.DataFrame({"text": text.set_index("item_id")["description"],
+                            "price": history.groupby("item_id")["price"].median()})
     if items is None or items.empty:
         return derived
     return items.set_index("item_id").combine_first(derived)
