@@ -25,13 +25,14 @@ $(CHROMIUM):
 test: install $(CHROMIUM)
 	$(BIN)/pytest
 
-# The benchmarks (bench/): each prints a table and writes bench/results/*.json. About 25 minutes.
+# The benchmarks (bench/): each prints a table and writes bench/results/*.json. About 90 minutes.
 bench: install
 	$(BIN)/python bench/stream_throughput.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/api_latency.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/offline_cost.py
+	$(BIN)/python bench/quality_suite.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

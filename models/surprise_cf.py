@@ -81,7 +81,7 @@ class SurpriseSVD(BatchRecommender):
     name = "surprise-svd"
 
     def __init__(self, n_factors: int = 64, n_epochs: int = 20, negatives_per_positive: float = 1.0,
-                 lr_all: float = 0.01, reg_all: float = 0.02, seed: int = 0, max_pairs: int = 1_000_000):
+                 lr_all: float = 0.01, reg_all: float = 0.02, seed: int = 0, max_pairs: int = 250_000):
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.negatives_per_positive = negatives_per_positive

@@ -100,13 +100,6 @@ def _tail(events: pd.DataFrame, position: pd.Series, share: float) -> np.ndarray
     return ((position >= n - held_count) & (n >= 2)).to_numpy()
 
 
-def top_items(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k best scores per row, best first."""
-    part = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
-
-
 def list_metrics(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> dict[str, float]:
     """Mean P@k, R@k, MAP@k (AP over min(|relevant|, k)) and NDCG@k (binary gains) of ``lists``
     (users x >= k item columns, -1 for an empty slot) against each user's ``relevant`` set;
