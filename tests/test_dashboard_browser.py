@@ -78,7 +78,7 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
     history = simulate_history(n_users=120, days=120, seed=3)
     with private_stack("dashboard", report_dir=str(tmp_path / "reports"), archive_dir="") as stack:
         settings = stack.settings
-        write_evaluation(evaluate_all(history, ablation=False, progress=lambda m: None), "simulator",
+        write_evaluation(evaluate_all(history, progress=lambda m: None), "simulator",
                          settings.report_dir)
         worker = stack.start_worker()
         url = stack.start_api()
