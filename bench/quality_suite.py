@@ -39,7 +39,7 @@ from models.popularity import RecentPopularity
 from models.repeat_purchase import RepeatPurchase
 from offline.evaluation import HoldoutSplit, evaluate_lists, model_lists
 from offline.history import load_history
-from offline.interactions_loader import load_interactions, load_items
+from offline.interactions_loader import load_interactions, load_items, rating_weight
 from offline.private_stack import private_stack
 from offline.release import train_and_publish
 from offline.simulator import simulate_history
@@ -124,8 +124,7 @@ def generic_history(history: pd.DataFrame) -> pd.DataFrame:
         if column not in frame:
             frame[column] = default
     if "rating" in frame:
-        low, high = frame["rating"].min(), frame["rating"].max()
-        frame["weight"] = 0.5 + 0.5 * (frame["rating"] - low) / max(high - low, 1e-9)
+        frame["weight"] = rating_weight(frame["rating"])
     return frame
 
 

@@ -52,7 +52,7 @@ def candidates(data: Interactions, components: list[BatchRecommender], rows: np.
     exclude = data.bought[rows] if view == "NEW" else None
     blocks = blocks or [component.block(rows) for component in components]
     tops = [block.top_n(per_model, exclude) for block in blocks]
-    keys = np.sort(np.concatenate([_keys(top, data.n_items) for top in tops]))
+    keys = np.sort(np.concatenate([_keys(top, data.n_items)[0] for top in tops]))
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     columns = []
@@ -115,8 +115,14 @@ class HybridBlock(ScoreBlock):
         self.hybrid = hybrid
         self.rows = rows
         self._blocks: list[ScoreBlock] | None = None  # the components' blocks, shared by both views
+        self._by_view: dict[str, SparseBlock] = {}
 
-    def _ranked(self, view: str) -> sp.csr_matrix:
+    def _ranked(self, view: str) -> SparseBlock:
+        if view not in self._by_view:
+            self._by_view[view] = SparseBlock(self._rank_candidates(view))
+        return self._by_view[view]
+
+    def _rank_candidates(self, view: str) -> sp.csr_matrix:
         h = self.hybrid
         if self._blocks is None:
             self._blocks = [component.block(self.rows) for component in h.components]
@@ -126,22 +132,21 @@ class HybridBlock(ScoreBlock):
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
-        view = "NEW" if exclude is not None else "ALL"
-        return SparseBlock(self._ranked(view)).top_n(n, exclude)
+        return self._ranked("NEW" if exclude is not None else "ALL").top_n(n, exclude)
 
     def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return SparseBlock(self._ranked("ALL")).at(positions, cols)
+        return self._ranked("ALL").at(positions, cols)
 
 
-def _keys(top: TopN, n_items: int) -> np.ndarray:
+def _keys(top: TopN, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row * n_items + item, rank) of every item ``top`` proposes."""
     rows, ranks = np.nonzero(top.items >= 0)
-    return rows.astype(np.int64) * n_items + top.items[rows, ranks]
+    return rows.astype(np.int64) * n_items + top.items[rows, ranks], ranks
 
 
 def _rank(top: TopN, positions: np.ndarray, cols: np.ndarray, n_items: int, absent: int) -> np.ndarray:
     """Each pair's rank in ``top`` (0 = best), ``absent`` where the component did not propose it."""
-    rows, ranks = np.nonzero(top.items >= 0)
-    keys = rows.astype(np.int64) * n_items + top.items[rows, ranks]
+    keys, ranks = _keys(top, n_items)
     order = np.argsort(keys)
     keys, ranks = keys[order], ranks[order]
     wanted = positions.astype(np.int64) * n_items + cols

@@ -254,10 +254,11 @@ def evaluate(
     import pandas as pd
 
     from offline.evaluation_report import write_evaluation
-    from offline.training import TEST_PROTOCOLS, evaluate_all
+    from offline.evaluation import PROTOCOLS
+    from offline.training import evaluate_all
 
-    if protocol not in TEST_PROTOCOLS:
-        raise typer.BadParameter(f"must be one of {', '.join(TEST_PROTOCOLS)}", param_hint="--protocol")
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
     try:
         cut_ts = pd.Timestamp(cut) if cut else None
     except ValueError:

@@ -93,6 +93,20 @@ def random_items_split(data: Interactions, share: float = 0.2, seed: int = 0) ->
     return split_held_out(data, _tail(events, position, share), "random-items")
 
 
+PER_CUSTOMER_SPLITS = {"last-basket": last_basket_split, "last-items": last_items_split,
+                       "random-items": random_items_split}
+PROTOCOLS = ("global-time", *PER_CUSTOMER_SPLITS)
+
+
+def split_by(data: Interactions, protocol: str, cut: pd.Timestamp) -> HoldoutSplit:
+    """``data`` split by ``protocol``; ``global-time`` holds out everything from ``cut`` on."""
+    if protocol == "global-time":
+        return holdout_split(data, cut)
+    if protocol not in PER_CUSTOMER_SPLITS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return PER_CUSTOMER_SPLITS[protocol](data)
+
+
 def _tail(events: pd.DataFrame, position: pd.Series, share: float) -> np.ndarray:
     """True for the last ``ceil(share * n)`` positions of each user's ``n`` (users with n >= 2)."""
     n = events.groupby("user_id")["item_id"].transform("size")

@@ -105,11 +105,15 @@ def _weights(path, raw: pd.DataFrame) -> pd.Series:
         weight = _optional_number(path, raw, "weight")
         _bad_rows(path, weight < 0, "a negative weight")
         return weight.fillna(1.0)
-    rating = _optional_number(path, raw, "rating")
-    if rating.isna().all():
-        return pd.Series(1.0, index=raw.index)
+    return rating_weight(_optional_number(path, raw, "rating"))
+
+
+def rating_weight(rating: pd.Series) -> pd.Series:
+    """Ratings on any scale as weights from 0.5 (the lowest) to 1 (the highest); 1 where unrated."""
     low, high = rating.min(), rating.max()
-    return (0.5 + 0.5 * (rating - low) / (high - low) if high > low else rating * 0 + 1.0).fillna(1.0)
+    if not high > low:
+        return pd.Series(1.0, index=rating.index)
+    return (0.5 + 0.5 * (rating - low) / (high - low)).fillna(1.0)
 
 
 def load_items(path: str | Path) -> pd.DataFrame:

@@ -22,8 +22,7 @@ from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import SPECS
-from offline.evaluation import (HoldoutSplit, default_cut, evaluate_lists, holdout_split, last_basket_split,
-                                last_items_split, model_lists, random_items_split)
+from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
 from offline.validation import resolve_protocol, validation_split
 
@@ -152,17 +151,9 @@ class EvaluationReport:
         return out
 
 
-TEST_PROTOCOLS = ("global-time", "last-basket", "last-items", "random-items")
-
-
 def test_split(data: Interactions, protocol: str = "global-time", cut: pd.Timestamp | None = None) -> HoldoutSplit:
     """The held-out test part of ``data`` under ``protocol`` (global-time: from ``cut``, default the last 30 days)."""
-    if protocol == "global-time":
-        return holdout_split(data, cut if cut is not None else default_cut(data.events))
-    splits = {"last-basket": last_basket_split, "last-items": last_items_split, "random-items": random_items_split}
-    if protocol not in splits:
-        raise ValueError(f"unknown test protocol {protocol!r}; choose one of {', '.join(TEST_PROTOCOLS)}")
-    return splits[protocol](data)
+    return split_by(data, protocol, cut if cut is not None else default_cut(data.events))
 
 
 def evaluate_all(history: pd.DataFrame, items: pd.DataFrame | None = None, cut: pd.Timestamp | None = None,

@@ -21,10 +21,8 @@ import numpy as np
 import pandas as pd
 
 from models.interactions import Interactions
-from offline.evaluation import (HoldoutSplit, holdout_split, last_basket_split, last_items_split,
-                                random_items_split)
+from offline.evaluation import PROTOCOLS, HoldoutSplit, split_by
 
-PROTOCOLS = ("global-time", "last-basket", "last-items", "random-items")
 HELD_OUT_SHARE = 0.1  # the global cut leaves this share of the interactions after it
 MIN_RETURNING_USERS = 50
 MIN_RETURNING_SHARE = 0.3
@@ -67,15 +65,7 @@ def global_cut(events: pd.DataFrame, held_out_share: float = HELD_OUT_SHARE) -> 
 
 
 def validation_split(data: Interactions, protocol: str) -> HoldoutSplit:
-    if protocol == "global-time":
-        return holdout_split(data, global_cut(data.events))
-    if protocol == "last-basket":
-        return last_basket_split(data)
-    if protocol == "last-items":
-        return last_items_split(data)
-    if protocol == "random-items":
-        return random_items_split(data)
-    raise ValueError(f"unknown validation protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return split_by(data, protocol, global_cut(data.events))
 
 
 def resolve_protocol(events: pd.DataFrame, requested: str | None) -> Protocol:
