@@ -273,6 +273,8 @@ class EventPipeline:
         now = time.monotonic()
         if now - self._popular_written_at < POPULAR_REFRESH_SECONDS:
             return None
-        self._popular_written_at = now
         scored = self.recommender.recommend("", (), self.settings.recs_count)
-        return build_list("", scored, self.model_version) if scored else None
+        if not scored:  # nothing popular yet: try again with the next batch, not in 5 s
+            return None
+        self._popular_written_at = now
+        return build_list("", scored, self.model_version)
