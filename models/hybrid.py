@@ -74,7 +74,7 @@ def new_ranker(seed: int = 0) -> HistGradientBoostingClassifier:
                                           l2_regularization=1.0, random_state=seed)
 
 
-def fit_ranker(found: Candidates, seed: int = 0, max_rows: int = 600_000) -> HistGradientBoostingClassifier:
+def fit_ranker(found: Candidates, seed: int = 0, max_rows: int = 200_000) -> HistGradientBoostingClassifier:
     """A ranker on labelled candidates; negatives are sampled down to ``max_rows`` examples."""
     X, y = found.features, found.labels
     rng = np.random.default_rng(seed)

@@ -54,6 +54,15 @@ class Interactions:
         """The history strictly before ``end``, in the same item space."""
         return Interactions(self.events[self.events["timestamp"] < end], self.item_ids, self.items, end)
 
+    def customer_sample(self, max_lines: int, seed: int = 0) -> "Interactions":
+        """A random share of customers, with all their lines, of about ``max_lines`` lines; in the
+        same item space and calendar. The whole history when it is no larger."""
+        if len(self.events) <= max_lines:
+            return self
+        rng = np.random.default_rng(seed)
+        chosen = self.user_ids[rng.random(self.n_users) < max_lines / len(self.events)]
+        return Interactions(self.events[self.events["user_id"].isin(set(chosen))], self.item_ids, self.items, self.end)
+
     @property
     def n_users(self) -> int:
         return len(self.user_ids)

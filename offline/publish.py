@@ -15,17 +15,29 @@ from streams.connections import kafka_options, redis_client
 from streams.model_artifacts import Artifact
 from streams.recommendation_store import RecommendationList, new_rec_id
 from streams.settings import Settings
+from streams.version_fence import RAISE, WRITE_LISTS, fence_of, write_arguments
 
 BATCH = 1000
+LISTS_PER_SCRIPT = 100
 _encode = msgspec.json.Encoder().encode
+
+
+class StaleVersion(RuntimeError):
+    """A newer model version than the one being published is already in Redis."""
 
 
 def _batched(commands: Iterable[tuple], client: redis.Redis, on_batch: Callable[[int], None]) -> int:
     pipe, pending, written = client.pipeline(transaction=False), 0, 0
+    write_lists = client.register_script(WRITE_LISTS)
     for name, *args in commands:
-        getattr(pipe, name)(*args)
-        pending += 1
-        if pending == BATCH:
+        if name == "fenced":
+            keys, arguments = args
+            write_lists(keys=keys, args=arguments, client=pipe)
+            pending += len(keys) - 1
+        else:
+            getattr(pipe, name)(*args)
+            pending += 1
+        if pending >= BATCH:
             pipe.execute()
             written += pending
             on_batch(written)
@@ -54,10 +66,22 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         return _encode(RecommendationList(user_id=user_id, items=list(items), scores=[float(s) for s in scores],
                                           rec_id=new_rec_id(), model_version=version, generated_at=now))
 
+    fence = fence_of(version)
+
+    def fenced(entries):
+        """The lists, a script call per ``LISTS_PER_SCRIPT``: each written only while no newer version is."""
+        chunk = []
+        for entry in entries:
+            chunk.append(entry)
+            if len(chunk) == LISTS_PER_SCRIPT:
+                yield ("fenced", *write_arguments(fence, chunk))
+                chunk = []
+        if chunk:
+            yield ("fenced", *write_arguments(fence, chunk))
+
     def commands():
-        for key, lists in slots:
-            for user_id, items, scores in lists.itertuples(index=False):
-                yield "set", key(user_id), as_list(user_id, items, scores), ttl
+        yield from fenced((key(user_id), as_list(user_id, items, scores), ttl)
+                          for key, lists in slots for user_id, items, scores in lists.itertuples(index=False))
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
         for user_id, segment in segments.itertuples(index=False):
@@ -66,12 +90,18 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         yield "delete", redis_keys.SEGMENT_SIZES
         for segment, size in segments["segment"].value_counts().items():
             yield "hset", redis_keys.SEGMENT_SIZES, segment, int(size)
-        yield "set", redis_keys.POPULAR, as_list("", *zip(*popular["all"]))
+        yield from fenced([(redis_keys.POPULAR, as_list("", *zip(*popular["all"])), 0)])
         for segment, entries in popular["segments"].items():
             yield "set", redis_keys.segment_popular(segment), as_list("", *zip(*entries))
 
     client = redis_client(settings)
     try:
+        # Raised before any list is written: from here on, workers still on an older version
+        # cannot overwrite what this publish writes.
+        in_force = client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence).decode()
+        if in_force > fence:
+            raise StaleVersion(f"a newer model version (fence {in_force}) is already published; "
+                               f"{version} is not written")
         return _batched(commands(), client, on_batch)
     finally:
         client.close()

@@ -48,12 +48,14 @@ class Selection:
                 "validation_map@10": self.scores, "published": self.published, "reasons": self.reasons}
 
 
-def select_components(split: HoldoutSplit, selection: Selection, progress: Progress) -> dict[str, BatchRecommender]:
-    """Each component at its best grid point, fitted on ``split.train``; records scores and drops."""
+def select_components(split: HoldoutSplit, selection: Selection, progress: Progress,
+                      history_lines: int) -> dict[str, BatchRecommender]:
+    """Each component at its best grid point for a history of ``history_lines``, fitted on
+    ``split.train``; records scores and drops."""
     fitted: dict[str, BatchRecommender] = {}
     for spec in COMPONENTS:
         best = None
-        for params in spec.grid:
+        for params in spec.grid_for(history_lines):
             started = time.monotonic()
             try:
                 model = spec.build(params).fit(split.train)

@@ -21,7 +21,7 @@ from models.base import BatchRecommender
 from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
-from offline.components import SPECS
+from offline.components import LARGE_HISTORY, SPECS
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
 from offline.validation import resolve_protocol, validation_split
@@ -76,16 +76,19 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     clock("segmentation")
     progress(f"segments: k={segmentation.k} by silhouette ({seconds['segmentation']:.1f} s)")
     chosen = resolve_protocol(data.events, protocol)
-    split = validation_split(data, chosen.name).sample(VALIDATION_USERS)
+    # On a large history every choice is made on a random share of customers: model rankings
+    # hold on a sample, and each validation fit then costs what a mid-sized shop's would.
+    split = validation_split(data.customer_sample(LARGE_HISTORY), chosen.name).sample(VALIDATION_USERS)
     if len(split.test_users) == 0:
         raise ValueError(f"the {chosen.name} validation split leaves no customer to validate on; "
                          "the history is too short to train on")
     selection = Selection(chosen.name, chosen.reason, len(split.test_users))
     progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
-    fitted = select_components(split, selection, progress)
+    fitted = select_components(split, selection, progress, len(data.events))
     clock("components")
     try:
-        rankers = validate_hybrid(split, fitted, selection, _earlier_split(split, chosen.name, selection))
+        earlier = _earlier_split(split, chosen.name, selection) if len(data.events) <= LARGE_HISTORY else []
+        rankers = validate_hybrid(split, fitted, selection, earlier)
         progress(f"  hybrid (out of fold): ALL {selection.scores['hybrid']['ALL']:.4f} "
                  f"NEW {selection.scores['hybrid']['NEW']:.4f}")
     except ValueError as exc:

@@ -86,6 +86,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=4,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
+        # Faust listens on web_bind; web_host only names the worker in links it gives out.
+        web_bind=settings.worker_web_host,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         # Every payload is encoded by the product itself (msgspec), so Faust moves bytes only.
@@ -153,7 +155,12 @@ def create_app(settings: Settings) -> faust.App:
             return  # nothing trained yet: the streaming model serves
         if version == pipeline.model_version:
             return  # loading is costly: the lists would be the same
-        loaded = await asyncio.to_thread(load_version, settings, version)
+        try:
+            loaded = await asyncio.to_thread(load_version, settings, version)
+        except Exception as exc:  # a broken version is not served; the current model goes on
+            log.error("model version %s cannot be loaded (%s: %s); still recommending with %s",
+                      version, type(exc).__name__, exc, pipeline.model_version)
+            return
         if loaded is not None and loaded[0].name != pipeline.model_version:
             pipeline.use_model(*loaded)
             # The model lives until the next version: keeping its millions of objects out of the
@@ -197,10 +204,14 @@ def create_app(settings: Settings) -> faust.App:
         # Summaries are few (a handful per batch), so one at a time: the window needs the current event.
         async for event in stream.events():
             try:
-                summary = decode_summary(event.value)
-            except InvalidSummary as exc:
-                await outbox.dead_letter(event.message, str(exc))
+                if event.key is None:
+                    raise InvalidSummary("an online summary needs its scope as the key")
+                scope = event.key.decode("utf-8", "replace")
+                counts = summary_counts(decode_summary(event.value))
+            except Exception as exc:  # a bad record is dead-lettered, never the end of the agent
+                await outbox.dead_letter(event.message, str(exc) or type(exc).__name__)
+                pipeline.metrics.count_events({f"dead_letter:{settings.topic_online_metrics}": 1})
                 continue
-            online_window[event.key.decode("utf-8", "replace")].apply(add_counts, summary_counts(summary))
+            online_window[scope].apply(add_counts, counts)
 
     return app

@@ -9,9 +9,11 @@ talks to Kafka through an ``Outbox``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import MutableMapping, Sequence
 
 from models.base import Interaction, Recommender
@@ -22,7 +24,16 @@ from models.purchase_drift import PurchaseDrift
 from streams import redis_keys
 from streams.attribution import attribute
 from streams.event_archive import EventArchive
-from streams.events import ClickEvent, DriftAlert, FeedbackEvent, ProductRecord, PurchaseEvent, RetrainRequest, encode_event
+from streams.events import (
+    ClickEvent,
+    DriftAlert,
+    FeedbackEvent,
+    ProductRecord,
+    PurchaseEvent,
+    RetrainRequest,
+    UserEvent,
+    encode_event,
+)
 from streams.online_metrics import OnlineMetrics
 from streams.online_summaries import BatchSummaries
 from streams.outbox import Message, Outbox
@@ -39,13 +50,49 @@ from streams.session_features import (
 )
 from streams.settings import Settings
 from streams.validation import EventValidator, InvalidEvent
+from streams.version_fence import fence_of
 
+log = logging.getLogger(__name__)
 SLOT_KEYS = {"buyagain": redis_keys.buy_again, "discover": redis_keys.discover}
 # How strongly each action says "I want this item".
 ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "purchase": 1.0}
 POPULAR_REFRESH_SECONDS = 5.0
 # An item missing from the Redis catalog is looked up again after this long (its record may be on its way).
 CATALOG_RETRY_SECONDS = 60.0
+
+
+@dataclass
+class TouchedCustomer:
+    features: SessionFeatures
+    answered_ts: float  # newest event time of the batch's events
+    kafka_ts: float  # earliest Kafka time of the batch's events
+    offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> last offset applied
+
+
+@dataclass
+class UserBatch:
+    """What one batch of user events accumulates before it is written."""
+
+    counters: Counter = field(default_factory=Counter)
+    summaries: BatchSummaries = field(default_factory=BatchSummaries)
+    touched: dict[str, TouchedCustomer] = field(default_factory=dict)
+    feedback: list[FeedbackEvent] = field(default_factory=list)
+    retrain: RetrainRequest | None = None
+    alerts: list[DriftAlert] = field(default_factory=list)
+    prequential: Counter = field(default_factory=Counter)
+    segments: dict[str, str] = field(default_factory=dict)
+    segment_moves: Counter = field(default_factory=Counter)
+
+    def touch(self, user_id: str, features: SessionFeatures, ts: float, kafka_ts: float,
+              offset: tuple[str, int] | None = None) -> None:
+        known = self.touched.get(user_id)
+        if known is None:
+            known = self.touched[user_id] = TouchedCustomer(features, ts, kafka_ts)
+        known.features = features
+        known.answered_ts, known.kafka_ts = max(known.answered_ts, ts), min(known.kafka_ts, kafka_ts)
+        if offset is not None:
+            source, position = offset
+            known.offsets[source] = max(position, known.offsets.get(source, -1))
 
 
 class EventPipeline:
@@ -68,6 +115,7 @@ class EventPipeline:
         self.sessions = sessions
         self.outbox = outbox
         self.model_version = model_version
+        self.fence = fence_of(model_version)
         self.archive = archive
         self.metrics = metrics or OnlineMetrics()
         self.hit_rate_monitor = hit_rate_monitor or HitRateMonitor()
@@ -83,24 +131,16 @@ class EventPipeline:
         self.recommender = recommender
         self.offline_segments = offline_segments or {}
         self.model_version = recommender.name
+        self.fence = fence_of(recommender.name)
         self._popular_written_at = 0.0
         self._catalog_lookups.clear()
         self.hit_rate_monitor.reset()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
-        counters: Counter[str] = Counter()
-        summaries = BatchSummaries()
-        # features, newest event time of the batch's events, earliest Kafka time in the batch
-        touched: dict[str, tuple[SessionFeatures, float, float]] = {}
-        feedback: list[FeedbackEvent] = []
-        retrain: RetrainRequest | None = None
-        alerts: list[DriftAlert] = []
-        prequential: Counter[str] = Counter()
-        segments: dict[str, str] = {}
-        segment_moves: Counter[str] = Counter()
+        batch = UserBatch()
         valid = []
         for message in messages:
-            event = await self._validate(message, counters)
+            event = await self._validate(message, batch.counters)
             if event is not None:
                 valid.append((message, event))
         # Clicks and purchases arrive on different topics, so a batch may hold an order
@@ -108,76 +148,107 @@ class EventPipeline:
         valid.sort(key=lambda pair: pair[1].ts)
         await self._learn_catalog_of(item for _, event in valid for item in touched_items(event))
         for message, event in valid:
-            known = touched.get(event.user_id)
-            features = known[0] if known else self._load(event.user_id)
-            context = list(features.recent_items) if features else []
-            earned = attribute(features, event, self.settings.attribution_window_seconds)
-            last_served = features.served[-1] if features and features.served else None
-            segment_before = features.segment if features else ""
-            redelivered = features is not None and event.event_id in features.recent_event_ids
-            if self.settings.prequential_scoring and isinstance(event, PurchaseEvent) \
-                    and isinstance(self.recommender, OfflineListsWithSession) and not redelivered:
-                score_purchase(self.recommender, features, event, prequential, self.settings.session_gap_seconds)
-            features, is_new = update_session_features(
-                features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
-            )
-            if not is_new:
-                counters[f"duplicate:{message.topic}"] += 1
-                # A redelivery after a failed write: the features have the event, Redis may not.
-                touched.setdefault(event.user_id, (features, event.ts, message.timestamp))
-                continue
-            counters[f"valid:{message.topic}"] += 1
-            feedback += earned
-            if isinstance(event, PurchaseEvent):
-                if last_served is not None:
-                    hits = [f for f in earned if f.action == "purchase"]
-                    summaries.purchase(hits[0].model_version if hits else last_served.model_version,
-                                       segment_before, hit=bool(hits))
-                    retrain = self._watch_hit_rate(bool(hits), event.ts) or retrain
-                # What segment:{user_id} held: the online segment, else the one publishing wrote.
-                previous = segment_before or self.offline_segments.get(event.user_id, "")
-                segments[event.user_id] = self._update_segment(features, event, alerts)
-                if segments[event.user_id] != previous:
-                    segment_moves[previous] -= 1
-                    segment_moves[segments[event.user_id]] += 1
-            self._archive(event)
-            self._learn(event, context)
-            touched[event.user_id] = (features, max(event.ts, known[1] if known else event.ts),
-                                      min(message.timestamp, known[2] if known else message.timestamp))
+            try:
+                self._fold(message, event, batch)
+            except Exception as exc:  # one event's failure is that event's: the batch goes on
+                log.exception("event at %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", batch.counters)
+        lists, slot_lists = self._rank(batch)
+        batch.segment_moves.pop("", None)
+        await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(),
+                                counters=batch.counters, segments=batch.segments, prequential=batch.prequential,
+                                segment_moves=batch.segment_moves, fence=self.fence)
+        self._count_lists(lists, batch)
+        for item in batch.feedback:
+            self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
+            batch.summaries.feedback(item.action, item.model_version, item.segment)
+            await self.outbox.feedback(item)
+        if batch.retrain is not None:
+            await self.outbox.retrain_request(batch.retrain)
+        for alert in batch.alerts:
+            await self.outbox.drift_alert(alert)
+        await self._finish_batch(batch.counters, batch.summaries)
 
+    def _fold(self, message: Message, event: UserEvent, batch: "UserBatch") -> None:
+        """Apply one valid event to its customer's features and every side effect hung off them."""
+        known = batch.touched.get(event.user_id)
+        features = known.features if known else self._load(event.user_id)
+        context = list(features.recent_items) if features else []
+        earned = attribute(features, event, self.settings.attribution_window_seconds)
+        last_served = features.served[-1] if features and features.served else None
+        segment_before = features.segment if features else ""
+        source = f"{message.topic}:{message.partition}"
+        redelivered = features is not None and (event.event_id in features.recent_event_ids
+                                                or message.offset <= features.offsets.get(source, -1))
+        if redelivered:
+            batch.counters[f"duplicate:{message.topic}"] += 1
+            # A redelivery after a failed write: the features have the event, Redis may not.
+            batch.touch(event.user_id, features, event.ts, message.timestamp)
+            return
+        if self.settings.prequential_scoring and isinstance(event, PurchaseEvent) \
+                and isinstance(self.recommender, OfflineListsWithSession):
+            score_purchase(self.recommender, features, event, batch.prequential, self.settings.session_gap_seconds)
+        features, _ = update_session_features(
+            features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
+        )
+        if isinstance(event, PurchaseEvent):
+            self._fold_purchase(event, features, earned, last_served, segment_before, batch)
+        self._learn(event, context)
+        self._archive(event)
+        # Counted only once nothing can fail: a dead-lettered event is never also counted valid.
+        batch.counters[f"valid:{message.topic}"] += 1
+        batch.feedback += earned
+        batch.touch(event.user_id, features, event.ts, message.timestamp, (source, message.offset))
+
+    def _fold_purchase(self, event: PurchaseEvent, features: SessionFeatures, earned: list[FeedbackEvent],
+                       last_served: ServedList | None, segment_before: str, batch: "UserBatch") -> None:
+        if last_served is not None:
+            hits = [f for f in earned if f.action == "purchase"]
+            batch.summaries.purchase(hits[0].model_version if hits else last_served.model_version,
+                                     segment_before, hit=bool(hits))
+            batch.retrain = self._watch_hit_rate(bool(hits), event.ts) or batch.retrain
+        # What segment:{user_id} held: the online segment, else the one publishing wrote.
+        previous = segment_before or self.offline_segments.get(event.user_id, "")
+        batch.segments[event.user_id] = self._update_segment(features, event, batch.alerts)
+        if batch.segments[event.user_id] != previous:
+            batch.segment_moves[previous] -= 1
+            batch.segment_moves[batch.segments[event.user_id]] += 1
+
+    def _rank(self, batch: "UserBatch") -> tuple[list[RecommendationList], list[tuple[str, RecommendationList]]]:
+        """Each touched customer's lists; their features are saved with the list they were served."""
         lists, slot_lists = [], []
-        for user_id, (features, answered_ts, _) in touched.items():
-            scored = self.recommender.recommend(
-                user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
-                cart=features.cart, segment=features.segment,
-            )
+        for user_id, touched in batch.touched.items():
+            features = touched.features
+            features.offsets.update(touched.offsets)
+            try:
+                scored = self.recommender.recommend(
+                    user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
+                    cart=features.cart, segment=features.segment,
+                )
+                slots = self._slot_lists(user_id, features)
+            except Exception:  # the customer keeps their current lists; their events are applied
+                log.exception("ranking %s failed", user_id)
+                self.metrics.count_events({"ranking_failed": 1})
+                self.sessions[user_id.encode()] = dump_features(features)
+                continue
             # A customer's events may arrive out of order across the clicks and purchases topics.
             # The list reflects everything up to their newest event; for attribution it was served
             # in answer to this batch's events, which the shopper's next actions follow.
             listing = build_list(user_id, scored, self.model_version, features.last_seen)
-            features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items, answered_ts))
+            features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items,
+                                                touched.answered_ts))
             self.sessions[user_id.encode()] = dump_features(features)
             lists.append(listing)
-            slot_lists += self._slot_lists(user_id, features)
-        segment_moves.pop("", None)
-        await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(), counters=counters,
-                                segments=segments,
-                                prequential=prequential, segment_moves=segment_moves)
+            slot_lists += slots
+        return lists, slot_lists
+
+    def _count_lists(self, lists: list[RecommendationList], batch: "UserBatch") -> None:
         written_at = time.time()
         for listing in lists:
-            features, _, kafka_ts = touched[listing.user_id]
-            freshness = written_at - kafka_ts
-            self.metrics.list_written(listing.model_version, features.segment, freshness)
-            summaries.list_written(listing.model_version, features.segment, freshness)
-        for item in feedback:
-            self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
-            summaries.feedback(item.action, item.model_version, item.segment)
-            await self.outbox.feedback(item)
-        if retrain is not None:
-            await self.outbox.retrain_request(retrain)
-        for alert in alerts:
-            await self.outbox.drift_alert(alert)
-        await self._finish_batch(counters, summaries)
+            touched = batch.touched[listing.user_id]
+            freshness = written_at - touched.kafka_ts
+            self.metrics.list_written(listing.model_version, touched.features.segment, freshness)
+            batch.summaries.list_written(listing.model_version, touched.features.segment, freshness)
 
     def _slot_lists(self, user_id: str, features: SessionFeatures) -> list[tuple[str, RecommendationList]]:
         """The customer's buy-again and discover lists, re-ranked like the main list: (Redis key, list)."""
@@ -215,12 +286,18 @@ class EventPipeline:
         products = []
         for message in messages:
             record = await self._validate(message, counters)
-            if isinstance(record, ProductRecord):
-                counters[f"valid:{message.topic}"] += 1
+            if not isinstance(record, ProductRecord):
+                continue
+            try:
                 self.recommender.learn_item(record.item_id, record.category, record.price)
-                self._catalog_lookups[record.item_id] = math.inf
                 self._archive(record)
-                products.append((record.item_id, encode_event(record)))
+            except Exception as exc:  # one record's failure is that record's
+                log.exception("product at %s[%d]@%d failed", message.topic, message.partition, message.offset)
+                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", counters)
+                continue
+            counters[f"valid:{message.topic}"] += 1
+            self._catalog_lookups[record.item_id] = math.inf
+            products.append((record.item_id, encode_event(record)))
         await self.writer.write(products=products, counters=counters)
         await self._finish_batch(counters, BatchSummaries())
 
@@ -237,11 +314,14 @@ class EventPipeline:
 
     async def _validate(self, message: Message, counters: Counter[str]):
         try:
-            return self.validator.validate(message.topic, message.value)
+            return self.validator.validate(message.topic, message.value, key=message.key)
         except InvalidEvent as exc:
-            await self.outbox.dead_letter(message, str(exc))
-            counters[f"dead_letter:{message.topic}"] += 1
+            await self._refuse(message, str(exc), counters)
             return None
+
+    async def _refuse(self, message: Message, reason: str, counters: Counter[str]) -> None:
+        await self.outbox.dead_letter(message, reason)
+        counters[f"dead_letter:{message.topic}"] += 1
 
     async def _learn_catalog_of(self, items) -> None:
         """Teach the model the catalog record of items this worker has not met yet. Records

@@ -118,6 +118,6 @@ class ArtifactStore:
 
     def _inside(self, version: str) -> Path:
         path = (self.root / version).resolve()
-        if path.parent != self.root or version in ("", ".", ".."):
-            raise ArtifactError(f"{version!r} is not a version inside the artifact store {self.root}")
+        if path.parent != self.root or version in ("", ".", "..") or (self.root / version).is_symlink():
+            raise ArtifactError(f"{version[:200]!r} is not a version directory inside the artifact store {self.root}")
         return path

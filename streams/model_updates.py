@@ -103,8 +103,8 @@ async def follow_model_updates(settings: Settings, on_update: Callable[[str], Aw
         async for message in consumer:
             try:
                 update = _decode_update(message.value)
-            except msgspec.MsgspecError as exc:
-                log.warning("ignoring malformed model update %r: %s", message.value[:200], exc)
+            except (msgspec.MsgspecError, TypeError, RecursionError) as exc:  # e.g. a tombstone
+                log.warning("ignoring malformed model update %r: %s", (message.value or b"")[:200], exc)
                 continue
             await on_update(update.model_version)
     finally:

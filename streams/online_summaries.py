@@ -69,7 +69,7 @@ def scope_key(model_version: str, segment: str) -> bytes:
 def decode_summary(raw: bytes | None) -> OnlineSummary:
     try:
         summary = _decode(raw or b"")
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:
         raise InvalidSummary(f"not an online summary: {exc}") from None
     if len(summary.freshness) > len(FRESHNESS_BUCKETS) + 1:
         raise InvalidSummary(f"freshness has {len(summary.freshness)} buckets, at most {len(FRESHNESS_BUCKETS) + 1}")

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import faust
 
-from streams.dead_letters import dead_letter_headers
+from streams.dead_letters import dead_letter_headers, fitted_value
 from streams.events import DriftAlert, FeedbackEvent, RetrainRequest, encode_event
 from streams.settings import Settings
 
@@ -51,12 +51,14 @@ class KafkaOutbox:
         self.app = app
         self.settings = settings
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, headers=None) -> None:
+    async def _send(self, topic: str, key: bytes | None, value: bytes | None, headers=None) -> None:
         await self.app.producer.send(topic, key, value, None, None, headers)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
-        await self._send(self.settings.topic_dead_letters, message.key, message.value or b"",
-                         dead_letter_headers(reason, message.topic, message.partition, message.offset))
+        value, cut = fitted_value(message.value, self.settings.max_dead_letter_bytes)
+        key, _ = fitted_value(message.key, 1024)
+        headers = dead_letter_headers(reason, message.topic, message.partition, message.offset) + cut
+        await self._send(self.settings.topic_dead_letters, key, value, headers)
 
     async def feedback(self, event: FeedbackEvent) -> None:
         await self._send(self.settings.topic_feedback, event.user_id.encode(), encode_event(event))

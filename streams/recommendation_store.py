@@ -15,6 +15,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from streams import redis_keys
 from streams.events import ProductRecord
+from streams.version_fence import ONLINE_FENCE, WRITE_LISTS, write_arguments
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class RecommendationWriter:
         self.client = client
         self.ttl_seconds = ttl_seconds
         self.retry = RedisRetry(max_backoff_seconds)
+        self._write_lists = client.register_script(WRITE_LISTS)
+        self.fenced_writes = 0  # batches whose lists a newer published version refused
 
     async def write(
         self,
@@ -102,14 +105,18 @@ class RecommendationWriter:
         segments: dict[str, str] | None = None,
         prequential: dict[str, float] | None = None,
         segment_moves: dict[str, int] | None = None,
-    ) -> None:
-        commands: list[tuple] = []
-        for rec_list in lists:
-            commands.append(("set", redis_keys.recs(rec_list.user_id), encode_list(rec_list), {"ex": self.ttl_seconds}))
-        for key, rec_list in slot_lists:
-            commands.append(("set", key, encode_list(rec_list), {"ex": self.ttl_seconds}))
+        fence: str = ONLINE_FENCE,
+    ) -> bool:
+        """Write everything in one round trip; False when the lists were refused because a newer
+        model version than ``fence`` has been published (the rest is written all the same)."""
+        fenced = [(redis_keys.recs(rec_list.user_id), encode_list(rec_list), self.ttl_seconds) for rec_list in lists]
+        fenced += [(key, encode_list(rec_list), self.ttl_seconds) for key, rec_list in slot_lists]
         if popular is not None:
-            commands.append(("set", redis_keys.POPULAR, encode_list(popular), {}))
+            fenced.append((redis_keys.POPULAR, encode_list(popular), 0))
+        commands: list[tuple] = []
+        if fenced:
+            keys, args = write_arguments(fence, fenced)
+            commands.append(("fenced", keys, args, {}))
         for item_id, record in products:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
@@ -122,8 +129,14 @@ class RecommendationWriter:
         for segment, change in (segment_moves or {}).items():
             if change:
                 commands.append(("hincrby", redis_keys.SEGMENT_SIZES, segment, change, {}))
-        if commands:
-            await self._execute_with_retry(commands)
+        if not commands:
+            return True
+        results = await self._execute_with_retry(commands)
+        if fenced and results[0] == 0:
+            self.fenced_writes += 1
+            log.warning("lists of model fence %s refused: a newer model version is published", fence)
+            return False
+        return True
 
     async def read_products(self, item_ids: Iterable[str]) -> dict[str, ProductRecord]:
         """Catalog records of ``item_ids`` that Redis holds (one MGET, retried like writes)."""
@@ -138,15 +151,18 @@ class RecommendationWriter:
                     log.warning("product:%s in Redis is not a catalog record; ignored", item)
         return records
 
-    async def _execute_with_retry(self, commands: list[tuple]) -> None:
-        def attempt():
+    async def _execute_with_retry(self, commands: list[tuple]) -> list:
+        async def attempt():
             # A failed pipeline is reset by redis-py, so each attempt builds it again.
             pipe = self.client.pipeline(transaction=False)
             for name, *args, kwargs in commands:
-                getattr(pipe, name)(*args, **kwargs)
-            return pipe.execute()
+                if name == "fenced":
+                    await self._write_lists(keys=args[0], args=args[1], client=pipe)  # queued, not sent
+                else:
+                    getattr(pipe, name)(*args, **kwargs)
+            return await pipe.execute()
 
-        await self.retry(attempt)
+        return await self.retry(attempt)
 
 
 def read_recommendations(client: redis.Redis, user_id: str) -> RecommendationList | None:

@@ -15,6 +15,7 @@
 | ``stats:window`` | hash: online-metrics scope -> JSON sums of its current window (``streams.dashboard_feed``) |
 | ``stats:timeline`` | list of JSON snapshots of the stream, newest first, one per 10 s |
 | ``stats:segments`` | hash: segment name -> customers whose ``segment:{user_id}`` it is |
+| ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
 
 POPULAR = "popular:all"
@@ -23,6 +24,7 @@ PREQUENTIAL_STATS = "stats:prequential"
 WINDOW_STATS = "stats:window"
 TIMELINE = "stats:timeline"
 SEGMENT_SIZES = "stats:segments"
+MODEL_FENCE = "model:fence"
 
 
 def recs(user_id: str) -> str:

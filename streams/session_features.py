@@ -50,6 +50,8 @@ class SessionFeatures(msgspec.Struct):
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     units_purchased: int = 0
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
+    # "topic:partition" -> the last offset applied: a redelivery is known however late it comes.
+    offsets: dict[str, int] = msgspec.field(default_factory=dict)
     served: list[ServedList] = msgspec.field(default_factory=list)
     segment: str = ""
     customer: CustomerStream = msgspec.field(default_factory=CustomerStream)

@@ -111,6 +111,8 @@ class Settings:
 
     # Validation limits: events beyond them go to the dead-letter topic.
     max_event_bytes: int = 65536
+    # A dead letter keeps at most this much of the original (the rest is cut, its size and sha256 kept).
+    max_dead_letter_bytes: int = 262144
     max_future_skew_seconds: float = 300.0
     max_quantity: int = 100_000
     max_unit_price: float = 100_000.0
@@ -119,7 +121,7 @@ class Settings:
     def __post_init__(self) -> None:
         positive = (
             "topic_partitions", "worker_batch_size", "session_recent_items", "recs_count",
-            "recs_ttl_seconds", "max_event_bytes", "max_quantity", "max_order_lines",
+            "recs_ttl_seconds", "max_event_bytes", "max_dead_letter_bytes", "max_quantity", "max_order_lines",
             "session_gap_seconds", "popularity_half_life_days", "max_unit_price",
             "worker_batch_window_seconds", "redis_max_backoff_seconds", "attribution_window_seconds",
             "kafka_fetch_max_wait_ms",

@@ -1,12 +1,14 @@
 """Where an incoming event is validated: bytes in, a typed event or a reason out.
 
 Structure and types are checked by msgspec while decoding; the product's own
-rules (bounds, known event types, clock skew) are checked afterwards. Nothing
-here raises anything but :class:`InvalidEvent`, whatever the input bytes.
+rules (bounds, known event types, clock skew, duplicate keys, the Kafka key)
+are checked afterwards. Nothing here raises anything but :class:`InvalidEvent`,
+whatever the input bytes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -22,6 +24,8 @@ ID_RULE = "1-128 printable characters without spaces"
 ID_PATTERN = r"[^\s\x00-\x1f\x7f]{1,128}"
 _ID = re.compile(ID_PATTERN)
 MAX_TITLE_CHARS = 1000
+# A JSON object key: a closing quote, optional blanks, then a colon.
+_OBJECT_KEY = re.compile(rb'"\s*:')
 
 
 class InvalidEvent(ValueError):
@@ -42,21 +46,22 @@ class EventValidator:
             settings.topic_products: self._check_product,
         }
 
-    def validate(self, topic: str, raw: bytes | None, now: float | None = None) -> UserEvent | ProductRecord:
-        """Decode ``raw`` from ``topic`` and apply the contract's rules."""
+    def validate(self, topic: str, raw: bytes | None, now: float | None = None,
+                 key: bytes | None | object = ...) -> UserEvent | ProductRecord:
+        """Decode ``raw`` from ``topic`` and apply the contract's rules; with ``key``, the Kafka
+        key must be the event's own (``user_id``, or ``item_id`` for products)."""
         if topic not in self._decoders:
-            raise InvalidEvent(f"no contract for topic {topic!r}")
-        if raw is None or len(raw) == 0:
+            raise InvalidEvent(f"no contract for topic {str(topic)[:100]!r}")
+        if raw is None:
+            raise InvalidEvent("tombstone: the message has no value")
+        if len(raw) == 0:
             raise InvalidEvent("empty payload")
         if len(raw) > self.limits.max_event_bytes:
             raise InvalidEvent(f"payload of {len(raw)} bytes exceeds MAX_EVENT_BYTES={self.limits.max_event_bytes}")
-        try:
-            event = self._decoders[topic].decode(raw)
-        except msgspec.ValidationError as exc:
-            raise InvalidEvent(f"schema: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise InvalidEvent(f"malformed JSON: {exc}") from None
+        event = _decode(self._decoders[topic], raw)
         self._checks[topic](event, time.time() if now is None else now)
+        if key is not ...:
+            _check_key(key, event)
         return event
 
     def _check_click(self, event: ClickEvent, now: float) -> None:
@@ -103,8 +108,52 @@ class EventValidator:
             raise InvalidEvent(f"timestamp {ts:.0f} is {ts - now:.0f} s in the future")
 
 
+def _decode(decoder: msgspec.json.Decoder, raw: bytes):
+    try:
+        event = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"schema: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"malformed JSON: {exc}") from None
+    except (RecursionError, MemoryError, ValueError, TypeError) as exc:  # e.g. nesting deeper than the decoder goes
+        raise InvalidEvent(f"undecodable payload: {type(exc).__name__}") from None
+    _check_unique_keys(raw, event)
+    return event
+
+
+def _check_unique_keys(raw: bytes, event: msgspec.Struct) -> None:
+    """Refuse an object that names a field twice: decoders keep the last value silently.
+    Exact parsing runs only when the payload holds more keys than the event has fields set."""
+    fields = sum(value is not None for value in msgspec.structs.astuple(event))
+    fields += 3 * len(getattr(event, "lines", ()))
+    if len(_OBJECT_KEY.findall(raw)) <= fields:
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent(str(exc)[:200]) from None
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
+    seen = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise ValueError(f"duplicate key {name[:40]!r}")
+        seen.add(name)
+    return dict(pairs)
+
+
+def _check_key(key: bytes | None, event) -> None:
+    expected = (event.item_id if isinstance(event, ProductRecord) else event.user_id).encode()
+    if key != expected:
+        field = "item_id" if isinstance(event, ProductRecord) else "user_id"
+        shown = "no key" if key is None else f"key {key[:40]!r}"
+        raise InvalidEvent(f"Kafka key must be the event's {field}; got {shown}")
+
+
 def valid_id(value: str) -> bool:
-    return _ID.fullmatch(value) is not None
+    """Printable (no controls, no invisible format characters such as U+202E), no blanks, 1-128 long."""
+    return _ID.fullmatch(value) is not None and value.isprintable()
 
 
 def _check_id(name: str, value: str) -> None:

@@ -1,16 +1,38 @@
 """In-memory stand-ins for the worker's Kafka and Redis sides, for pure-logic unit tests only."""
 
+import itertools
+import json
 from dataclasses import dataclass
+
+_offsets = itertools.count()
+DERIVED = b"<derived>"
 
 
 @dataclass
 class Msg:
+    """A consumed message. By default keyed as the contract says (the event's user_id, or item_id
+    for products) and at the next offset, as a producer following the contract would leave it."""
+
     topic: str
     value: bytes
-    key: bytes = b""
+    key: bytes | None = DERIVED
     partition: int = 0
-    offset: int = 0
+    offset: int = -1
     timestamp: float = 0.0
+
+    def __post_init__(self):
+        if self.offset < 0:
+            self.offset = next(_offsets)
+        if self.key == DERIVED:
+            self.key = _contract_key(self.value)
+
+
+def _contract_key(value: bytes | None) -> bytes | None:
+    try:
+        event = json.loads(value)
+        return str(event.get("user_id", event.get("item_id"))).encode()
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class RecordingWriter:
@@ -21,7 +43,7 @@ class RecordingWriter:
         self.segment_sizes = {}
 
     async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
-                    prequential=None, segment_moves=None):
+                    prequential=None, segment_moves=None, fence="0"):
         self.lists.update({rec.user_id: rec for rec in lists})
         self.slot_lists.update(dict(slot_lists))
         for segment, change in (segment_moves or {}).items():

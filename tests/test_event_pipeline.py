@@ -199,3 +199,41 @@ def test_out_of_order_events_the_list_reflects_the_newest_and_earns_the_next_act
     shown = pipeline.writer.lists["u1"].items[0]
     asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("c2", "u1", shown, "view", NOW + 2.5)))]))
     assert [(f.item_id, f.action, f.attribution) for f in pipeline.outbox.feedbacks] == [(shown, "view", "implicit")]
+
+
+class FailsOnItem(PopularityCooccurrenceBlend):
+    """A model with a bug that only one item triggers."""
+
+    def learn_one(self, interaction):
+        if interaction.item_id == "BOOM":
+            raise KeyError("BOOM")
+        super().learn_one(interaction)
+
+
+def test_an_event_that_fails_in_processing_is_dead_lettered_and_the_batch_goes_on():
+    p = EventPipeline(SETTINGS, FailsOnItem(), RecordingWriter(), {}, RecordingOutbox(), "test-v1")
+    batch = [Msg("clicks", encode_event(ClickEvent(f"e{n}", f"u{n}", item, "view", NOW + n)))
+             for n, item in enumerate(["A", "BOOM", "B"])]
+    asyncio.run(p.handle_user_events(batch))
+    assert [(topic, reason.split(":")[0]) for topic, reason, _ in p.outbox.dead] == [("clicks", "processing failed")]
+    assert "KeyError" in p.outbox.dead[0][1] and p.outbox.dead[0][2] == batch[1].value
+    assert p.writer.counters == {"valid:clicks": 2, "dead_letter:clicks": 1}
+    assert {"u0", "u2"} <= set(p.writer.lists)
+
+
+def test_a_redelivery_is_recognised_by_its_offset_however_many_events_came_between(pipeline):
+    first = Msg("clicks", encode_event(ClickEvent("old", "u1", "A", "view", NOW)), partition=1, offset=10)
+    asyncio.run(pipeline.handle_user_events([first]))
+    later = [Msg("clicks", encode_event(ClickEvent(f"n{n}", "u1", "B", "view", NOW + n)), partition=1, offset=11 + n)
+             for n in range(300)]  # more than any window of event ids
+    asyncio.run(pipeline.handle_user_events(later))
+    before = dict(pipeline.writer.counters)
+    asyncio.run(pipeline.handle_user_events([Msg("clicks", first.value, partition=1, offset=10)]))
+    assert pipeline.writer.counters["duplicate:clicks"] == before.get("duplicate:clicks", 0) + 1
+    assert pipeline.writer.counters["valid:clicks"] == before["valid:clicks"]
+
+
+def test_a_key_other_than_the_user_id_is_dead_lettered(pipeline):
+    asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("k1", "u1", "A", "view", NOW)),
+                                                 key=b"someone-else")]))
+    assert pipeline.outbox.dead[-1][1] == "Kafka key must be the event's user_id; got key b'someone-else'"

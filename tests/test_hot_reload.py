@@ -1,6 +1,8 @@
 """Train on simulated history, publish, and watch a running worker switch versions."""
 
+import threading
 import time
+from collections import Counter
 
 import pytest
 from kafka import KafkaProducer
@@ -41,6 +43,29 @@ def wait_for_version(settings, client, user, item, version, timeout=60.0):
     raise AssertionError(f"no list of {version} for {user}; last seen {listing}")
 
 
+def keep_clicking(settings, shoppers, item, stop):
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    n = 0
+    while not stop.is_set():
+        for shopper in shoppers:
+            n += 1
+            event = ClickEvent(f"fence-{n}", shopper, item, "view", time.time())
+            producer.send(settings.topic_clicks, key=shopper.encode(), value=encode_event(event))
+        producer.flush()
+        time.sleep(0.05)
+    producer.close()
+
+
+def keep_reading(client, seen, reads, stop):
+    """Each shopper's list versions in the order a storefront would have read them."""
+    while not stop.is_set():
+        for shopper, versions in seen.items():
+            listing = read_recommendations(client, shopper)
+            reads["lists"] += 1
+            if listing is not None and (not versions or versions[-1] != listing.model_version):
+                versions.append(listing.model_version)
+
+
 def test_published_version_reaches_redis_and_a_running_worker_switches(stack_settings, redis_client, tmp_path):
     settings = stack_settings.replace(artifact_dir=str(tmp_path / "artifacts"))
     ensure_topics(settings)
@@ -58,10 +83,27 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
 
         wait_for_version(settings, redis_client, user, item, first)
 
-        second = train_and_publish(settings, history.iloc[:-50], None, "simulator", publish=True, step=lambda m: None).version
-        assert second != first
-        served = wait_for_version(settings, redis_client, user, item, second, timeout=30)
-        assert served.rec_id and served.items
+        # Shoppers keep clicking while the next version is published, and readers poll their lists.
+        shoppers = list(history["user_id"].unique()[:40])
+        seen, reads, stop = {shopper: [] for shopper in shoppers}, Counter(), threading.Event()
+        threads = [threading.Thread(target=keep_clicking, args=(settings, shoppers, item, stop)),
+                   threading.Thread(target=keep_reading, args=(redis_client, seen, reads, stop))]
+        for thread in threads:
+            thread.start()
+        try:
+            second = train_and_publish(settings, history.iloc[:-50], None, "simulator", publish=True,
+                                       step=lambda m: None).version
+            served = wait_for_version(settings, redis_client, user, item, second, timeout=30)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+        assert second > first and served.rec_id and served.items
+        assert reads["lists"] > 1000
+        went_back = {shopper: versions for shopper, versions in seen.items()
+                     if any(later < earlier for earlier, later in zip(versions, versions[1:]))}
+        assert went_back == {}, "a reader saw an older version after a newer one"
+        assert any(second in versions for versions in seen.values())
     finally:
         worker.terminate()
         worker.wait(timeout=20)

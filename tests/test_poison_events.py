@@ -7,6 +7,7 @@ between them must still be processed.
 """
 
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -162,3 +163,80 @@ def test_poison_lands_in_dead_letters_and_the_valid_events_between_are_processed
     for record in dead:
         headers = read_headers(record.headers)
         assert headers[REASON] and headers[SOURCE_TOPIC] in topics.values()
+
+
+def _corpus(settings, run: str) -> list[tuple[str, bytes | None, bytes | None, str]]:
+    """(topic, key, value, expected reason) for every message a probe of a running worker used to
+    stop it with."""
+    user = f"corpus-{run}"
+    click = {"event_id": f"c-{run}", "user_id": user, "item_id": "85123A", "type": "view", "ts": time.time()}
+
+    def raw(**extra) -> bytes:
+        return json.dumps({**click, **extra}).encode()
+
+    key = user.encode()
+    return [
+        (settings.topic_clicks, key, raw(pad="x" * (1 << 20)), "exceeds MAX_EVENT_BYTES"),
+        (settings.topic_clicks, key, raw(pad="x" * (5 << 20)), "exceeds MAX_EVENT_BYTES"),
+        (settings.topic_clicks, key, raw()[:-1] + b', "deep": ' + b"[" * 1000 + b"]" * 1000 + b"}", "undecodable"),
+        (settings.topic_clicks, b"someone-else", raw(), "Kafka key must be the event's user_id"),
+        (settings.topic_clicks, key, raw(user_id=user + "\u202e"), "user_id must be"),
+        (settings.topic_clicks, key, raw()[:-1] + b', "user_id": "' + key + b'"}', "duplicate key 'user_id'"),
+        (settings.topic_clicks, key, None, "tombstone"),
+        (settings.topic_purchases, None, b"{}", "schema"),
+        (settings.topic_products, b"85123A", None, "tombstone"),
+        (settings.topic_online_metrics, None, b"{}", "needs its scope"),
+        (settings.topic_online_metrics, b"scope", b"[" * 1000 + b"]" * 1000, "not an online summary"),
+    ]
+
+
+@pytest.mark.integration
+def test_a_corpus_of_worker_stoppers_is_dead_lettered_once_each_and_the_worker_goes_on(poison_worker,
+                                                                                     redis_client_module):
+    settings, worker = poison_worker
+    pid, run = worker.pid, uuid.uuid4().hex[:8]
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=8 << 20)
+    sent, valid_users = {}, []
+    for n, (topic, key, value, reason) in enumerate(_corpus(settings, run)):
+        record = producer.send(topic, key=key, value=value).get(timeout=30)
+        sent[(topic, record.partition, record.offset)] = reason
+        valid = ClickEvent(f"{run}-{n}", f"fine-{run}-{n}", "85123A", "view", time.time())
+        producer.send(settings.topic_clicks, key=valid.user_id.encode(), value=encode_event(valid))
+        valid_users.append(valid.user_id)
+    # Internal topics: a tombstone and a version that cannot be served on model-updates.
+    from streams.model_artifacts import ArtifactStore
+    ArtifactStore(settings.artifact_dir).write(f"broken-{run}", {"popular.json": b"{}"}, {})
+    producer.send(settings.topic_model_updates, key=b"model", value=None)
+    producer.send(settings.topic_model_updates, key=b"model", value=json.dumps({"model_version": f"broken-{run}"}).encode())
+    after = ClickEvent(f"{run}-after", f"fine-{run}-after", "85123A", "view", time.time())
+    producer.send(settings.topic_clicks, key=after.user_id.encode(), value=encode_event(after))
+    valid_users.append(after.user_id)
+    producer.flush()
+    producer.close()
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, "the worker stopped"
+        if all(redis_client_module.exists(f"recs:{user}") for user in valid_users):
+            break
+        time.sleep(0.3)
+    assert [user for user in valid_users if not redis_client_module.exists(f"recs:{user}")] == []
+
+    consumer = KafkaConsumer(settings.topic_dead_letters, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000, group_id=None,
+                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=16 << 20)
+    found = Counter()
+    deadline = time.monotonic() + 30
+    while set(found) != set(sent) and time.monotonic() < deadline:
+        for record in consumer:
+            headers = read_headers(record.headers)
+            source = (headers[SOURCE_TOPIC], int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
+            if source in sent:
+                found[source] += 1
+                assert re.search(sent[source], headers[REASON]), (sent[source], headers[REASON])
+                assert record.value is None or len(record.value) <= settings.max_dead_letter_bytes
+                if headers.get("dlq.truncated"):
+                    assert int(headers["dlq.original.bytes"]) > settings.max_dead_letter_bytes
+    consumer.close()
+    assert found == Counter(dict.fromkeys(sent, 1)), "every bad message dead-lettered exactly once"
+    assert worker.poll() is None and worker.pid == pid

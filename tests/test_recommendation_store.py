@@ -10,18 +10,37 @@ import redis.asyncio as aioredis
 from streams import redis_keys
 from streams.local_stack import redis_command, start_server, stop_pid, free_port
 from streams.recommendation_store import RecommendationWriter, build_list, read_event_stats, read_recommendations
+from streams.version_fence import RAISE, fence_of
 
 pytestmark = pytest.mark.integration
 
 
-def write(url, **kwargs):
+def write(url, **kwargs) -> bool:
     async def go():
         client = aioredis.Redis.from_url(url)
         try:
-            await RecommendationWriter(client, ttl_seconds=60, max_backoff_seconds=0.5).write(**kwargs)
+            return await RecommendationWriter(client, ttl_seconds=60, max_backoff_seconds=0.5).write(**kwargs)
         finally:
             await client.aclose()
-    asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_lists_of_an_older_model_version_never_replace_a_newer_ones(redis_server, redis_client):
+    older, newer = "20261101T000000Z-aaaa", "20261201T000000Z-bbbb"
+    assert write(redis_server.url, lists=[build_list("f1", [("O", 1.0)], older)], fence=fence_of(older))
+    redis_client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence_of(newer))  # what publishing does first
+    assert write(redis_server.url, lists=[build_list("f1", [("N", 1.0)], newer)], fence=fence_of(newer))
+    for version in (older, "online-popularity-cooccurrence-1"):
+        refused = write(redis_server.url, lists=[build_list("f1", [("X", 1.0)], version)],
+                        slot_lists=[(redis_keys.discover("f1"), build_list("f1", [("X", 1.0)], version))],
+                        popular=build_list("", [("X", 1.0)], version), counters={"valid:fenced": 1},
+                        fence=fence_of(version))
+        assert refused is False
+    assert read_recommendations(redis_client, "f1").model_version == newer
+    assert redis_client.get(redis_keys.discover("f1")) is None and redis_client.get(redis_keys.POPULAR) is None
+    assert read_event_stats(redis_client)["valid:fenced"] == 2  # what is not a list is still written
+    # A fence never goes down: publishing the older version again leaves the newer one in force.
+    assert redis_client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence_of(older)).decode() == fence_of(newer)
 
 
 def test_lists_are_read_back_with_ttl_and_fallback(redis_server, redis_client):

@@ -106,3 +106,34 @@ def test_arbitrary_bytes_never_raise_anything_but_invalid_event(raw, topic):
         validator.validate(topic, raw, now=time.time())
     except InvalidEvent as exc:
         assert str(exc)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b'{"pad": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "undecodable|malformed|exceeds"),
+    (click()[:-1] + b', "deep": ' + b"[" * 1000 + b"]" * 1000 + b"}", "undecodable|malformed"),
+    (click(user_id="u\u202e1"), "user_id must be"),
+    (click(item_id="a\u200bb"), "item_id must be"),
+    (b'{"event_id": "e1", "user_id": "u1", "user_id": "u2", "item_id": "A", "type": "view", "ts": 1699999990}',
+     "duplicate key 'user_id'"),
+    (b'{"event_id":"e1","user_id":"u1","item_id":"A","type":"view","ts":1699999990,"type" : "view"}',
+     "duplicate key 'type'"),
+    (None, "tombstone"),
+])
+def test_nesting_invisible_characters_duplicate_keys_and_tombstones_are_refused(raw, expected):
+    with pytest.raises(InvalidEvent, match=expected):
+        EventValidator(Settings(max_event_bytes=1 << 20)).validate("clicks", raw, now=NOW)
+
+
+def test_the_kafka_key_must_be_the_events_own():
+    assert validator.validate("clicks", click(), now=NOW, key=b"u1").user_id == "u1"
+    assert validator.validate("products", json.dumps({"item_id": "A", "title": "t"}).encode(), key=b"A").item_id == "A"
+    for key, shown in ((b"u2", "key b'u2'"), (None, "no key")):
+        with pytest.raises(InvalidEvent, match=f"must be the event's user_id; got {shown}"):
+            validator.validate("clicks", click(), now=NOW, key=key)
+    with pytest.raises(InvalidEvent, match="must be the event's item_id"):
+        validator.validate("products", json.dumps({"item_id": "A", "title": "t"}).encode(), key=b"u1")
+
+
+def test_optional_fields_sent_as_null_and_unknown_fields_are_not_duplicates():
+    raw = b'{"event_id":"e1","user_id":"u1","item_id":"A","type":"view","ts":1699999990,"session_id":null,"x":{"y":1}}'
+    assert validator.validate("clicks", raw, now=NOW).session_id is None
