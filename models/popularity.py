@@ -142,7 +142,7 @@ class RankedVectorBlock(ScoreBlock):
         take = min(n + extra, self.vectors.shape[1])
         best = np.argsort(-self.vectors, axis=1, kind="stable")[:, :take]
         items = best[self.group_of_row]
-        scores = np.take_along_axis(self.vectors[self.group_of_row], items, axis=1).astype(np.float32)
+        scores = self.vectors[self.group_of_row[:, None], items].astype(np.float32)
         usable = scores > 0
         if extra:
             rows = np.repeat(np.arange(len(items)), take)

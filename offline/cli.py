@@ -13,9 +13,11 @@ from typing import Optional
 
 import redis
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from offline.history import load_history
 from offline.retail_history import HistoryError
@@ -28,7 +30,8 @@ app = typer.Typer(help="Event-driven streaming recommender for e-commerce.", no_
                   add_completion=False, pretty_exceptions_enable=False)
 stack_app = typer.Typer(help="The local stack: Tansu (Kafka API) and Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-console = Console()
+# Product titles, ids and paths are printed as they are: no markup, so "[/x]" in data cannot break output.
+console = Console(markup=False)
 
 SOURCE_HELP = ("auto (real data if present, else simulator), retail, simulator, or archive (the worker's "
                "ARCHIVE_DIR); ignored with --interactions.")
@@ -75,7 +78,7 @@ def stack_status() -> None:
         return
     table = Table("service", "url", "pid", "state")
     for service, healthy in rows:
-        table.add_row(service.name, service.url, str(service.pid or "external"), "up" if healthy else "DOWN")
+        table.add_row(service.name, redact_url(service.url), str(service.pid or "external"), "up" if healthy else "DOWN")
     console.print(table)
 
 
@@ -111,10 +114,21 @@ def replay(
     """Publish purchase history to Kafka as the platform would: catalog, derived clicks, purchases."""
     if source not in ("auto", "retail", "simulator"):
         raise typer.BadParameter("must be auto, retail or simulator", param_hint="--source")
+    if start is not None:
+        _check_date(start, "--start")
     conf = settings()
     stats, _ = publish_history(conf, source, limit, start, speed, download)
     console.print(f"published {sum(stats.sent.values()):,} events for {len(stats.users):,} users "
                   f"in {stats.seconds:.1f} s: " + ", ".join(f"{t}={n:,}" for t, n in stats.sent.items()))
+
+
+def _check_date(value: str, option: str):
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
 
 
 def publish_history(conf: Settings, source: str, limit=None, start=None, speed=0.0, download=None):
@@ -198,7 +212,7 @@ def training_history(source: str, interactions: Optional[Path], items: Optional[
 
 def step_printer():
     started = time.monotonic()
-    return lambda message: console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}")
+    return lambda message: console.print(Text.assemble((f"{time.monotonic() - started:6.1f}s", "dim"), f" {message}"))
 
 
 @app.command()
@@ -259,10 +273,7 @@ def evaluate(
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
-    try:
-        cut_ts = pd.Timestamp(cut) if cut else None
-    except ValueError:
-        raise typer.BadParameter(f"{cut!r} is not a date", param_hint="--cut") from None
+    cut_ts = _check_date(cut, "--cut") if cut else None
     history, item_table, origin = training_history(source, interactions, items, None if download is None else download)
     report = evaluate_all(history, item_table, cut_ts, progress=step_printer(), protocol=protocol)
     paths = write_evaluation(report, origin, settings().report_dir)
@@ -283,7 +294,7 @@ def eda(
     report = EdaReport(history, Path(settings().report_dir) / "eda", origin)
     path = report.build()
     for chart in report.charts:
-        console.print(f"[bold]{chart.title}[/bold]: {chart.finding}")
+        console.print(Text.assemble((chart.title, "bold"), f": {chart.finding}"))
     console.print(f"written: {path}")
 
 
@@ -365,12 +376,23 @@ def online_segments(
     console.print(f"chosen for the worker: {report['chosen']}; written: {Path(settings().report_dir) / 'segments'}")
 
 
+def _error(message: str) -> None:
+    Console(stderr=True, markup=False, soft_wrap=True).print(Text.assemble(("error:", "red"), f" {message}"), highlight=False)
+
+
 def main() -> None:
+    """Every bad input or unreachable server is one ``error:`` line and exit status 2."""
     try:
-        app()
-    except (SettingsError, StackError, HistoryError, ArtifactError, ConnectionError, redis.ConnectionError) as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(1)
+    except TyperException as exc:  # bad arguments or options
+        _error(str(getattr(exc, "format_message", exc.__str__)()).replace("\n", " "))
         sys.exit(2)
+    except (SettingsError, StackError, HistoryError, ArtifactError, ConnectionError, redis.ConnectionError) as exc:
+        _error(str(exc))
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

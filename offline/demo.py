@@ -19,6 +19,7 @@ from offline.private_stack import private_stack, wait_until_processed
 from offline.replay import event_topics
 from streams.connections import kafka_options, redis_client
 from streams.dead_letters import REASON, SOURCE_TOPIC, read_headers
+from streams.settings import redact_url
 from streams.recommendation_store import read_event_stats, read_recommendations
 from streams.settings import Settings
 
@@ -38,19 +39,19 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
     started = time.monotonic()
     with private_stack("demo") as stack:
         settings = stack.settings
-        console.print(f"[bold]stack[/bold]: Tansu at {settings.kafka_bootstrap_servers}, Redis at {settings.redis_url}")
+        console.print(f"stack: Tansu at {settings.kafka_bootstrap_servers}, Redis at {redact_url(settings.redis_url)}")
         worker = stack.start_worker()
-        console.print(f"[bold]worker[/bold]: pid {worker.pid}, log {stack.workdir / 'worker.log'}")
+        console.print(f"worker: pid {worker.pid}, log {stack.workdir / 'worker.log'}")
 
         stats, orders = publish_history(settings, "auto", limit=n_orders)
         sent = sum(stats.sent.values())
-        console.print(f"[bold]replay[/bold]: {sent:,} events ({stats.orders:,} orders, {len(stats.users):,} customers) "
+        console.print(f"replay: {sent:,} events ({stats.orders:,} orders, {len(stats.users):,} customers) "
                       f"in {stats.seconds:.1f} s")
         send_bad_events(settings)
         client = redis_client(settings)
         seen = wait_until_processed(client, sent + len(BAD_EVENTS), worker, timeout=120)
         counters = read_event_stats(client)
-        console.print(f"[bold]worker[/bold]: accounted for {seen:,} of {sent + len(BAD_EVENTS):,} events: "
+        console.print(f"worker: accounted for {seen:,} of {sent + len(BAD_EVENTS):,} events: "
                       + ", ".join(f"{k}={v:,}" for k, v in sorted(counters.items())))
         show_dead_letters(settings, console)
         show_customers(client, orders, n_customers, console)

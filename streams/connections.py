@@ -12,6 +12,8 @@ import ssl
 import faust
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from streams.settings import Settings
 
@@ -77,7 +79,11 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def async_redis_client(settings: Settings, max_connections: int = 64) -> aioredis.Redis:
-    """A client whose pool makes a burst wait for a free connection instead of failing."""
+    """A client whose pool makes a burst wait for a free connection instead of failing, and
+    which retries a command once on a fresh connection when a pooled one was dropped (after a
+    Redis restart every pooled connection is stale)."""
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections, timeout=5,
+                                                    retry=Retry(NoBackoff(), 1),
+                                                    retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                                                     **_redis_options(settings))
     return aioredis.Redis(connection_pool=pool)

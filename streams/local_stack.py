@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 
+from streams.settings import redact_url
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -153,8 +155,12 @@ class LocalStack:
         return {name: ServiceRecord(**record) for name, record in raw.items()}
 
     def _save(self, services: Mapping[str, ServiceRecord]) -> None:
+        """Only the owner may read the file: an adopted Redis URL may carry its password."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps({n: asdict(s) for n, s in services.items()}, indent=2))
+        descriptor = os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file left by an earlier version may have been readable
+        with os.fdopen(descriptor, "w") as state:
+            state.write(json.dumps({n: asdict(s) for n, s in services.items()}, indent=2))
 
     def up(self, environ: Mapping[str, str] | None = None) -> dict[str, ServiceRecord]:
         """Reuse what runs, adopt reachable servers named in the environment, start the rest."""
@@ -171,14 +177,15 @@ class LocalStack:
 
     def _bring_up(self, name: str, configured: str | None) -> ServiceRecord:
         if configured:
+            shown = redact_url(configured)
             try:
                 host, port = _address(name, configured)
             except ValueError:
-                raise StackError(f"{self.ENV[name]}={configured!r} is not a host:port address") from None
+                raise StackError(f"{self.ENV[name]}={shown!r} is not a host:port address") from None
             if is_listening(host, port):
                 return ServiceRecord(name=name, url=configured, port=port)
             if host not in (LOOPBACK, "localhost"):
-                raise StackError(f"{self.ENV[name]}={configured} is not reachable and is not on loopback")
+                raise StackError(f"{self.ENV[name]}={shown} is not reachable and is not on loopback")
         else:
             port = free_port()
         return start_server(name, self.COMMANDS[name](port), port, self.state_dir / f"{name}.log")

@@ -14,18 +14,20 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(settings: Settings, timeout_seconds: float = 30.0) -> list[str]:
+def ensure_topics(settings: Settings, timeout_seconds: float = 10.0) -> list[str]:
     """Create any missing contract topic; return the names it created."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
+            remaining_ms = max(int((deadline - time.monotonic()) * 1000), 500)
             admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", request_timeout_ms=10_000,
-                                     **kafka_options(settings))
+                                     bootstrap_timeout_ms=min(remaining_ms, 5_000), **kafka_options(settings))
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
                 raise ConnectionError(
-                    f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc}"
+                    f"Kafka at {settings.kafka_bootstrap_servers} did not answer within {timeout_seconds:.0f} s "
+                    f"({type(exc).__name__}); is it running? `recsys stack up` starts a local one"
                 ) from None
             time.sleep(0.5)
     try:

@@ -1,13 +1,15 @@
 """The storefront API against real Redis and a real broker: reads, input checks, errors, health, limits."""
 
 import json
+from collections import Counter
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from streams import redis_keys
 from streams.api.app import create_api
-from streams.local_stack import free_port
+from streams.local_stack import free_port, redis_command, start_server, stop_pid
 from streams.recommendation_store import build_list, encode_list
 
 pytestmark = pytest.mark.integration
@@ -132,6 +134,7 @@ def test_dashboard_page_its_charting_library_and_reports(api, tmp_path):
     assert "Plotly.react" in api.get("/").text
     js = api.get("/static/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000
+    assert api.get("/reports/x").status_code == 404  # before any report folder exists
     reports = tmp_path / "reports" / "eda"
     reports.mkdir(parents=True)
     (reports / "eda.html").write_text("<h1>EDA</h1>")
@@ -142,3 +145,27 @@ def test_dashboard_page_its_charting_library_and_reports(api, tmp_path):
     data = api.get("/dashboard/data").json()
     assert data["reports"] == [{"href": "/reports/eda/eda.html", "title": "Exploratory data analysis"}]
     assert data["evaluation"] is None and data["window"]["scopes"] == []
+
+
+def test_a_redis_restart_costs_no_request_and_an_outage_is_a_503(stack_settings, tmp_path):
+    port = free_port()
+    own = start_server("redis", redis_command(port), port, tmp_path / "redis.log")
+    settings = stack_settings.replace(redis_url=own.url, report_dir=str(tmp_path / "reports"))
+    writer = redis.Redis.from_url(own.url)
+    try:
+        with TestClient(create_api(settings)) as client:
+            store_list(writer, "", ["P1", "P2"])
+            assert all(client.get(f"/recs/u{n}").status_code == 200 for n in range(20))  # fills the pool
+            stop_pid(own.pid)
+            down = client.get("/recs/u1")
+            assert down.status_code == 503 and down.json() == {"error": "the recommendation store is unavailable; "
+                                                                        "retry shortly"}
+            assert client.get("/health").status_code == 503
+            own = start_server("redis", redis_command(port), port, tmp_path / "redis.log")
+            store_list(writer, "", ["P1", "P2"])
+            answers = Counter(client.get(f"/recs/u{n}").status_code for n in range(600))
+            assert answers == Counter({200: 600})
+            assert client.get("/health").json()["redis"]["ok"]
+    finally:
+        writer.close()
+        stop_pid(own.pid)

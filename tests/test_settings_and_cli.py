@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -74,6 +75,33 @@ def test_bad_arguments_and_settings_get_one_line_errors(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_bad_dates_and_unknown_commands_are_one_line_errors_with_status_2(tmp_path):
+    for args, message in ((("replay", "--start", "2011-13-45"), "'2011-13-45' is not a date"),
+                          (("evaluate", "--cut", "soon"), "'soon' is not a date"), (("nosuch",), "No such command")):
+        result = recsys(*args, tmp_path=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+def test_an_unreachable_broker_is_reported_within_seconds(tmp_path):
+    started = time.monotonic()
+    result = recsys("replay", "--source", "simulator", "--limit", "5", env={"KAFKA_BOOTSTRAP_SERVERS": "nonsense"},
+                    tmp_path=tmp_path)
+    assert result.returncode == 2 and "Kafka at nonsense did not answer within 10 s" in result.stderr
+    assert time.monotonic() - started < 40  # loading the simulated history comes first
+
+
+@pytest.mark.integration
+def test_stack_status_redacts_the_redis_password_and_its_record_is_private(tmp_path, kafka_server, redis_server):
+    from streams.local_stack import LocalStack
+
+    url = redis_server.url.replace("redis://", "redis://:pw-s3cret@")
+    LocalStack(tmp_path).up(environ={"REDIS_URL": url, "KAFKA_BOOTSTRAP_SERVERS": kafka_server.url})  # adopted
+    assert (tmp_path / "stack.json").stat().st_mode & 0o077 == 0
+    result = recsys("stack", "status", tmp_path=tmp_path)
+    assert result.returncode == 0 and "redis://:***@" in result.stdout and "pw-s3cret" not in result.stdout
+
+
 def test_stack_status_without_a_stack_says_so(tmp_path):
     result = recsys("stack", "status", tmp_path=tmp_path)
     assert result.returncode == 0 and "no local stack recorded" in result.stdout
@@ -89,6 +117,11 @@ def test_recs_command_reads_the_stored_list(tmp_path, redis_server, redis_client
     assert "WHITE HANGING HEART" in result.stdout and "v7" in result.stdout
     result = recsys("recs", "nobody", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
     assert result.returncode == 1 and "no recommendations" in result.stdout
+    # Data that looks like console markup is printed as it is.
+    redis_client.set("recs:[/x]", encode_list(build_list("[/x]", [("ODD", 0.5)], "v7")))
+    redis_client.set("product:ODD", b'{"item_id":"ODD","title":"LAMP [/evil] [bold]"}')
+    result = recsys("recs", "[/x]", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
+    assert result.returncode == 0 and "LAMP [/evil] [bold]" in result.stdout, result.stderr
 
 
 def test_every_setting_is_documented_in_the_readme():

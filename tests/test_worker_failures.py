@@ -8,7 +8,7 @@ from kafka import KafkaProducer
 
 from streams import redis_keys
 from streams.events import ClickEvent, encode_event
-from streams.local_stack import stop_pid
+from streams.local_stack import free_port, stop_pid
 from streams.recommendation_store import read_event_stats, read_recommendations
 from streams.topic_admin import ensure_topics
 from streams.app import EXIT_AGENT_FAILED
@@ -57,3 +57,25 @@ def test_a_failing_agent_stops_the_worker_and_a_restart_processes_the_batch(stac
         restarted.terminate()
         restarted.wait(timeout=20)
         stop_pid(restarted.pid)
+
+
+@pytest.mark.parametrize("missing", ["redis", "kafka"])
+def test_a_worker_started_without_redis_or_kafka_says_it_waits_and_stops_on_sigterm(stack_settings, tmp_path, missing):
+    ensure_topics(stack_settings)
+    dead = free_port()
+    settings = stack_settings.replace(**({"redis_url": f"redis://:s3cret@127.0.0.1:{dead}/0"} if missing == "redis"
+                                         else {"kafka_bootstrap_servers": f"127.0.0.1:{dead}"}))
+    log_path = tmp_path / "worker.log"
+    worker = spawn_worker(settings, log_path)
+    try:
+        deadline = time.monotonic() + 15
+        while "still retrying" not in log_path.read_text() and time.monotonic() < deadline:
+            assert worker.poll() is None, log_path.read_text()[-2000:]
+            time.sleep(0.2)
+        text = log_path.read_text()
+        assert f"127.0.0.1:{dead}" in text and "still retrying" in text
+        assert "s3cret" not in text and "Ready" not in text
+        worker.terminate()
+        assert wait_for_exit(worker, 10) is not None, "SIGTERM did not stop a waiting worker"
+    finally:
+        stop_pid(worker.pid)

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from streams import redis_keys
@@ -78,6 +79,18 @@ class Error(BaseModel):
 ERRORS = {404: {"model": Error}, 422: {"model": Error}}
 
 
+class Reports(StaticFiles):
+    """The trainer's report folder, which may not exist until a first `recsys train` or `report`."""
+
+    async def check_config(self) -> None:
+        """Checked on each request instead (``get_response``): the folder may appear later."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        if not Path(self.directory).is_dir():
+            raise HTTPException(404)
+        return await super().get_response(path, scope)
+
+
 def json_bytes(payload: bytes) -> Response:
     return Response(payload, media_type="application/json")
 
@@ -113,6 +126,13 @@ def create_api(settings: Settings) -> FastAPI:
             rule = f"must be {ID_RULE}" if problem["type"] == "string_pattern_mismatch" else problem["msg"]
             problems.append(f"{name}: {rule}")
         return error(422, "; ".join(problems))
+
+    @api.exception_handler(RedisConnectionError)
+    @api.exception_handler(RedisTimeoutError)
+    async def store_unavailable(request: Request, exc: Exception):
+        # A dropped connection was already retried once (see async_redis_client): Redis is down.
+        return JSONResponse({"error": "the recommendation store is unavailable; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -201,5 +221,5 @@ def create_api(settings: Settings) -> FastAPI:
         return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     # The trainer's reports (EDA, evaluation, segment plots); StaticFiles refuses paths outside the folder.
-    api.mount("/reports", StaticFiles(directory=settings.report_dir, check_dir=False), name="reports")
+    api.mount("/reports", Reports(directory=settings.report_dir, check_dir=False), name="reports")
     return api
