@@ -230,6 +230,12 @@ class BatchRecommender(ABC):
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         """Scores of the users at ``user_rows`` (indices into ``data.user_ids``)."""
 
+    def refuses(self, data) -> str | None:
+        """Why this model cannot be fitted on ``data`` (a size limit, say), known before any
+        work; None when it can. Lets a trainer that chooses on a sample skip what the whole
+        history could not fit."""
+        return None
+
     def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Scored:
         data = self.data
         if user_id not in data.user_index:

@@ -66,7 +66,7 @@ class CustomerSegmentation:
     (2, True)
     """
 
-    def __init__(self, k_range=range(3, 9), sample: int = 3000, seed: int = 0, fit_sample: int = 50_000):
+    def __init__(self, k_range=range(3, 9), sample: int = 3000, seed: int = 0, fit_sample: int = 20_000):
         self.k_range = k_range
         self.sample = sample
         self.fit_sample = fit_sample

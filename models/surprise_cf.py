@@ -90,12 +90,16 @@ class SurpriseSVD(BatchRecommender):
         self.seed = seed
         self.max_pairs = max_pairs
 
+    def refuses(self, data: Interactions) -> str | None:
+        pairs = len(data.pairs)
+        return f"{pairs:,} customer-item pairs, over its limit of {self.max_pairs:,}" if pairs > self.max_pairs else None
+
     def fit(self, data: Interactions) -> "SurpriseSVD":
         self.data = data
         rng = np.random.default_rng(self.seed)
+        if (reason := self.refuses(data)) is not None:
+            raise CannotFit(reason)
         pairs = data.pairs
-        if len(pairs) > self.max_pairs:
-            raise CannotFit(f"{len(pairs):,} customer-item pairs, over its limit of {self.max_pairs:,}")
         rows, cols = pairs["row"].to_numpy(), pairs["col"].to_numpy()
         popularity = np.asarray(data.bought.sum(axis=0)).ravel() ** 0.75
         n_neg = int(len(rows) * self.negatives_per_positive)

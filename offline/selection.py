@@ -18,8 +18,9 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from models.base import BatchRecommender, SparseBlock
+from models.base import BatchRecommender, CannotFit, SparseBlock
 from models.hybrid import VIEWS, Candidates, candidates, fit_ranker, labelled
+from models.interactions import Interactions
 from offline.components import COMPONENTS
 from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
 
@@ -49,15 +50,17 @@ class Selection:
 
 
 def select_components(split: HoldoutSplit, selection: Selection, progress: Progress,
-                      history_lines: int) -> dict[str, BatchRecommender]:
-    """Each component at its best grid point for a history of ``history_lines``, fitted on
-    ``split.train``; records scores and drops."""
+                      history: Interactions) -> dict[str, BatchRecommender]:
+    """Each component at its best grid point for ``history`` (the whole history, of which the
+    split may be a sample), fitted on ``split.train``; records scores and drops."""
     fitted: dict[str, BatchRecommender] = {}
     for spec in COMPONENTS:
         best = None
-        for params in spec.grid_for(history_lines):
+        for params in spec.grid_for(len(history.events)):
             started = time.monotonic()
             try:
+                if (reason := spec.build(params).refuses(history)) is not None:
+                    raise CannotFit(reason)
                 model = spec.build(params).fit(split.train)
             except Exception as exc:  # a component's failure is its own: the others go on
                 reason = f"{type(exc).__name__}: {exc}"

@@ -84,7 +84,7 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
                          "the history is too short to train on")
     selection = Selection(chosen.name, chosen.reason, len(split.test_users))
     progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
-    fitted = select_components(split, selection, progress, len(data.events))
+    fitted = select_components(split, selection, progress, data)
     clock("components")
     try:
         earlier = _earlier_split(split, chosen.name, selection) if len(data.events) <= LARGE_HISTORY else []

@@ -69,10 +69,20 @@ class TouchedCustomer:
     offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> last offset applied
 
 
-@dataclass
-class UserBatch:
-    """What one batch of user events accumulates before it is written."""
+def source_of(message: Message) -> str:
+    return f"{message.topic}:{message.partition}"
 
+
+@dataclass
+class BatchState:
+    """What one batch accumulates before it is written.
+
+    ``counted`` holds, per topic partition, the last offset whose effects (counters, feedback,
+    dead letters) Redis already has: a batch redelivered after a crash folds what the session
+    features lack, but its effects go to a scratch batch that is never written."""
+
+    counted: dict[str, int] = field(default_factory=dict)
+    scratch: bool = False
     counters: Counter = field(default_factory=Counter)
     summaries: BatchSummaries = field(default_factory=BatchSummaries)
     touched: dict[str, TouchedCustomer] = field(default_factory=dict)
@@ -82,6 +92,21 @@ class UserBatch:
     prequential: Counter = field(default_factory=Counter)
     segments: dict[str, str] = field(default_factory=dict)
     segment_moves: Counter = field(default_factory=Counter)
+
+    def effects_of(self, message: Message) -> "BatchState":
+        """Where ``message``'s effects go: this batch, or for one already counted, a scratch batch."""
+        if message.offset > self.counted.get(source_of(message), -1):
+            return self
+        return BatchState(scratch=True)
+
+    def offsets_of(self, messages: Sequence[Message]) -> dict[str, int]:
+        """The last offset of each topic partition counted once the batch is written. Never lower
+        than what was counted before: a partition read again from the start stays counted."""
+        last: dict[str, int] = {}
+        for message in messages:
+            source = source_of(message)
+            last[source] = max(message.offset, last.get(source, self.counted.get(source, -1)))
+        return last
 
     def touch(self, user_id: str, features: SessionFeatures, ts: float, kafka_ts: float,
               offset: tuple[str, int] | None = None) -> None:
@@ -137,10 +162,10 @@ class EventPipeline:
         self.hit_rate_monitor.reset()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
-        batch = UserBatch()
+        batch = BatchState(counted=await self.writer.counted_offsets(self.settings.app_id, map(source_of, messages)))
         valid = []
         for message in messages:
-            event = await self._validate(message, batch.counters)
+            event = await self._validate(message, batch.effects_of(message))
             if event is not None:
                 valid.append((message, event))
         # Clicks and purchases arrive on different topics, so a batch may hold an order
@@ -152,12 +177,14 @@ class EventPipeline:
                 self._fold(message, event, batch)
             except Exception as exc:  # one event's failure is that event's: the batch goes on
                 log.exception("event at %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", batch.counters)
+                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}",
+                                   batch.effects_of(message))
         lists, slot_lists = self._rank(batch)
         batch.segment_moves.pop("", None)
         await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(),
                                 counters=batch.counters, segments=batch.segments, prequential=batch.prequential,
-                                segment_moves=batch.segment_moves, fence=self.fence)
+                                segment_moves=batch.segment_moves, fence=self.fence,
+                                offsets=(self.settings.app_id, batch.offsets_of(messages)))
         self._count_lists(lists, batch)
         for item in batch.feedback:
             self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
@@ -169,39 +196,45 @@ class EventPipeline:
             await self.outbox.drift_alert(alert)
         await self._finish_batch(batch.counters, batch.summaries)
 
-    def _fold(self, message: Message, event: UserEvent, batch: "UserBatch") -> None:
-        """Apply one valid event to its customer's features and every side effect hung off them."""
+    def _fold(self, message: Message, event: UserEvent, batch: "BatchState") -> None:
+        """Apply one valid event to its customer's features and every side effect hung off them.
+
+        Two questions are kept apart. Do the session features have the event already (its
+        offset, or its id at another offset)? Has Redis counted it already (``batch.effects_of``)?
+        After a crash either may hold without the other; each event is folded once and counted once."""
         known = batch.touched.get(event.user_id)
         features = known.features if known else self._load(event.user_id)
+        effects = batch.effects_of(message)
+        source = source_of(message)
+        if features is not None and (message.offset <= features.offsets.get(source, -1)
+                                     or event.event_id in features.recent_event_ids):
+            redelivered = message.offset <= features.offsets.get(source, -1)
+            effects.counters[f"{'valid' if redelivered else 'duplicate'}:{message.topic}"] += 1
+            # The features have the event; Redis may not have its list yet.
+            batch.touch(event.user_id, features, event.ts, message.timestamp)
+            return
         context = list(features.recent_items) if features else []
         earned = attribute(features, event, self.settings.attribution_window_seconds)
         last_served = features.served[-1] if features and features.served else None
         segment_before = features.segment if features else ""
-        source = f"{message.topic}:{message.partition}"
-        redelivered = features is not None and (event.event_id in features.recent_event_ids
-                                                or message.offset <= features.offsets.get(source, -1))
-        if redelivered:
-            batch.counters[f"duplicate:{message.topic}"] += 1
-            # A redelivery after a failed write: the features have the event, Redis may not.
-            batch.touch(event.user_id, features, event.ts, message.timestamp)
-            return
         if self.settings.prequential_scoring and isinstance(event, PurchaseEvent) \
                 and isinstance(self.recommender, OfflineListsWithSession):
-            score_purchase(self.recommender, features, event, batch.prequential, self.settings.session_gap_seconds)
+            score_purchase(self.recommender, features, event, effects.prequential, self.settings.session_gap_seconds)
         features, _ = update_session_features(
             features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
         )
         if isinstance(event, PurchaseEvent):
-            self._fold_purchase(event, features, earned, last_served, segment_before, batch)
+            self._fold_purchase(event, features, earned, last_served, segment_before, effects)
+            batch.segments.update(effects.segments)
         self._learn(event, context)
         self._archive(event)
         # Counted only once nothing can fail: a dead-lettered event is never also counted valid.
-        batch.counters[f"valid:{message.topic}"] += 1
-        batch.feedback += earned
+        effects.counters[f"valid:{message.topic}"] += 1
+        effects.feedback += earned
         batch.touch(event.user_id, features, event.ts, message.timestamp, (source, message.offset))
 
     def _fold_purchase(self, event: PurchaseEvent, features: SessionFeatures, earned: list[FeedbackEvent],
-                       last_served: ServedList | None, segment_before: str, batch: "UserBatch") -> None:
+                       last_served: ServedList | None, segment_before: str, batch: "BatchState") -> None:
         if last_served is not None:
             hits = [f for f in earned if f.action == "purchase"]
             batch.summaries.purchase(hits[0].model_version if hits else last_served.model_version,
@@ -214,7 +247,7 @@ class EventPipeline:
             batch.segment_moves[previous] -= 1
             batch.segment_moves[batch.segments[event.user_id]] += 1
 
-    def _rank(self, batch: "UserBatch") -> tuple[list[RecommendationList], list[tuple[str, RecommendationList]]]:
+    def _rank(self, batch: "BatchState") -> tuple[list[RecommendationList], list[tuple[str, RecommendationList]]]:
         """Each touched customer's lists; their features are saved with the list they were served."""
         lists, slot_lists = [], []
         for user_id, touched in batch.touched.items():
@@ -242,7 +275,7 @@ class EventPipeline:
             slot_lists += slots
         return lists, slot_lists
 
-    def _count_lists(self, lists: list[RecommendationList], batch: "UserBatch") -> None:
+    def _count_lists(self, lists: list[RecommendationList], batch: "BatchState") -> None:
         written_at = time.time()
         for listing in lists:
             touched = batch.touched[listing.user_id]
@@ -282,10 +315,11 @@ class EventPipeline:
         return RetrainRequest(self.model_version, round(baseline, 4), round(now, 4), monitor.seen, ts)
 
     async def handle_products(self, messages: Sequence[Message]) -> None:
-        counters: Counter[str] = Counter()
+        batch = BatchState(counted=await self.writer.counted_offsets(self.settings.app_id, map(source_of, messages)))
         products = []
         for message in messages:
-            record = await self._validate(message, counters)
+            effects = batch.effects_of(message)
+            record = await self._validate(message, effects)
             if not isinstance(record, ProductRecord):
                 continue
             try:
@@ -293,13 +327,14 @@ class EventPipeline:
                 self._archive(record)
             except Exception as exc:  # one record's failure is that record's
                 log.exception("product at %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", counters)
+                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", effects)
                 continue
-            counters[f"valid:{message.topic}"] += 1
+            effects.counters[f"valid:{message.topic}"] += 1
             self._catalog_lookups[record.item_id] = math.inf
             products.append((record.item_id, encode_event(record)))
-        await self.writer.write(products=products, counters=counters)
-        await self._finish_batch(counters, BatchSummaries())
+        await self.writer.write(products=products, counters=batch.counters,
+                                offsets=(self.settings.app_id, batch.offsets_of(messages)))
+        await self._finish_batch(batch.counters, BatchSummaries())
 
     async def _finish_batch(self, counters: Counter[str], summaries: BatchSummaries) -> None:
         self.metrics.count_events(counters)
@@ -312,16 +347,19 @@ class EventPipeline:
         if self.archive is not None:
             self.archive.add(event)
 
-    async def _validate(self, message: Message, counters: Counter[str]):
+    async def _validate(self, message: Message, effects: "BatchState"):
         try:
             return self.validator.validate(message.topic, message.value, key=message.key)
         except InvalidEvent as exc:
-            await self._refuse(message, str(exc), counters)
+            await self._refuse(message, str(exc), effects)
             return None
 
-    async def _refuse(self, message: Message, reason: str, counters: Counter[str]) -> None:
-        await self.outbox.dead_letter(message, reason)
-        counters[f"dead_letter:{message.topic}"] += 1
+    async def _refuse(self, message: Message, reason: str, effects: "BatchState") -> None:
+        """Dead-letter ``message`` and count it, unless Redis counted it before a crash: then it
+        was dead-lettered too (a dead letter names its source offset, so readers can tell)."""
+        effects.counters[f"dead_letter:{message.topic}"] += 1
+        if not effects.scratch:
+            await self.outbox.dead_letter(message, reason)
 
     async def _learn_catalog_of(self, items) -> None:
         """Teach the model the catalog record of items this worker has not met yet. Records

@@ -106,9 +106,12 @@ class RecommendationWriter:
         prequential: dict[str, float] | None = None,
         segment_moves: dict[str, int] | None = None,
         fence: str = ONLINE_FENCE,
+        offsets: tuple[str, dict[str, int]] | None = None,
     ) -> bool:
-        """Write everything in one round trip; False when the lists were refused because a newer
-        model version than ``fence`` has been published (the rest is written all the same)."""
+        """Write everything in one atomic round trip; False when the lists were refused because a
+        newer model version than ``fence`` has been published (the rest is written all the same).
+        ``offsets`` (worker group, {topic:partition: last offset}) records what the counters
+        now include, in the same transaction, so a batch replayed after a crash is counted once."""
         fenced = [(redis_keys.recs(rec_list.user_id), encode_list(rec_list), self.ttl_seconds) for rec_list in lists]
         fenced += [(key, encode_list(rec_list), self.ttl_seconds) for key, rec_list in slot_lists]
         if popular is not None:
@@ -129,6 +132,8 @@ class RecommendationWriter:
         for segment, change in (segment_moves or {}).items():
             if change:
                 commands.append(("hincrby", redis_keys.SEGMENT_SIZES, segment, change, {}))
+        if offsets is not None and offsets[1]:
+            commands.append(("hset", redis_keys.counted_offsets(offsets[0]), {"mapping": offsets[1]}))
         if not commands:
             return True
         results = await self._execute_with_retry(commands)
@@ -137,6 +142,14 @@ class RecommendationWriter:
             log.warning("lists of model fence %s refused: a newer model version is published", fence)
             return False
         return True
+
+    async def counted_offsets(self, group: str, sources) -> dict[str, int]:
+        """{topic:partition: the last offset Redis has counted} for ``sources`` of worker ``group``."""
+        wanted = sorted(set(sources))
+        if not wanted:
+            return {}
+        raw = await self.retry(lambda: self.client.hmget(redis_keys.counted_offsets(group), wanted))
+        return {source: int(value) for source, value in zip(wanted, raw) if value is not None}
 
     async def read_products(self, item_ids: Iterable[str]) -> dict[str, ProductRecord]:
         """Catalog records of ``item_ids`` that Redis holds (one MGET, retried like writes)."""
@@ -154,7 +167,8 @@ class RecommendationWriter:
     async def _execute_with_retry(self, commands: list[tuple]) -> list:
         async def attempt():
             # A failed pipeline is reset by redis-py, so each attempt builds it again.
-            pipe = self.client.pipeline(transaction=False)
+            # One MULTI/EXEC: the counters and the offsets they include land together or not at all.
+            pipe = self.client.pipeline(transaction=True)
             for name, *args, kwargs in commands:
                 if name == "fenced":
                     await self._write_lists(keys=args[0], args=args[1], client=pipe)  # queued, not sent

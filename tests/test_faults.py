@@ -106,7 +106,9 @@ def test_a_worker_killed_mid_replay_restarts_without_losing_or_double_counting(s
 
     restarted = spawn_worker(settings, tmp_path / "worker.log")
     try:
-        wait_until_quiet(redis_client, sent, [restarted])
+        counters = wait_until_quiet(redis_client, sent, [restarted])
+        # Counted exactly once, whatever the kill interrupted: no duplicates, nothing missing.
+        assert counters == {f"valid:{topic}": n for topic, n in stats.sent.items()}
         assert_sessions_match(expected_sessions(orders, settings), [settings.worker_web_port])
         for user in orders["user_id"].unique():
             assert not read_recommendations(redis_client, user).fallback
