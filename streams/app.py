@@ -30,6 +30,7 @@ from streams.online_summaries import (
     summary_counts,
     window_report,
 )
+from streams import session_store
 from streams.outbox import RAW, KafkaOutbox
 from streams.recommendation_store import RecommendationWriter
 from streams.session_features import load_features
@@ -76,7 +77,10 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         **faust_broker_options(settings),
-        store="memory://",
+        store=session_store.URL if settings.worker_store == "rocksdb://" else settings.worker_store,
+        # The local store may hold the changelog's last record before the broker reports it in
+        # the partition's end offset (a kill -9 between the two): the store is kept, not refused.
+        recovery_consistency_check=False,
         datadir=str(settings.worker_data_dir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,

@@ -82,6 +82,9 @@ class Settings:
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = 6066
     worker_batch_size: int = 500
+    # Where session state lives between restarts: rocksdb:// (on disk under the state directory,
+    # so a restart reads only the changelog's tail) or memory:// (the whole changelog is replayed).
+    worker_store: str = "rocksdb://"
 
     # The storefront API and dashboard (recsys api).
     api_host: str = "127.0.0.1"
@@ -144,6 +147,8 @@ class Settings:
         if self.online_segments_algorithm not in ("kmeans", "dbstream", "clustream"):
             raise SettingsError(f"ONLINE_SEGMENTS_ALGORITHM must be kmeans, dbstream or clustream, "
                                 f"got {self.online_segments_algorithm!r}")
+        if self.worker_store not in ("rocksdb://", "memory://"):
+            raise SettingsError(f"WORKER_STORE must be rocksdb:// or memory://, got {self.worker_store!r}")
         if self.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise SettingsError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {self.log_level!r}")
 
