@@ -34,6 +34,7 @@ from streams.events import (
     UserEvent,
     encode_event,
 )
+from streams.log_positions import Position, advanced, is_behind, source_of
 from streams.online_metrics import OnlineMetrics
 from streams.online_summaries import BatchSummaries
 from streams.outbox import Message, Outbox
@@ -66,22 +67,18 @@ class TouchedCustomer:
     features: SessionFeatures
     answered_ts: float  # newest event time of the batch's events
     kafka_ts: float  # earliest Kafka time of the batch's events
-    offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> last offset applied
-
-
-def source_of(message: Message) -> str:
-    return f"{message.topic}:{message.partition}"
+    positions: dict[str, Position] = field(default_factory=dict)  # "topic:partition" -> last applied
 
 
 @dataclass
 class BatchState:
     """What one batch accumulates before it is written.
 
-    ``counted`` holds, per topic partition, the last offset whose effects (counters, feedback,
-    dead letters) Redis already has: a batch redelivered after a crash folds what the session
-    features lack, but its effects go to a scratch batch that is never written."""
+    ``counted`` holds, per topic partition, the position up to which Redis already has the
+    effects (counters, feedback, dead letters): a batch redelivered after a crash folds what the
+    session features lack, but its effects go to a scratch batch that is never written."""
 
-    counted: dict[str, int] = field(default_factory=dict)
+    counted: dict[str, Position] = field(default_factory=dict)
     scratch: bool = False
     counters: Counter = field(default_factory=Counter)
     summaries: BatchSummaries = field(default_factory=BatchSummaries)
@@ -95,29 +92,29 @@ class BatchState:
 
     def effects_of(self, message: Message) -> "BatchState":
         """Where ``message``'s effects go: this batch, or for one already counted, a scratch batch."""
-        if message.offset > self.counted.get(source_of(message), -1):
+        if not is_behind(message, self.counted.get(source_of(message))):
             return self
         return BatchState(scratch=True)
 
-    def offsets_of(self, messages: Sequence[Message]) -> dict[str, int]:
-        """The last offset of each topic partition counted once the batch is written. Never lower
-        than what was counted before: a partition read again from the start stays counted."""
-        last: dict[str, int] = {}
+    def positions_after(self, messages: Sequence[Message]) -> dict[str, Position]:
+        """Each topic partition's position once the batch is written. Never moved back: a
+        partition read again from its start stays counted."""
+        last: dict[str, Position] = {}
         for message in messages:
             source = source_of(message)
-            last[source] = max(message.offset, last.get(source, self.counted.get(source, -1)))
+            last[source] = advanced(last.get(source, self.counted.get(source)), message)
         return last
 
     def touch(self, user_id: str, features: SessionFeatures, ts: float, kafka_ts: float,
-              offset: tuple[str, int] | None = None) -> None:
+              message: Message | None = None) -> None:
         known = self.touched.get(user_id)
         if known is None:
             known = self.touched[user_id] = TouchedCustomer(features, ts, kafka_ts)
         known.features = features
         known.answered_ts, known.kafka_ts = max(known.answered_ts, ts), min(known.kafka_ts, kafka_ts)
-        if offset is not None:
-            source, position = offset
-            known.offsets[source] = max(position, known.offsets.get(source, -1))
+        if message is not None:
+            source = source_of(message)
+            known.positions[source] = advanced(known.positions.get(source), message)
 
 
 class EventPipeline:
@@ -162,7 +159,7 @@ class EventPipeline:
         self.hit_rate_monitor.reset()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
-        batch = BatchState(counted=await self.writer.counted_offsets(self.settings.app_id, map(source_of, messages)))
+        batch = BatchState(counted=await self.writer.counted_positions(self.settings.app_id, map(source_of, messages)))
         valid = []
         for message in messages:
             event = await self._validate(message, batch.effects_of(message))
@@ -184,7 +181,7 @@ class EventPipeline:
         await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(),
                                 counters=batch.counters, segments=batch.segments, prequential=batch.prequential,
                                 segment_moves=batch.segment_moves, fence=self.fence,
-                                offsets=(self.settings.app_id, batch.offsets_of(messages)))
+                                positions=(self.settings.app_id, batch.positions_after(messages)))
         self._count_lists(lists, batch)
         for item in batch.feedback:
             self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)
@@ -205,10 +202,8 @@ class EventPipeline:
         known = batch.touched.get(event.user_id)
         features = known.features if known else self._load(event.user_id)
         effects = batch.effects_of(message)
-        source = source_of(message)
-        if features is not None and (message.offset <= features.offsets.get(source, -1)
-                                     or event.event_id in features.recent_event_ids):
-            redelivered = message.offset <= features.offsets.get(source, -1)
+        redelivered = features is not None and is_behind(message, features.positions.get(source_of(message)))
+        if redelivered or (features is not None and event.event_id in features.recent_event_ids):
             effects.counters[f"{'valid' if redelivered else 'duplicate'}:{message.topic}"] += 1
             # The features have the event; Redis may not have its list yet.
             batch.touch(event.user_id, features, event.ts, message.timestamp)
@@ -231,7 +226,7 @@ class EventPipeline:
         # Counted only once nothing can fail: a dead-lettered event is never also counted valid.
         effects.counters[f"valid:{message.topic}"] += 1
         effects.feedback += earned
-        batch.touch(event.user_id, features, event.ts, message.timestamp, (source, message.offset))
+        batch.touch(event.user_id, features, event.ts, message.timestamp, message)
 
     def _fold_purchase(self, event: PurchaseEvent, features: SessionFeatures, earned: list[FeedbackEvent],
                        last_served: ServedList | None, segment_before: str, batch: "BatchState") -> None:
@@ -252,7 +247,7 @@ class EventPipeline:
         lists, slot_lists = [], []
         for user_id, touched in batch.touched.items():
             features = touched.features
-            features.offsets.update(touched.offsets)
+            features.positions.update(touched.positions)
             try:
                 scored = self.recommender.recommend(
                     user_id, features.recent_items, self.settings.recs_count, features.recommendation_exclusions(),
@@ -315,7 +310,7 @@ class EventPipeline:
         return RetrainRequest(self.model_version, round(baseline, 4), round(now, 4), monitor.seen, ts)
 
     async def handle_products(self, messages: Sequence[Message]) -> None:
-        batch = BatchState(counted=await self.writer.counted_offsets(self.settings.app_id, map(source_of, messages)))
+        batch = BatchState(counted=await self.writer.counted_positions(self.settings.app_id, map(source_of, messages)))
         products = []
         for message in messages:
             effects = batch.effects_of(message)
@@ -333,7 +328,7 @@ class EventPipeline:
             self._catalog_lookups[record.item_id] = math.inf
             products.append((record.item_id, encode_event(record)))
         await self.writer.write(products=products, counters=batch.counters,
-                                offsets=(self.settings.app_id, batch.offsets_of(messages)))
+                                positions=(self.settings.app_id, batch.positions_after(messages)))
         await self._finish_batch(batch.counters, BatchSummaries())
 
     async def _finish_batch(self, counters: Counter[str], summaries: BatchSummaries) -> None:

@@ -15,6 +15,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from streams import redis_keys
 from streams.events import ProductRecord
+from streams.log_positions import Position
 from streams.version_fence import ONLINE_FENCE, WRITE_LISTS, write_arguments
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,30 @@ class RedisRetry:
                 await asyncio.sleep(delay)
 
 
+# KEYS: the counters' hash, the positions' hash. ARGV: the number of counters, then counter and
+# amount pairs, then source and position pairs. Positions are written last: a failing increment
+# (a key of the wrong type) stops the script before the batch is marked counted.
+COUNT = """
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  redis.call('HINCRBY', KEYS[1], ARGV[2 + 2 * i], ARGV[3 + 2 * i])
+end
+for i = 2 + 2 * n, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return n
+"""
+
+
+def count_arguments(group: str, counters: dict[str, int], positions: dict[str, Position]) -> tuple[list, list]:
+    args: list = [len(counters)]
+    for field, amount in counters.items():
+        args += [field, amount]
+    for source, position in positions.items():
+        args += [source, position.encode()]
+    return [redis_keys.EVENT_STATS, redis_keys.counted_positions(group)], args
+
+
 class RecommendationWriter:
     """Writes a batch of lists, catalog records and counters in one pipelined round trip.
 
@@ -93,6 +118,7 @@ class RecommendationWriter:
         self.ttl_seconds = ttl_seconds
         self.retry = RedisRetry(max_backoff_seconds)
         self._write_lists = client.register_script(WRITE_LISTS)
+        self._count = client.register_script(COUNT)
         self.fenced_writes = 0  # batches whose lists a newer published version refused
 
     async def write(
@@ -106,12 +132,12 @@ class RecommendationWriter:
         prequential: dict[str, float] | None = None,
         segment_moves: dict[str, int] | None = None,
         fence: str = ONLINE_FENCE,
-        offsets: tuple[str, dict[str, int]] | None = None,
+        positions: tuple[str, dict[str, Position]] | None = None,
     ) -> bool:
         """Write everything in one atomic round trip; False when the lists were refused because a
         newer model version than ``fence`` has been published (the rest is written all the same).
-        ``offsets`` (worker group, {topic:partition: last offset}) records what the counters
-        now include, in the same transaction, so a batch replayed after a crash is counted once."""
+        ``positions`` (worker group, {topic:partition: position}) records what the counters now
+        include, in the same transaction, so a batch replayed after a crash is counted once."""
         fenced = [(redis_keys.recs(rec_list.user_id), encode_list(rec_list), self.ttl_seconds) for rec_list in lists]
         fenced += [(key, encode_list(rec_list), self.ttl_seconds) for key, rec_list in slot_lists]
         if popular is not None:
@@ -124,16 +150,15 @@ class RecommendationWriter:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
             commands.append(("set", redis_keys.segment(user_id), segment, {}))
-        for field, amount in (counters or {}).items():
-            if amount:
-                commands.append(("hincrby", redis_keys.EVENT_STATS, field, amount, {}))
         for field, amount in (prequential or {}).items():
             commands.append(("hincrbyfloat", redis_keys.PREQUENTIAL_STATS, field, float(amount), {}))
         for segment, change in (segment_moves or {}).items():
             if change:
                 commands.append(("hincrby", redis_keys.SEGMENT_SIZES, segment, change, {}))
-        if offsets is not None and offsets[1]:
-            commands.append(("hset", redis_keys.counted_offsets(offsets[0]), {"mapping": offsets[1]}))
+        counted = {field: amount for field, amount in (counters or {}).items() if amount}
+        if counted or (positions is not None and positions[1]):
+            group, moved = positions if positions is not None else ("", {})
+            commands.append(("counted", *count_arguments(group, counted, moved), {}))
         if not commands:
             return True
         results = await self._execute_with_retry(commands)
@@ -143,13 +168,13 @@ class RecommendationWriter:
             return False
         return True
 
-    async def counted_offsets(self, group: str, sources) -> dict[str, int]:
-        """{topic:partition: the last offset Redis has counted} for ``sources`` of worker ``group``."""
+    async def counted_positions(self, group: str, sources) -> dict[str, Position]:
+        """{topic:partition: the position Redis has counted up to} for ``sources`` of worker ``group``."""
         wanted = sorted(set(sources))
         if not wanted:
             return {}
-        raw = await self.retry(lambda: self.client.hmget(redis_keys.counted_offsets(group), wanted))
-        return {source: int(value) for source, value in zip(wanted, raw) if value is not None}
+        raw = await self.retry(lambda: self.client.hmget(redis_keys.counted_positions(group), wanted))
+        return {source: Position.decode(value) for source, value in zip(wanted, raw) if value is not None}
 
     async def read_products(self, item_ids: Iterable[str]) -> dict[str, ProductRecord]:
         """Catalog records of ``item_ids`` that Redis holds (one MGET, retried like writes)."""
@@ -167,11 +192,14 @@ class RecommendationWriter:
     async def _execute_with_retry(self, commands: list[tuple]) -> list:
         async def attempt():
             # A failed pipeline is reset by redis-py, so each attempt builds it again.
-            # One MULTI/EXEC: the counters and the offsets they include land together or not at all.
+            # One MULTI/EXEC: no reader sees half a batch; the counters and the positions they
+            # include are one script, so a failing counter leaves the batch uncounted.
             pipe = self.client.pipeline(transaction=True)
             for name, *args, kwargs in commands:
                 if name == "fenced":
                     await self._write_lists(keys=args[0], args=args[1], client=pipe)  # queued, not sent
+                elif name == "counted":
+                    await self._count(keys=args[0], args=args[1], client=pipe)
                 else:
                     getattr(pipe, name)(*args, **kwargs)
             return await pipe.execute()

@@ -15,7 +15,7 @@
 | ``stats:window`` | hash: online-metrics scope -> JSON sums of its current window (``streams.dashboard_feed``) |
 | ``stats:timeline`` | list of JSON snapshots of the stream, newest first, one per 10 s |
 | ``stats:segments`` | hash: segment name -> customers whose ``segment:{user_id}`` it is |
-| ``offsets:{group}`` | hash: ``topic:partition`` -> the last offset whose counters a worker group has written |
+| ``offsets:{group}`` | hash: ``topic:partition`` -> ``offset:kafka_time`` up to which a worker group's counters go |
 | ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
 
@@ -28,7 +28,7 @@ SEGMENT_SIZES = "stats:segments"
 MODEL_FENCE = "model:fence"
 
 
-def counted_offsets(group: str) -> str:
+def counted_positions(group: str) -> str:
     return f"offsets:{group}"
 
 

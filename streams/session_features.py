@@ -50,8 +50,9 @@ class SessionFeatures(msgspec.Struct):
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     units_purchased: int = 0
     recent_event_ids: list[str] = msgspec.field(default_factory=list)
-    # "topic:partition" -> the last offset applied: a redelivery is known however late it comes.
-    offsets: dict[str, int] = msgspec.field(default_factory=dict)
+    # "topic:partition" -> (last offset, newest Kafka time) applied: a redelivery is known however
+    # late it comes (streams.log_positions).
+    positions: dict[str, tuple[int, float]] = msgspec.field(default_factory=dict)
     served: list[ServedList] = msgspec.field(default_factory=list)
     segment: str = ""
     customer: CustomerStream = msgspec.field(default_factory=CustomerStream)

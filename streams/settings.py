@@ -194,8 +194,9 @@ class Settings:
 
     @property
     def worker_data_dir(self) -> Path:
-        """Where a worker keeps its local table data (per app id, outside the working directory)."""
-        return Path(self.stack_state_dir) / "worker-data" / self.app_id
+        """Where a worker keeps its local table data, outside the working directory: one folder per
+        worker (app id and web port: two workers of a group on one host each hold their own)."""
+        return Path(self.stack_state_dir) / "worker-data" / f"{self.app_id}-{self.worker_web_port}"
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

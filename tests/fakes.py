@@ -39,14 +39,14 @@ class RecordingWriter:
     def __init__(self):
         self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
         self.slot_lists = {}  # Redis key -> list
-        self.offsets = {}  # topic:partition -> last offset counted
+        self.positions = {}  # topic:partition -> Position counted up to
         self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
         self.segment_sizes = {}
 
     async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
-                    prequential=None, segment_moves=None, fence="0", offsets=None):
-        if offsets is not None:
-            self.offsets.update(offsets[1])
+                    prequential=None, segment_moves=None, fence="0", positions=None):
+        if positions is not None:
+            self.positions.update(positions[1])
         self.lists.update({rec.user_id: rec for rec in lists})
         self.slot_lists.update(dict(slot_lists))
         for segment, change in (segment_moves or {}).items():
@@ -60,8 +60,8 @@ class RecordingWriter:
     async def read_products(self, item_ids):
         return {item: self.catalog[item] for item in item_ids if item in self.catalog}
 
-    async def counted_offsets(self, group, sources):
-        return {source: self.offsets[source] for source in set(sources) if source in self.offsets}
+    async def counted_positions(self, group, sources):
+        return {source: self.positions[source] for source in set(sources) if source in self.positions}
 
 
 class RecordingOutbox:

@@ -8,6 +8,7 @@ import pytest
 from models.session_blend import PopularityCooccurrenceBlend
 from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event
 from streams.event_pipeline import EventPipeline
+from streams.log_positions import Position
 from streams.session_features import load_features
 from streams.settings import Settings
 from tests.fakes import Msg, RecordingOutbox, RecordingWriter
@@ -245,17 +246,22 @@ def test_after_a_crash_each_event_is_folded_once_and_counted_once():
               for n in range(4)]
     # Redis counted the batch, but the session changelog lost it: fold it again, count nothing.
     p = new_pipeline()
-    p.writer.offsets["clicks:0"] = 3
+    p.writer.positions["clicks:0"] = Position(3, 0.0)
     asyncio.run(p.handle_user_events(events))
     assert load_features(p.sessions[b"u1"]).counts == {"view": 4} and p.writer.counters.get("valid:clicks", 0) == 0
     # The session has the batch, but Redis never counted it: count it, fold nothing again.
-    p.writer.offsets.clear()
+    p.writer.positions.clear()
     asyncio.run(p.handle_user_events(events))
     assert load_features(p.sessions[b"u1"]).counts == {"view": 4} and p.writer.counters["valid:clicks"] == 4
     asyncio.run(p.handle_user_events(events))  # and once both have it, nothing changes
     assert p.writer.counters == {"valid:clicks": 4} and "recs:u1" not in p.writer.slot_lists
     asyncio.run(p.handle_user_events(events[:2]))  # a partition read again from its start stays counted
-    assert p.writer.offsets == {"clicks:0": 3} and p.writer.counters == {"valid:clicks": 4}
+    assert p.writer.positions == {"clicks:0": Position(3, 0.0)} and p.writer.counters == {"valid:clicks": 4}
+    # A log that started over (new messages at old offsets, later in time) is new, not a redelivery.
+    restarted = [Msg("clicks", encode_event(ClickEvent(f"r{n}", "u1", "B", "view", NOW + 10 + n)), partition=0,
+                     offset=n, timestamp=1.0) for n in range(2)]
+    asyncio.run(p.handle_user_events(restarted))
+    assert p.writer.counters == {"valid:clicks": 6} and load_features(p.sessions[b"u1"]).counts == {"view": 6}
 
 
 def test_a_key_other_than_the_user_id_is_dead_lettered(pipeline):

@@ -1,0 +1,49 @@
+"""Where a worker is in each topic partition's log: what it has already applied or counted.
+
+A position is the last offset and the newest Kafka timestamp seen. A message is behind a
+position when both its offset and its timestamp are: a redelivery has the same offset
+and timestamp as before, while a log that started over (a topic recreated, a broker that
+lost its data) restarts its offsets but not its clock, so its new messages are not
+mistaken for ones already seen.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+
+class Located(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+
+
+class Position(NamedTuple):
+    offset: int
+    timestamp: float
+
+    def encode(self) -> str:
+        return f"{self.offset}:{self.timestamp:.3f}"
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> "Position":
+        offset, timestamp = (raw.decode() if isinstance(raw, bytes) else raw).split(":")
+        return cls(int(offset), float(timestamp))
+
+
+def source_of(message: Located) -> str:
+    return f"{message.topic}:{message.partition}"
+
+
+def is_behind(message: Located, position: Position | tuple | None) -> bool:
+    return position is not None and message.offset <= position[0] and message.timestamp <= position[1]
+
+
+def advanced(position: Position | tuple | None, message: Located) -> Position:
+    """``position`` moved on to include ``message``; never moved back within one log. A message
+    at a lower offset but a later time is the start of a log that started over: the position
+    begins again from it."""
+    if position is None or (message.offset < position[0] and message.timestamp > position[1]):
+        return Position(message.offset, message.timestamp)
+    return Position(max(position[0], message.offset), max(position[1], message.timestamp))
