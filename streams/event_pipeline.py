@@ -178,10 +178,13 @@ class EventPipeline:
                                    batch.effects_of(message))
         lists, slot_lists = self._rank(batch)
         batch.segment_moves.pop("", None)
-        await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(),
-                                counters=batch.counters, segments=batch.segments, prequential=batch.prequential,
-                                segment_moves=batch.segment_moves, fence=self.fence,
-                                positions=(self.settings.app_id, batch.positions_after(messages)))
+        written = await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(),
+                                          counters=batch.counters, segments=batch.segments,
+                                          prequential=batch.prequential, segment_moves=batch.segment_moves,
+                                          fence=self.fence, positions=(self.settings.app_id,
+                                                                       batch.positions_after(messages)))
+        if not written:  # this worker is still on an older version than the one published
+            self.metrics.fenced_batches.inc()
         self._count_lists(lists, batch)
         for item in batch.feedback:
             self.metrics.feedback_seen(item.action, item.model_version, item.segment, item.attribution)

@@ -36,6 +36,8 @@ class OnlineMetrics:
                               "over the last window", ["model_version"], registry=self.registry)
         self.retrain_requests = Counter("recsys_retrain_requests", "retrain-requested events emitted",
                                         registry=self.registry)
+        self.fenced_batches = Counter("recsys_fenced_batches", "Batches whose lists Redis refused because a newer "
+                                      "model version is published", registry=self.registry)
 
     def count_events(self, counters: dict[str, int]) -> None:
         for key, amount in counters.items():

@@ -119,7 +119,6 @@ class RecommendationWriter:
         self.retry = RedisRetry(max_backoff_seconds)
         self._write_lists = client.register_script(WRITE_LISTS)
         self._count = client.register_script(COUNT)
-        self.fenced_writes = 0  # batches whose lists a newer published version refused
 
     async def write(
         self,
@@ -163,7 +162,6 @@ class RecommendationWriter:
             return True
         results = await self._execute_with_retry(commands)
         if fenced and results[0] == 0:
-            self.fenced_writes += 1
             log.warning("lists of model fence %s refused: a newer model version is published", fence)
             return False
         return True

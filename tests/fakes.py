@@ -56,6 +56,7 @@ class RecordingWriter:
         for key, amount in (counters or {}).items():
             self.counters[key] = self.counters.get(key, 0) + amount
         self.popular = popular or self.popular
+        return True
 
     async def read_products(self, item_ids):
         return {item: self.catalog[item] for item in item_ids if item in self.catalog}

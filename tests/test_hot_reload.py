@@ -52,7 +52,7 @@ def keep_clicking(settings, shoppers, item, stop):
             event = ClickEvent(f"fence-{n}", shopper, item, "view", time.time())
             producer.send(settings.topic_clicks, key=shopper.encode(), value=encode_event(event))
         producer.flush()
-        time.sleep(0.05)
+        time.sleep(0.25)
     producer.close()
 
 
@@ -93,13 +93,13 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
         try:
             second = train_and_publish(settings, history.iloc[:-50], None, "simulator", publish=True,
                                        step=lambda m: None).version
-            served = wait_for_version(settings, redis_client, user, item, second, timeout=30)
+            served = wait_for_version(settings, redis_client, user, item, second, timeout=90)
         finally:
             stop.set()
             for thread in threads:
                 thread.join(timeout=30)
         assert second > first and served.rec_id and served.items
-        assert reads["lists"] > 1000
+        assert reads["lists"] > 500
         went_back = {shopper: versions for shopper, versions in seen.items()
                      if any(later < earlier for earlier, later in zip(versions, versions[1:]))}
         assert went_back == {}, "a reader saw an older version after a newer one"

@@ -93,7 +93,8 @@ def test_the_validator_refuses_every_poison_payload_with_a_reason_and_nothing_el
 def poison_worker(kafka_server, redis_server, tmp_path_factory):
     run = uuid.uuid4().hex[:8]
     workdir = tmp_path_factory.mktemp("poison")
-    settings = Settings(kafka_bootstrap_servers=kafka_server.url, redis_url=redis_server.url,
+    # A Redis database of the module's own: no model published by another test fences its lists.
+    settings = Settings(kafka_bootstrap_servers=kafka_server.url, redis_url=module_redis_url(redis_server),
                         stack_state_dir=str(workdir), archive_dir="", artifact_dir=str(workdir / "artifacts"),
                         topic_partitions=2, app_id=f"recsys-poison-{run}", worker_web_port=free_port(),
                         log_level="warning",
@@ -108,9 +109,14 @@ def poison_worker(kafka_server, redis_server, tmp_path_factory):
     stop_pid(worker.pid)
 
 
+def module_redis_url(redis_server) -> str:
+    return redis_server.url.rsplit("/", 1)[0] + "/5"
+
+
 @pytest.fixture(scope="module")
 def redis_client_module(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
+    client = redis.Redis.from_url(module_redis_url(redis_server))
+    client.flushdb()
     yield client
     client.close()
 
