@@ -21,7 +21,7 @@ from models.repeat_purchase import RepeatPurchase
 from models.surprise_cf import SurpriseItemKNN, SurpriseSVD
 
 
-LARGE_HISTORY = 300_000
+LARGE_HISTORY = 500_000
 
 
 @dataclass(frozen=True)
