@@ -15,7 +15,7 @@ import time
 
 import msgspec
 
-from streams.events import CLICK_TYPES, ClickEvent, ProductRecord, PurchaseEvent, UserEvent
+from streams.events import CLICK_TYPES, ClickEvent, ProductRecord, PurchaseEvent, UserEvent, event_key
 from streams.settings import Settings
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a broken clock, not history
@@ -144,8 +144,7 @@ def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
 
 
 def _check_key(key: bytes | None, event) -> None:
-    expected = (event.item_id if isinstance(event, ProductRecord) else event.user_id).encode()
-    if key != expected:
+    if key != event_key(event):
         field = "item_id" if isinstance(event, ProductRecord) else "user_id"
         shown = "no key" if key is None else f"key {key[:40]!r}"
         raise InvalidEvent(f"Kafka key must be the event's {field}; got {shown}")
