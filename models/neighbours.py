@@ -19,30 +19,36 @@ Measure = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def top_neighbours(vectors: sp.csr_matrix, k: int, measure: Measure | None = None,
-                   max_entries: int = 20_000_000) -> sp.csr_matrix:
+                   max_entries: int = 20_000_000, among: np.ndarray | None = None) -> sp.csr_matrix:
     """items x items: for each row of ``vectors`` (items x features) its ``k`` best other
-    items by ``measure`` of their dot products (the dot product itself by default).
+    items by ``measure`` of their dot products (the dot product itself by default), chosen
+    ``among`` the given item rows (default: all).
 
-    >>> v = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=float))
+    >>> v = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 1, 2], [0, 0, 1]], dtype=float))
     >>> top_neighbours(v, k=1).toarray().astype(int).tolist()
-    [[0, 2, 0, 0], [2, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]]
+    [[0, 2, 0, 0], [2, 0, 0, 0], [0, 0, 0, 2], [0, 0, 2, 0]]
+    >>> top_neighbours(v, k=1, among=np.array([2, 3])).toarray().astype(int).tolist()
+    [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 2], [0, 0, 2, 0]]
     """
     vectors = sp.csr_matrix(vectors, dtype=np.float32)
     n = vectors.shape[0]
-    right = vectors.T.tocsr()
+    among = np.arange(n) if among is None else np.asarray(among)
+    right = vectors[among].T.tocsr()
     # Upper bound of each item's joined entries: how many non-zeros its features' other items have.
     work = np.asarray(vectors.astype(bool).astype(np.float32) @ right.astype(bool).sum(axis=1)).ravel()
     blocks = []
     for start, stop in _blocks(work, max_entries):
-        gram = (vectors[start:stop] @ right).tocoo()
-        rows = gram.row + start
-        values = gram.data if measure is None else measure(rows, gram.col, gram.data)
-        keep = (rows != gram.col) & (values > 0)
-        joined = sp.csr_matrix((values[keep], (gram.row[keep], gram.col[keep])), shape=(stop - start, n))
-        top = sparse_top_n(joined, k)
+        gram = (vectors[start:stop] @ right).tocsr()
+        rows = np.repeat(np.arange(start, stop), np.diff(gram.indptr))
+        cols = among[gram.indices]
+        values = gram.data if measure is None else measure(rows, cols, gram.data)
+        # An item is not its own neighbour; -inf entries are never among a row's best.
+        gram.data = np.where((rows != cols) & (values > 0), values, -np.inf).astype(np.float32)
+        top = sparse_top_n(gram, k)
         found = top.items >= 0
         block_rows = np.nonzero(found)[0]
-        blocks.append(sp.csr_matrix((top.scores[found], (block_rows, top.items[found])), shape=(stop - start, n)))
+        blocks.append(sp.csr_matrix((top.scores[found], (block_rows, among[top.items[found]])),
+                                    shape=(stop - start, n)))
     return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((n, n), dtype=np.float32)
 
 

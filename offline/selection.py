@@ -2,9 +2,10 @@
 
 Every component is fitted at each point of its grid and keeps its best setting;
 a component that cannot fit the data is left out with its reason. The hybrid's
-rankers are scored out of fold (each half of the validation customers is ranked
-by a ranker that learned from the other half), so the hybrid is compared on the
-same footing as its components. The guard then publishes, for each list, the
+rankers are scored forward in time where the history allows (learned on an
+earlier period, scored on the validation period), else out of fold (each half of
+the validation customers ranked by a ranker learned on the other half), so the
+hybrid is compared on the same footing as its components. The guard then publishes, for each list, the
 model with the best validation MAP@10: the hybrid only where it wins.
 """
 
@@ -84,11 +85,13 @@ def select_components(split: HoldoutSplit, selection: Selection, progress: Progr
 
 def validate_hybrid(split: HoldoutSplit, components: dict[str, BatchRecommender], selection: Selection,
                     earlier: list[tuple[HoldoutSplit, list[BatchRecommender]]] = (), seed: int = 0) -> dict:
-    """The hybrid's out-of-fold validation score per view, and its rankers learned on every
-    validation customer. ``earlier`` splits (cut the same way from before the validation
-    part, with the components fitted on their training part) add examples to learn from."""
+    """The hybrid's validation score per view, and its rankers learned on every validation
+    customer. With ``earlier`` splits (cut the same way from before the validation part, with
+    the components fitted on their training part) the score is forward in time: rankers learned
+    on them score the validation part, and they add examples to the published rankers. Without,
+    the score is out of fold: each half of the validation customers is scored by a ranker
+    learned on the other half."""
     train, rows = split.train, split.user_rows
-    fold = np.random.default_rng(seed).random(len(rows)) < 0.5
     rankers = {}
     for view in VIEWS:
         relevant = view_relevance(split, view)
@@ -97,16 +100,29 @@ def validate_hybrid(split: HoldoutSplit, components: dict[str, BatchRecommender]
                  for s, members in earlier]
         exclude = train.bought[rows] if view == "NEW" else None
         popular = components["popularity"].block(rows).top_n(K, exclude)
-        scores = np.zeros(len(found.cols))
-        for held in (True, False):
-            learn = fold[found.positions] != held
-            ranker = fit_ranker(_joined([_subset(found, learn), *extra]), seed)
-            scores[~learn] = ranker.predict_proba(found.features[~learn])[:, 1] + 1.0
+        scores = _forward_scores(found, extra, seed) if extra else _out_of_fold_scores(found, len(rows), seed)
         ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
         lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
         selection.scores.setdefault("hybrid", {})[view] = list_metrics(lists, relevant, K)["map"]
         rankers[view] = fit_ranker(_joined([found, *extra]), seed)
     return rankers
+
+
+def _forward_scores(found: Candidates, earlier: list[Candidates], seed: int) -> np.ndarray:
+    """``found`` scored by a ranker learned on the earlier periods only, as the published rankers
+    will score the weeks after training: what a ranker memorised of one period's items does not
+    carry over to the next, and this score shows it."""
+    return fit_ranker(_joined(earlier), seed).predict_proba(found.features)[:, 1] + 1.0
+
+
+def _out_of_fold_scores(found: Candidates, n_customers: int, seed: int) -> np.ndarray:
+    """``found`` scored half by half, each half of the customers by a ranker learned on the other."""
+    fold = np.random.default_rng(seed).random(n_customers) < 0.5
+    scores = np.zeros(len(found.cols))
+    for held in (True, False):
+        learn = fold[found.positions] != held
+        scores[~learn] = fit_ranker(_subset(found, learn), seed).predict_proba(found.features[~learn])[:, 1] + 1.0
+    return scores
 
 
 def _joined(parts: list[Candidates]) -> Candidates:

@@ -29,6 +29,7 @@ from offline.validation import resolve_protocol, validation_split
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 VALIDATION_USERS = 8000  # customers scored on validation; enough to rank models, bounded in time
+EARLIER_SPLITS = 2  # periods before validation that the hybrid's rankers also learn from
 LISTS = {"ALL": "recs", "NEW": "discover"}
 
 
@@ -87,9 +88,9 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     fitted = select_components(split, selection, progress, data)
     clock("components")
     try:
-        earlier = _earlier_split(split, chosen.name, selection) if len(data.events) <= LARGE_HISTORY else []
+        earlier = _earlier_splits(split, chosen.name, selection)
         rankers = validate_hybrid(split, fitted, selection, earlier)
-        progress(f"  hybrid (out of fold): ALL {selection.scores['hybrid']['ALL']:.4f} "
+        progress(f"  hybrid ({'forward in time' if earlier else 'out of fold'}): ALL {selection.scores['hybrid']['ALL']:.4f} "
                  f"NEW {selection.scores['hybrid']['NEW']:.4f}")
     except ValueError as exc:
         rankers = None
@@ -107,18 +108,22 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
 
 
-def _earlier_split(split: HoldoutSplit, protocol: str, selection: Selection):
-    """The same protocol applied once more before the validation part, with the kept components
-    fitted on what precedes it: more examples for the hybrid's rankers."""
-    earlier = validation_split(split.train, protocol).sample(VALIDATION_USERS, seed=1)
-    if len(earlier.test_users) == 0:
-        return []
-    try:
-        members = [SPECS[name].build(params).fit(earlier.train) for name, params in selection.params.items()]
-    except Exception as exc:  # the earlier part is smaller; without it the rankers still learn
-        log.warning("no earlier validation split for the hybrid: %s", exc)
-        return []
-    return [(earlier, members)]
+def _earlier_splits(split: HoldoutSplit, protocol: str, selection: Selection, count: int = EARLIER_SPLITS):
+    """The same protocol applied ``count`` more times, each before the previous part, with the
+    kept components fitted on what precedes it: the hybrid's rankers learn from several periods,
+    so what is peculiar to one weighs less."""
+    earlier = []
+    for seed in range(1, count + 1):
+        split = validation_split(split.train, protocol).sample(VALIDATION_USERS, seed=seed)
+        if len(split.test_users) == 0:
+            break
+        try:
+            members = [SPECS[name].build(params).fit(split.train) for name, params in selection.params.items()]
+        except Exception as exc:  # an earlier part is smaller; without it the rankers still learn
+            log.warning("no earlier validation split for the hybrid: %s", exc)
+            break
+        earlier.append((split, members))
+    return earlier
 
 
 class _Clock:
