@@ -16,6 +16,7 @@ import msgspec
 from models.session_blend import PopularityCooccurrenceBlend
 from streams.connections import async_redis_client, faust_broker_options
 from streams.dashboard_feed import DashboardFeed
+from streams.dead_letter_log import DeadLetterLog, KafkaDeadLetterTail
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline
 from streams.kafka_transport import WorkerApp
@@ -32,7 +33,7 @@ from streams.online_summaries import (
 )
 from streams import session_store
 from streams.outbox import RAW, KafkaOutbox
-from streams.recommendation_store import RecommendationWriter
+from streams.recommendation_store import RecommendationWriter, RedisRetry
 from streams.session_features import load_features
 from streams.settings import Settings
 from streams.validation import ID_RULE, valid_id
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> faust.App:
     ).hopping(WINDOW_SECONDS, WINDOW_STEP_SECONDS, expires=timedelta(minutes=10), key_index=True).relative_to_stream()
 
     redis_client = async_redis_client(settings)
+    dead_letter_tail = KafkaDeadLetterTail(settings)
     pipeline = EventPipeline(
         settings=settings,
         recommender=PopularityCooccurrenceBlend(half_life_seconds=settings.popularity_half_life_days * 86400),
@@ -127,6 +129,8 @@ def create_app(settings: Settings) -> faust.App:
         outbox=outbox,
         model_version=MODEL_VERSION,
         archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
+        dead_letters=DeadLetterLog(outbox, redis_client, dead_letter_tail, settings.app_id,
+                                   RedisRetry(settings.redis_max_backoff_seconds)),
     )
 
     def read_window() -> dict:
@@ -174,10 +178,11 @@ def create_app(settings: Settings) -> faust.App:
             log.info("now recommending with model %s", version)
 
     @app.on_before_shutdown.connect
-    async def flush_archive(app, **kwargs):
+    async def close_outputs(app, **kwargs):
         # The consumer has stopped: what is buffered is everything processed.
         if pipeline.archive is not None:
             await asyncio.to_thread(pipeline.archive.flush)
+        await dead_letter_tail.stop()
 
     @app.task
     @exit_on_failure("following model updates")

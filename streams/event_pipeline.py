@@ -23,6 +23,7 @@ from models.online_segments import OnlineSegments
 from models.purchase_drift import PurchaseDrift
 from streams import redis_keys
 from streams.attribution import attribute
+from streams.dead_letter_log import DeadLetters, DirectDeadLetters
 from streams.event_archive import EventArchive
 from streams.events import (
     ClickEvent,
@@ -81,6 +82,7 @@ class BatchState:
     counted: dict[str, Position] = field(default_factory=dict)
     scratch: bool = False
     counters: Counter = field(default_factory=Counter)
+    refused: list[tuple[Message, str]] = field(default_factory=list)  # to dead-letter, with the reason
     summaries: BatchSummaries = field(default_factory=BatchSummaries)
     touched: dict[str, TouchedCustomer] = field(default_factory=dict)
     feedback: list[FeedbackEvent] = field(default_factory=list)
@@ -129,6 +131,7 @@ class EventPipeline:
         archive: EventArchive | None = None,
         metrics: OnlineMetrics | None = None,
         hit_rate_monitor: HitRateMonitor | None = None,
+        dead_letters: DeadLetters | None = None,
     ):
         self.settings = settings
         self.validator = EventValidator(settings)
@@ -136,6 +139,7 @@ class EventPipeline:
         self.writer = writer
         self.sessions = sessions
         self.outbox = outbox
+        self.dead_letters = dead_letters or DirectDeadLetters(outbox)
         self.model_version = model_version
         self.fence = fence_of(model_version)
         self.archive = archive
@@ -162,7 +166,7 @@ class EventPipeline:
         batch = BatchState(counted=await self.writer.counted_positions(self.settings.app_id, map(source_of, messages)))
         valid = []
         for message in messages:
-            event = await self._validate(message, batch.effects_of(message))
+            event = self._validate(message, batch.effects_of(message))
             if event is not None:
                 valid.append((message, event))
         # Clicks and purchases arrive on different topics, so a batch may hold an order
@@ -174,10 +178,11 @@ class EventPipeline:
                 self._fold(message, event, batch)
             except Exception as exc:  # one event's failure is that event's: the batch goes on
                 log.exception("event at %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}",
+                self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}",
                                    batch.effects_of(message))
         lists, slot_lists = self._rank(batch)
         batch.segment_moves.pop("", None)
+        await self.dead_letters.send(batch.refused, batch.counted)
         written = await self.writer.write(lists=lists, slot_lists=slot_lists, popular=self._popular_if_due(),
                                           counters=batch.counters, segments=batch.segments,
                                           prequential=batch.prequential, segment_moves=batch.segment_moves,
@@ -317,7 +322,7 @@ class EventPipeline:
         products = []
         for message in messages:
             effects = batch.effects_of(message)
-            record = await self._validate(message, effects)
+            record = self._validate(message, effects)
             if not isinstance(record, ProductRecord):
                 continue
             try:
@@ -325,11 +330,12 @@ class EventPipeline:
                 self._archive(record)
             except Exception as exc:  # one record's failure is that record's
                 log.exception("product at %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                await self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", effects)
+                self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", effects)
                 continue
             effects.counters[f"valid:{message.topic}"] += 1
             self._catalog_lookups[record.item_id] = math.inf
             products.append((record.item_id, encode_event(record)))
+        await self.dead_letters.send(batch.refused, batch.counted)
         await self.writer.write(products=products, counters=batch.counters,
                                 positions=(self.settings.app_id, batch.positions_after(messages)))
         await self._finish_batch(batch.counters, BatchSummaries())
@@ -345,19 +351,18 @@ class EventPipeline:
         if self.archive is not None:
             self.archive.add(event)
 
-    async def _validate(self, message: Message, effects: "BatchState"):
+    def _validate(self, message: Message, effects: "BatchState"):
         try:
             return self.validator.validate(message.topic, message.value, key=message.key)
         except InvalidEvent as exc:
-            await self._refuse(message, str(exc), effects)
+            self._refuse(message, str(exc), effects)
             return None
 
-    async def _refuse(self, message: Message, reason: str, effects: "BatchState") -> None:
-        """Dead-letter ``message`` and count it, unless Redis counted it before a crash: then it
-        was dead-lettered too (a dead letter names its source offset, so readers can tell)."""
+    def _refuse(self, message: Message, reason: str, effects: "BatchState") -> None:
+        """Count ``message`` as a dead letter and queue it to be sent before the batch is written,
+        unless Redis counted it before a crash: then it was sent too."""
         effects.counters[f"dead_letter:{message.topic}"] += 1
-        if not effects.scratch:
-            await self.outbox.dead_letter(message, reason)
+        effects.refused.append((message, reason))
 
     async def _learn_catalog_of(self, items) -> None:
         """Teach the model the catalog record of items this worker has not met yet. Records

@@ -38,6 +38,9 @@ class Outbox(Protocol):
 
     async def online_summaries(self, records: list[tuple[bytes, bytes]]) -> None: ...
 
+    async def flush(self) -> None:
+        """Return once Kafka has acknowledged everything sent so far."""
+
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -75,3 +78,6 @@ class KafkaOutbox:
     async def online_summaries(self, records: list[tuple[bytes, bytes]]) -> None:
         for key, value in records:
             await self._send(self.settings.topic_online_metrics, key, value)
+
+    async def flush(self) -> None:
+        await self.app.producer.flush()

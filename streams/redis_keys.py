@@ -16,6 +16,7 @@
 | ``stats:timeline`` | list of JSON snapshots of the stream, newest first, one per 10 s |
 | ``stats:segments`` | hash: segment name -> customers whose ``segment:{user_id}`` it is |
 | ``offsets:{group}`` | hash: ``topic:partition`` -> ``offset:kafka_time`` up to which a worker group's counters go |
+| ``deadletters:{group}`` | hash: ``topic:partition`` -> JSON note of the offsets a batch with dead letters covers and where the dead-letter topic ended (``streams.dead_letter_log``) |
 | ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
 
@@ -30,6 +31,10 @@ MODEL_FENCE = "model:fence"
 
 def counted_positions(group: str) -> str:
     return f"offsets:{group}"
+
+
+def dead_letter_notes(group: str) -> str:
+    return f"deadletters:{group}"
 
 
 def recs(user_id: str) -> str:

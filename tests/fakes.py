@@ -83,3 +83,6 @@ class RecordingOutbox:
 
     async def online_summaries(self, records):
         self.summaries += records
+
+    async def flush(self):
+        pass

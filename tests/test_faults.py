@@ -83,6 +83,14 @@ def wait_until_quiet(client, at_least: int, workers, timeout: float = 180.0, qui
     raise AssertionError(f"the workers accounted for {last} of {at_least} events")
 
 
+def dead_letters(settings) -> list:
+    consumer = KafkaConsumer(settings.topic_dead_letters, bootstrap_servers=settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000, group_id=None)
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
 def stop(process) -> None:
     process.terminate()
     try:
@@ -97,8 +105,16 @@ def test_a_worker_killed_mid_replay_restarts_without_losing_or_double_counting(s
     ensure_topics(settings)
     orders = simulate_history(n_users=400, seed=21)
     worker = spawn_worker(settings, tmp_path / "worker.log")
-    stats = replay(settings, orders)
-    sent = sum(stats.sent.values())
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    bad = []
+
+    def interleave_bad_events(n, total):  # every 1,000 events, one that is not JSON
+        bad.append(f"not json {n}".encode())
+        producer.send(settings.topic_clicks, key=b"u-bad", value=bad[-1])
+
+    stats = replay(settings, orders, on_progress=interleave_bad_events, producer=producer)
+    producer.close()
+    sent = sum(stats.sent.values()) + len(bad)
     wait_until_processed(redis_client, sent // 3, worker, timeout=120)
     os.kill(worker.pid, signal.SIGKILL)  # mid-replay, nothing flushed or committed on the way out
     worker.wait(timeout=10)
@@ -107,8 +123,10 @@ def test_a_worker_killed_mid_replay_restarts_without_losing_or_double_counting(s
     restarted = spawn_worker(settings, tmp_path / "worker.log")
     try:
         counters = wait_until_quiet(redis_client, sent, [restarted])
-        # Counted exactly once, whatever the kill interrupted: no duplicates, nothing missing.
-        assert counters == {f"valid:{topic}": n for topic, n in stats.sent.items()}
+        # Counted and dead-lettered exactly once, whatever the kill interrupted: no duplicates, nothing missing.
+        assert counters == {**{f"valid:{topic}": n for topic, n in stats.sent.items()},
+                            f"dead_letter:{settings.topic_clicks}": len(bad)}
+        assert sorted(record.value for record in dead_letters(settings)) == sorted(bad)
         assert_sessions_match(expected_sessions(orders, settings), [settings.worker_web_port])
         for user in orders["user_id"].unique():
             assert not read_recommendations(redis_client, user).fallback
