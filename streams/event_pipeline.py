@@ -23,6 +23,7 @@ from models.online_segments import OnlineSegments
 from models.purchase_drift import PurchaseDrift
 from streams import redis_keys
 from streams.attribution import attribute
+from streams.crash_loop import judge, next_attempts
 from streams.dead_letter_log import DeadLetters, DirectDeadLetters
 from streams.event_archive import EventArchive
 from streams.events import (
@@ -81,6 +82,7 @@ class BatchState:
 
     counted: dict[str, Position] = field(default_factory=dict)
     scratch: bool = False
+    skipped: dict[tuple[str, int, int], int] = field(default_factory=dict)  # crash-loop breaker's verdict
     counters: Counter = field(default_factory=Counter)
     refused: list[tuple[Message, str]] = field(default_factory=list)  # to dead-letter, with the reason
     summaries: BatchSummaries = field(default_factory=BatchSummaries)
@@ -163,10 +165,35 @@ class EventPipeline:
         self.hit_rate_monitor.reset()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
-        batch = BatchState(counted=await self.writer.counted_positions(self.settings.app_id, map(source_of, messages)))
+        await self._guarded(messages, self._user_events)
+
+    async def handle_products(self, messages: Sequence[Message]) -> None:
+        await self._guarded(messages, self._products)
+
+    async def _guarded(self, messages: Sequence[Message], process) -> None:
+        """``process`` the batch under the crash-loop breaker (``streams.crash_loop``): after a
+        crash, one message at a time, and without a message that stopped workers too often."""
+        group, sources = self.settings.app_id, sorted({source_of(message) for message in messages})
+        counted = await self.writer.counted_positions(group, sources)
+        attempts = next_attempts(messages, counted, await self.writer.crash_attempts(group, sources))
+        if attempts:
+            await self.writer.record_crash_attempts(group, attempts)
+        verdict = judge(attempts)
+        self.metrics.crash_loop_skips.inc(len(verdict.skipped))
+        if not verdict.one_at_a_time:
+            await process(messages, BatchState(counted=counted))
+            return
+        for message in messages:
+            source = source_of(message)
+            if source in attempts:  # a crash from here on starts the next attempt at this message
+                await self.writer.record_crash_attempts(group, {source: attempts[source]._replace(offset=message.offset)})
+            counted = await self.writer.counted_positions(group, [source])
+            await process([message], BatchState(counted=counted, skipped=verdict.skipped))
+
+    async def _user_events(self, messages: Sequence[Message], batch: "BatchState") -> None:
         valid = []
         for message in messages:
-            event = self._validate(message, batch.effects_of(message))
+            event = self._validate(message, batch)
             if event is not None:
                 valid.append((message, event))
         # Clicks and purchases arrive on different topics, so a batch may hold an order
@@ -317,12 +344,11 @@ class EventPipeline:
         baseline, now = monitor.last_drop
         return RetrainRequest(self.model_version, round(baseline, 4), round(now, 4), monitor.seen, ts)
 
-    async def handle_products(self, messages: Sequence[Message]) -> None:
-        batch = BatchState(counted=await self.writer.counted_positions(self.settings.app_id, map(source_of, messages)))
+    async def _products(self, messages: Sequence[Message], batch: "BatchState") -> None:
         products = []
         for message in messages:
             effects = batch.effects_of(message)
-            record = self._validate(message, effects)
+            record = self._validate(message, batch)
             if not isinstance(record, ProductRecord):
                 continue
             try:
@@ -351,11 +377,14 @@ class EventPipeline:
         if self.archive is not None:
             self.archive.add(event)
 
-    def _validate(self, message: Message, effects: "BatchState"):
+    def _validate(self, message: Message, batch: "BatchState"):
+        crashes = batch.skipped.get((message.topic, message.partition, message.offset))
         try:
+            if crashes:
+                raise InvalidEvent(f"{crashes} workers stopped while processing it (crash-loop breaker)")
             return self.validator.validate(message.topic, message.value, key=message.key)
         except InvalidEvent as exc:
-            self._refuse(message, str(exc), effects)
+            self._refuse(message, str(exc), batch.effects_of(message))
             return None
 
     def _refuse(self, message: Message, reason: str, effects: "BatchState") -> None:

@@ -38,6 +38,8 @@ class OnlineMetrics:
                                         registry=self.registry)
         self.fenced_batches = Counter("recsys_fenced_batches", "Batches whose lists Redis refused because a newer "
                                       "model version is published", registry=self.registry)
+        self.crash_loop_skips = Counter("recsys_crash_loop_skips", "Messages dead-lettered because workers kept "
+                                        "stopping while processing them", registry=self.registry)
 
     def count_events(self, counters: dict[str, int]) -> None:
         for key, amount in counters.items():

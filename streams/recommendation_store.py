@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from streams import redis_keys
+from streams.crash_loop import Attempt
 from streams.events import ProductRecord
 from streams.log_positions import Position
 from streams.version_fence import ONLINE_FENCE, WRITE_LISTS, write_arguments
@@ -173,6 +174,18 @@ class RecommendationWriter:
             return {}
         raw = await self.retry(lambda: self.client.hmget(redis_keys.counted_positions(group), wanted))
         return {source: Position.decode(value) for source, value in zip(wanted, raw) if value is not None}
+
+    async def crash_attempts(self, group: str, sources) -> dict[str, Attempt]:
+        """{topic:partition: the crash-loop breaker's last recorded attempt} (``streams.crash_loop``)."""
+        wanted = list(sources)
+        if not wanted:
+            return {}
+        raw = await self.retry(lambda: self.client.hmget(redis_keys.crash_attempts(group), wanted))
+        return {source: Attempt.decode(value) for source, value in zip(wanted, raw) if value is not None}
+
+    async def record_crash_attempts(self, group: str, attempts: dict[str, Attempt]) -> None:
+        mapping = {source: attempt.encode() for source, attempt in attempts.items()}
+        await self.retry(lambda: self.client.hset(redis_keys.crash_attempts(group), mapping=mapping))
 
     async def read_products(self, item_ids: Iterable[str]) -> dict[str, ProductRecord]:
         """Catalog records of ``item_ids`` that Redis holds (one MGET, retried like writes)."""

@@ -17,6 +17,7 @@
 | ``stats:segments`` | hash: segment name -> customers whose ``segment:{user_id}`` it is |
 | ``offsets:{group}`` | hash: ``topic:partition`` -> ``offset:kafka_time`` up to which a worker group's counters go |
 | ``deadletters:{group}`` | hash: ``topic:partition`` -> JSON note of the offsets a batch with dead letters covers and where the dead-letter topic ended (``streams.dead_letter_log``) |
+| ``attempts:{group}`` | hash: ``topic:partition`` -> ``offset:count``, the crash-loop breaker's attempts at a batch (``streams.crash_loop``) |
 | ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
 
@@ -31,6 +32,10 @@ MODEL_FENCE = "model:fence"
 
 def counted_positions(group: str) -> str:
     return f"offsets:{group}"
+
+
+def crash_attempts(group: str) -> str:
+    return f"attempts:{group}"
 
 
 def dead_letter_notes(group: str) -> str:

@@ -40,6 +40,7 @@ class RecordingWriter:
         self.lists, self.products, self.counters, self.popular, self.segments = {}, {}, {}, None, {}
         self.slot_lists = {}  # Redis key -> list
         self.positions = {}  # topic:partition -> Position counted up to
+        self.attempts = {}  # topic:partition -> the crash-loop breaker's Attempt
         self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
         self.segment_sizes = {}
 
@@ -63,6 +64,12 @@ class RecordingWriter:
 
     async def counted_positions(self, group, sources):
         return {source: self.positions[source] for source in set(sources) if source in self.positions}
+
+    async def crash_attempts(self, group, sources):
+        return {source: self.attempts[source] for source in sources if source in self.attempts}
+
+    async def record_crash_attempts(self, group, attempts):
+        self.attempts.update(attempts)
 
 
 class RecordingOutbox:

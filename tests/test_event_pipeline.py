@@ -268,3 +268,37 @@ def test_a_key_other_than_the_user_id_is_dead_lettered(pipeline):
     asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("k1", "u1", "A", "view", NOW)),
                                                  key=b"someone-else")]))
     assert pipeline.outbox.dead[-1][1] == "Kafka key must be the event's user_id; got key b'someone-else'"
+
+
+class KillsTheWorkerOnItem(PopularityCooccurrenceBlend):
+    """A model that takes the whole worker down on one item, as running out of memory would."""
+
+    def learn_one(self, interaction):
+        if interaction.item_id == "KILL":
+            raise SystemExit("the worker dies")
+        super().learn_one(interaction)
+
+
+def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_the_rest_is_counted_once():
+    writer, sessions, outbox = RecordingWriter(), {}, RecordingOutbox()
+    batch = [Msg("clicks", encode_event(ClickEvent(f"k{n}", f"u{n}", item, "view", NOW + n)), partition=3, offset=50 + n)
+             for n, item in enumerate(["A", "B", "KILL", "C"])]
+    crashes = 0
+    while True:  # each attempt is a restarted worker: a new pipeline on the same Redis, table and topics
+        pipeline = EventPipeline(SETTINGS, KillsTheWorkerOnItem(), writer, sessions, outbox, "test-v1")
+        try:
+            asyncio.run(pipeline.handle_user_events(batch))
+            break
+        except SystemExit:
+            crashes += 1
+            assert crashes < 5, "the breaker never stepped in"
+    assert crashes == 2  # the batch whole, then one message at a time up to the one that kills
+    assert [(topic, reason) for topic, reason, _ in outbox.dead] == [
+        ("clicks", "2 workers stopped while processing it (crash-loop breaker)")]
+    assert outbox.dead[0][2] == batch[2].value
+    assert writer.counters == {"valid:clicks": 3, "dead_letter:clicks": 1}
+    assert pipeline.metrics.crash_loop_skips._value.get() == 1
+    # The next batch on the partition is processed whole again.
+    later = Msg("clicks", encode_event(ClickEvent("k9", "u9", "D", "view", NOW + 9)), partition=3, offset=60)
+    asyncio.run(pipeline.handle_user_events([later]))
+    assert writer.attempts["clicks:3"].count == 1 and writer.counters["valid:clicks"] == 4
