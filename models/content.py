@@ -43,8 +43,8 @@ class ContentSimilarity(ItemItemRecommender):
         try:
             # A word shared by thousands of titles joins them all and says little about any.
             max_df = max(1, min(int(self.max_df * len(text)), MAX_TITLES_PER_WORD))
-            words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, max_df=max_df, sublinear_tf=True, stop_words="english",
-                                    dtype=np.float32).fit_transform(text)
+            words = TfidfVectorizer(ngram_range=(1, 2), min_df=1, max_df=max_df, sublinear_tf=True,
+                                    stop_words="english", dtype=np.float32).fit_transform(text)
         except ValueError as exc:  # every word too rare or too common
             raise CannotFit(f"item texts give no usable words ({exc})") from None
         traits = []

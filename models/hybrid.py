@@ -25,6 +25,7 @@ from models.interactions import Interactions
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
 VIEWS = ("ALL", "NEW")
+CANDIDATES_PER_SLOT = 2  # a list of n ranks each component's best 2n items
 
 
 @dataclass
@@ -46,13 +47,15 @@ def feature_names(components: list[BatchRecommender]) -> list[str]:
 
 
 def candidates(data: Interactions, components: list[BatchRecommender], rows: np.ndarray, per_model: int,
-               view: str, blocks: list[ScoreBlock] | None = None) -> Candidates:
+               view: str, blocks: list[ScoreBlock] | None = None, keep: int | None = None) -> Candidates:
     """Each component's ``per_model`` best items for the users at ``rows`` (NEW: never-bought
-    items only), with their features. ``blocks``: the components' blocks for ``rows``, if at hand."""
+    items only), with their features; only each one's ``keep`` best when given (the ranks stay
+    those among ``per_model``). ``blocks``: the components' blocks for ``rows``, if at hand."""
     exclude = data.bought[rows] if view == "NEW" else None
     blocks = blocks or [component.block(rows) for component in components]
     tops = [block.top_n(per_model, exclude) for block in blocks]
-    keys = np.sort(np.concatenate([_keys(top, data.n_items)[0] for top in tops]))
+    tops_kept = [TopN(top.items[:, :keep], top.scores[:, :keep]) for top in tops] if keep else tops
+    keys = np.sort(np.concatenate([_keys(top, data.n_items)[0] for top in tops_kept]))
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     columns = []
@@ -117,24 +120,27 @@ class HybridBlock(ScoreBlock):
         self.hybrid = hybrid
         self.rows = rows
         self._blocks: list[ScoreBlock] | None = None  # the components' blocks, shared by both views
-        self._by_view: dict[str, SparseBlock] = {}
+        self._by_view: dict[tuple[str, int | None], SparseBlock] = {}
 
-    def _ranked(self, view: str) -> SparseBlock:
-        if view not in self._by_view:
-            self._by_view[view] = SparseBlock(self._rank_candidates(view))
-        return self._by_view[view]
+    def _ranked(self, view: str, keep: int | None = None) -> SparseBlock:
+        if (view, keep) not in self._by_view:
+            self._by_view[view, keep] = SparseBlock(self._rank_candidates(view, keep))
+        return self._by_view[view, keep]
 
-    def _rank_candidates(self, view: str) -> sp.csr_matrix:
+    def _rank_candidates(self, view: str, keep: int | None) -> sp.csr_matrix:
         h = self.hybrid
         if self._blocks is None:
             self._blocks = [component.block(self.rows) for component in h.components]
-        found = candidates(h.data, h.components, self.rows, h.per_model, view, self._blocks)
+        found = candidates(h.data, h.components, self.rows, h.per_model, view, self._blocks, keep)
         # +1 keeps every candidate stored, even at probability 0.
         probability = h.rankers[view].predict_proba(found.features)[:, 1] + 1.0
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
-        return self._ranked("NEW" if exclude is not None else "ALL").top_n(n, exclude)
+        # A list of n seldom takes an item that no component ranks among its best 2n, and
+        # ranking fewer candidates is most of the cost of publishing every customer's lists.
+        view = "NEW" if exclude is not None else "ALL"
+        return self._ranked(view, CANDIDATES_PER_SLOT * n).top_n(n, exclude)
 
     def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return self._ranked("ALL").at(positions, cols)

@@ -186,7 +186,8 @@ class EventPipeline:
         for message in messages:
             source = source_of(message)
             if source in attempts:  # a crash from here on starts the next attempt at this message
-                await self.writer.record_crash_attempts(group, {source: attempts[source]._replace(offset=message.offset)})
+                moved_on = attempts[source]._replace(offset=message.offset)
+                await self.writer.record_crash_attempts(group, {source: moved_on})
             counted = await self.writer.counted_positions(group, [source])
             await process([message], BatchState(counted=counted, skipped=verdict.skipped))
 
