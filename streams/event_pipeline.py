@@ -174,8 +174,8 @@ class EventPipeline:
         """``process`` the batch under the crash-loop breaker (``streams.crash_loop``): after a
         crash, one message at a time, and without a message that stopped workers too often."""
         group, sources = self.settings.app_id, sorted({source_of(message) for message in messages})
-        counted = await self.writer.counted_positions(group, sources)
-        attempts = next_attempts(messages, counted, await self.writer.crash_attempts(group, sources))
+        counted, recorded = await self.writer.read_progress(group, sources)
+        attempts = next_attempts(messages, counted, recorded)
         if attempts:
             await self.writer.record_crash_attempts(group, attempts)
         verdict = judge(attempts)
@@ -188,7 +188,7 @@ class EventPipeline:
             if source in attempts:  # a crash from here on starts the next attempt at this message
                 moved_on = attempts[source]._replace(offset=message.offset)
                 await self.writer.record_crash_attempts(group, {source: moved_on})
-            counted = await self.writer.counted_positions(group, [source])
+            counted, _ = await self.writer.read_progress(group, [source])
             await process([message], BatchState(counted=counted, skipped=verdict.skipped))
 
     async def _user_events(self, messages: Sequence[Message], batch: "BatchState") -> None:
@@ -206,8 +206,7 @@ class EventPipeline:
                 self._fold(message, event, batch)
             except Exception as exc:  # one event's failure is that event's: the batch goes on
                 log.exception("event at %s[%d]@%d failed", message.topic, message.partition, message.offset)
-                self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}",
-                                   batch.effects_of(message))
+                self._refuse(message, f"processing failed: {type(exc).__name__}: {exc}", batch.effects_of(message))
         lists, slot_lists = self._rank(batch)
         batch.segment_moves.pop("", None)
         await self.dead_letters.send(batch.refused, batch.counted)

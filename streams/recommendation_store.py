@@ -167,21 +167,22 @@ class RecommendationWriter:
             return False
         return True
 
-    async def counted_positions(self, group: str, sources) -> dict[str, Position]:
-        """{topic:partition: the position Redis has counted up to} for ``sources`` of worker ``group``."""
+    async def read_progress(self, group: str, sources) -> tuple[dict[str, Position], dict[str, Attempt]]:
+        """For ``sources`` (``topic:partition``) of worker ``group``, in one round trip: the position
+        Redis has counted up to, and the crash-loop breaker's last attempt (``streams.crash_loop``)."""
         wanted = sorted(set(sources))
         if not wanted:
-            return {}
-        raw = await self.retry(lambda: self.client.hmget(redis_keys.counted_positions(group), wanted))
-        return {source: Position.decode(value) for source, value in zip(wanted, raw) if value is not None}
+            return {}, {}
 
-    async def crash_attempts(self, group: str, sources) -> dict[str, Attempt]:
-        """{topic:partition: the crash-loop breaker's last recorded attempt} (``streams.crash_loop``)."""
-        wanted = list(sources)
-        if not wanted:
-            return {}
-        raw = await self.retry(lambda: self.client.hmget(redis_keys.crash_attempts(group), wanted))
-        return {source: Attempt.decode(value) for source, value in zip(wanted, raw) if value is not None}
+        async def read():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(redis_keys.counted_positions(group), wanted)
+            pipe.hmget(redis_keys.crash_attempts(group), wanted)
+            return await pipe.execute()
+
+        positions, attempts = await self.retry(read)
+        return ({source: Position.decode(value) for source, value in zip(wanted, positions) if value is not None},
+                {source: Attempt.decode(value) for source, value in zip(wanted, attempts) if value is not None})
 
     async def record_crash_attempts(self, group: str, attempts: dict[str, Attempt]) -> None:
         mapping = {source: attempt.encode() for source, attempt in attempts.items()}

@@ -62,11 +62,9 @@ class RecordingWriter:
     async def read_products(self, item_ids):
         return {item: self.catalog[item] for item in item_ids if item in self.catalog}
 
-    async def counted_positions(self, group, sources):
-        return {source: self.positions[source] for source in set(sources) if source in self.positions}
-
-    async def crash_attempts(self, group, sources):
-        return {source: self.attempts[source] for source in sources if source in self.attempts}
+    async def read_progress(self, group, sources):
+        return ({source: self.positions[source] for source in set(sources) if source in self.positions},
+                {source: self.attempts[source] for source in set(sources) if source in self.attempts})
 
     async def record_crash_attempts(self, group, attempts):
         self.attempts.update(attempts)
