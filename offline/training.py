@@ -90,7 +90,8 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     try:
         earlier = _earlier_splits(split, chosen.name, selection)
         rankers = validate_hybrid(split, fitted, selection, earlier)
-        progress(f"  hybrid ({'forward in time' if earlier else 'out of fold'}): ALL {selection.scores['hybrid']['ALL']:.4f} "
+        scored = "rankers from earlier splits" if earlier else "out of fold"
+        progress(f"  hybrid ({scored}): ALL {selection.scores['hybrid']['ALL']:.4f} "
                  f"NEW {selection.scores['hybrid']['NEW']:.4f}")
     except ValueError as exc:
         rankers = None
