@@ -33,7 +33,7 @@ def derive_categories(texts: pd.Series, k: int = N_CATEGORIES, seed: int = 0) ->
         vectors = vectorizer.fit_transform(text)
     except ValueError:  # no term appears twice: nothing to group by
         return pd.Series("", index=texts.index)
-    k = max(1, min(k, vectors.shape[0] // 5, len({row.tobytes() for row in vectors.toarray()})))
+    k = max(1, min(k, vectors.shape[0] // 5, _distinct_rows(vectors, enough=k)))
     dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))
     lsa = make_pipeline(TruncatedSVD(dims, random_state=seed), Normalizer(copy=False))
     reduced = lsa.fit_transform(vectors)
@@ -44,3 +44,14 @@ def derive_categories(texts: pd.Series, k: int = N_CATEGORIES, seed: int = 0) ->
         weights = np.asarray(vectors[labels == cluster].mean(axis=0)).ravel()
         names[cluster] = " / ".join(terms[np.argsort(-weights)[:3]])
     return pd.Series([names[c] for c in labels], index=texts.index)
+
+
+def _distinct_rows(vectors, enough: int) -> int:
+    """How many distinct rows the sparse ``vectors`` hold, counting no further than ``enough``."""
+    vectors.sort_indices()
+    seen = set()
+    for start, stop in zip(vectors.indptr[:-1], vectors.indptr[1:]):
+        seen.add((vectors.indices[start:stop].tobytes(), vectors.data[start:stop].tobytes()))
+        if len(seen) >= enough:
+            break
+    return len(seen)
