@@ -2,7 +2,8 @@
 
 Grids are small on purpose: each point is one fit on the validation history.
 Each grid's first point is the setting that holds up best across shops: on a
-large history (``LARGE_HISTORY`` order lines or more) it is the only one tried.
+large history (``LARGE_HISTORY`` order lines or more) it is the only one tried,
+except for the cheap components (popularity, repeat), whose whole grid always is.
 Half-lives are in days; ``1e6`` means no decay.
 """
 
@@ -29,10 +30,11 @@ class ComponentSpec:
     name: str
     make: Callable[..., BatchRecommender]
     grid: tuple[dict, ...] = field(default=({},))
+    cheap: bool = False  # fits in seconds at any size: its whole grid is always tried
 
     def grid_for(self, order_lines: int) -> tuple[dict, ...]:
         """The settings worth trying on a history of ``order_lines``."""
-        return self.grid if order_lines <= LARGE_HISTORY else self.grid[:1]
+        return self.grid if self.cheap or order_lines <= LARGE_HISTORY else self.grid[:1]
 
     def build(self, params: dict) -> BatchRecommender:
         return self.make(**params)
@@ -40,9 +42,9 @@ class ComponentSpec:
 
 # Popularity comes first: its chosen variant fills every other list, as it does in Redis.
 COMPONENTS = (
-    ComponentSpec("popularity", RecentPopularity, ({"recent_share": 1.0}, {"recent_share": 0.1})),
+    ComponentSpec("popularity", RecentPopularity, ({"recent_share": 1.0}, {"recent_share": 0.1}), cheap=True),
     ComponentSpec("repeat", RepeatPurchase, ({"half_life_days": 180}, {"half_life_days": 30},
-                                             {"half_life_days": 1e6})),
+                                             {"half_life_days": 1e6}), cheap=True),
     ComponentSpec("cooccurrence", ItemCooccurrence, ({"history_half_life_days": 1e6},
                                                      {"history_half_life_days": 30})),
     ComponentSpec("ease", EASE, ({"l2": 100.0}, {"l2": 500.0})),
