@@ -113,17 +113,17 @@ def _earlier_splits(split: HoldoutSplit, protocol: str, selection: Selection, co
     """The same protocol applied ``count`` more times, each before the previous part, with the
     kept components fitted on what precedes it: the hybrid's rankers learn from several periods,
     so what is peculiar to one weighs less."""
-    earlier = []
+    earlier, part = [], split
     for seed in range(1, count + 1):
-        split = validation_split(split.train, protocol).sample(VALIDATION_USERS, seed=seed)
-        if len(split.test_users) == 0:
+        part = validation_split(part.train, protocol).sample(VALIDATION_USERS, seed=seed)
+        if len(part.test_users) == 0:
             break
         try:
-            members = [SPECS[name].build(params).fit(split.train) for name, params in selection.params.items()]
+            members = [SPECS[name].build(params).fit(part.train) for name, params in selection.params.items()]
         except Exception as exc:  # an earlier part is smaller; without it the rankers still learn
             log.warning("no earlier validation split for the hybrid: %s", exc)
             break
-        earlier.append((split, members))
+        earlier.append((part, members))
     return earlier
 
 

@@ -179,10 +179,10 @@ class EventPipeline:
         if attempts:
             await self.writer.record_crash_attempts(group, attempts)
         verdict = judge(attempts)
-        self.metrics.crash_loop_skips.inc(len(verdict.skipped))
         if not verdict.one_at_a_time:
             await process(messages, BatchState(counted=counted))
             return
+        self.metrics.crash_loop_skips.inc(len(verdict.skipped))
         for message in messages:
             source = source_of(message)
             if source in attempts:  # a crash from here on starts the next attempt at this message
