@@ -36,10 +36,15 @@ class Interaction(NamedTuple):
 
 Scored = list[tuple[str, float]]
 
+#: A capability: ``static_list(user_id, k)`` answers the list trained offline, before any session.
+STATIC_LISTS = "static_lists"
+
 
 class Recommender(ABC):
     #: Names the model in every list it produces (``model_version`` in Redis).
     name: str = "recommender"
+    #: What the model can do beyond the contract, declared rather than found out by its type.
+    capabilities: frozenset[str] = frozenset()
 
     @abstractmethod
     def learn_one(self, x: Interaction) -> None:

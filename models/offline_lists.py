@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
-from models.base import Interaction, Recommender, Scored, top_k
+from models.base import STATIC_LISTS, Interaction, Recommender, Scored, top_k
 
 FLOOR = 1e-3  # fill-in items score below anything personal
 
@@ -56,6 +56,8 @@ class OfflineListsWithSession(Recommender):
     >>> [item for item, _ in model.recommend("new", context=["y"], k=2)]
     ['m1', 'm2']
     """
+
+    capabilities = frozenset({STATIC_LISTS})
 
     def __init__(self, user_lists: dict[str, Scored], similar_items: dict[str, Scored], popular: Scored,
                  version: str, weights: RerankWeights = RerankWeights(),

@@ -153,7 +153,7 @@ def publish_history(conf: Settings, source: str, limit=None, start=None, speed=0
 
 
 @app.command()
-def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print the raw JSON stored in Redis.")) -> None:
+def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print the list as JSON, as the API answers it.")) -> None:
     """Print a user's recommendations as the storefront reads them (one Redis GET)."""
     from streams.recommendation_store import read_recommendations
     from streams import redis_keys
@@ -265,7 +265,6 @@ def evaluate(
     download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Held-out evaluation of every model, the hybrid and the published lists (ALL and NEW views, k=10)."""
-    import pandas as pd
 
     from offline.evaluation_report import write_evaluation
     from offline.evaluation import PROTOCOLS

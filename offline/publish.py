@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 from streams import redis_keys
 from streams.connections import kafka_options, redis_client
 from streams.model_artifacts import Artifact
-from streams.recommendation_store import RecommendationList, new_rec_id
+from streams.recommendation_store import new_rec_id, stored_list
 from streams.settings import Settings
 from streams.version_fence import RAISE, WRITE_LISTS, fence_of, write_arguments
 
@@ -62,9 +62,8 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
     popular = artifact.json("popular.json")
     ttl = settings.recs_ttl_seconds
 
-    def as_list(user_id: str, items, scores) -> bytes:
-        return _encode(RecommendationList(user_id=user_id, items=list(items), scores=[float(s) for s in scores],
-                                          rec_id=new_rec_id(), model_version=version, generated_at=now))
+    def as_list(items, scores) -> bytes:
+        return stored_list(items, scores, new_rec_id(), version, now)
 
     fence = fence_of(version)
 
@@ -80,7 +79,7 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
             yield ("fenced", *write_arguments(fence, chunk))
 
     def commands():
-        yield from fenced((key(user_id), as_list(user_id, items, scores), ttl)
+        yield from fenced((key(user_id), as_list(items, scores), ttl)
                           for key, lists in slots for user_id, items, scores in lists.itertuples(index=False))
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
@@ -90,9 +89,9 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         yield "delete", redis_keys.SEGMENT_SIZES
         for segment, size in segments["segment"].value_counts().items():
             yield "hset", redis_keys.SEGMENT_SIZES, segment, int(size)
-        yield from fenced([(redis_keys.POPULAR, as_list("", *zip(*popular["all"])), 0)])
+        yield from fenced([(redis_keys.POPULAR, as_list(*zip(*popular["all"])), 0)])
         for segment, entries in popular["segments"].items():
-            yield "set", redis_keys.segment_popular(segment), as_list("", *zip(*entries))
+            yield "set", redis_keys.segment_popular(segment), as_list(*zip(*entries))
 
     client = redis_client(settings)
     try:

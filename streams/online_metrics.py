@@ -23,11 +23,11 @@ from streams.online_summaries import FRESHNESS_BUCKETS
 class OnlineMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.events = Counter("recsys_events", "Events consumed, by topic and outcome (valid, dead_letter, duplicate)",
+        self.events_total = Counter("recsys_events", "Events consumed, by topic and outcome (valid, dead_letter, duplicate)",
                               ["topic", "outcome"], registry=self.registry)
-        self.lists = Counter("recsys_lists_written", "Recommendation lists written to Redis",
+        self.lists_total = Counter("recsys_lists_written", "Recommendation lists written to Redis",
                              ["model_version", "segment"], registry=self.registry)
-        self.feedback = Counter("recsys_feedback", "Attributed actions on recommended items",
+        self.feedback_total = Counter("recsys_feedback", "Attributed actions on recommended items",
                                 ["action", "model_version", "segment", "attribution"], registry=self.registry)
         self.freshness = Histogram("recsys_list_freshness_seconds",
                                    "From an event reaching Kafka to its user's list written in Redis",
@@ -41,19 +41,20 @@ class OnlineMetrics:
         self.crash_loop_skips = Counter("recsys_crash_loop_skips", "Messages dead-lettered because workers kept "
                                         "stopping while processing them", registry=self.registry)
 
-    def count_events(self, counters: dict[str, int]) -> None:
+    # The same three calls as ``BatchSummaries``: a batch's facts go to both through one loop.
+    def events(self, counters: dict[str, int]) -> None:
         for key, amount in counters.items():
             outcome, _, topic = key.partition(":")
-            self.events.labels(topic=topic, outcome=outcome).inc(amount)
+            self.events_total.labels(topic=topic, outcome=outcome).inc(amount)
 
     def list_written(self, model_version: str, segment: str, freshness_seconds: float | None) -> None:
-        self.lists.labels(model_version=model_version, segment=segment).inc()
+        self.lists_total.labels(model_version=model_version, segment=segment).inc()
         if freshness_seconds is not None and freshness_seconds >= 0:
             self.freshness.observe(freshness_seconds)
 
-    def feedback_seen(self, action: str, model_version: str, segment: str, attribution: str) -> None:
-        self.feedback.labels(action=action, model_version=model_version, segment=segment,
-                             attribution=attribution).inc()
+    def feedback(self, action: str, model_version: str, segment: str, attribution: str) -> None:
+        self.feedback_total.labels(action=action, model_version=model_version, segment=segment,
+                                   attribution=attribution).inc()
 
     def export_window(self, read_window: Callable[[], dict]) -> None:
         """Add the ``recsys_window_*`` gauges, computed from ``read_window()`` at every scrape."""

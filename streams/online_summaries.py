@@ -11,7 +11,7 @@ turns one window's sums into the rates the dashboard and ``/metrics`` show.
 >>> batch = BatchSummaries()
 >>> batch.list_written("v1", "lapsing", freshness_seconds=0.02)
 >>> batch.list_written("v1", "lapsing", freshness_seconds=0.3)
->>> batch.feedback("view", "v1", "lapsing")
+>>> batch.feedback("view", "v1", "lapsing", "implicit")
 >>> batch.purchase("v1", "lapsing", hit=True)
 >>> batch.events({"valid:clicks": 40, "dead_letter:clicks": 2})
 >>> totals = {}
@@ -112,7 +112,7 @@ class BatchSummaries:
             stream.freshness = [0] * (len(FRESHNESS_BUCKETS) + 1)
         stream.freshness[bisect.bisect_left(FRESHNESS_BUCKETS, max(freshness_seconds, 0.0))] += 1
 
-    def feedback(self, action: str, model_version: str, segment: str) -> None:
+    def feedback(self, action: str, model_version: str, segment: str, attribution: str = "") -> None:
         scope = self._scope(model_version, segment)
         if action == "view":
             scope.views += 1

@@ -25,7 +25,7 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError
 
 
 class RecommendationList(msgspec.Struct, omit_defaults=True):
-    """What the storefront GETs: items and scores as parallel arrays to keep it small."""
+    """A list as the storefront reads it through the API: items and scores as parallel arrays."""
 
     user_id: str
     items: list[str]
@@ -37,9 +37,59 @@ class RecommendationList(msgspec.Struct, omit_defaults=True):
     fallback: bool = False
 
 
-encode_list = msgspec.json.Encoder().encode
-decode_list = msgspec.json.Decoder(RecommendationList).decode
+class StoredList(msgspec.Struct, array_like=True):
+    """A list as Redis keeps it: a msgpack array without field names or the user id (the key
+    has it), scores as whole ten-thousandths. The API reads it back as a ``RecommendationList``."""
+
+    items: list[str]
+    score_steps: list[int]  # score * SCORE_STEPS: the 4 decimals lists are rounded to, in 3 bytes or fewer
+    rec_id: bytes  # the list's hex id (``new_rec_id``) as bytes: half the size
+    model_version: str
+    generated_at: float  # whole seconds (an integer is 4 bytes shorter)
+    event_ts: float | None = None
+
+
+SCORE_STEPS = 10_000
+_encode_stored = msgspec.msgpack.Encoder().encode
+_decode_stored = msgspec.msgpack.Decoder(StoredList).decode
+_decode_json_list = msgspec.json.Decoder(RecommendationList).decode
 _decode_product = msgspec.json.Decoder(ProductRecord).decode
+
+
+def encode_list(listing: RecommendationList) -> bytes:
+    return stored_list(listing.items, listing.scores, listing.rec_id, listing.model_version, listing.generated_at,
+                       listing.event_ts)
+
+
+def stored_list(items: list[str], scores, rec_id: str, model_version: str, generated_at: float,
+                event_ts: float | None = None) -> bytes:
+    steps = [round(float(score) * SCORE_STEPS) for score in scores]
+    return _encode_stored(StoredList(list(items), steps, bytes.fromhex(rec_id), model_version, round(generated_at),
+                                     event_ts))
+
+
+def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
+    """The stored list as the API shows it; a list stored as JSON by an earlier release is read too."""
+    if raw[:1] == b"{":
+        listing = _decode_json_list(raw)
+        listing.user_id = user_id or listing.user_id
+        return listing
+    stored = _decode_stored(raw)
+    return RecommendationList(user_id, stored.items, [step / SCORE_STEPS for step in stored.score_steps],
+                              stored.rec_id.hex(), stored.model_version, stored.generated_at, stored.event_ts)
+
+
+def as_served(user_id: str, raw: bytes | None, fallback: bytes | None) -> RecommendationList | None:
+    """The storefront's rule: the customer's own list, else the fallback list marked as such, else None."""
+    if raw is not None:
+        return decode_list(raw, user_id)
+    if fallback is None:
+        return None
+    listing = decode_list(fallback, user_id)
+    listing.fallback = True
+    return listing
+
+
 T = TypeVar("T")
 
 
@@ -222,15 +272,7 @@ class RecommendationWriter:
 def read_recommendations(client: redis.Redis, user_id: str) -> RecommendationList | None:
     """The storefront's read: the user's list, else the popular fallback, else None."""
     raw = client.get(redis_keys.recs(user_id))
-    if raw is not None:
-        return decode_list(raw)
-    raw = client.get(redis_keys.POPULAR)
-    if raw is None:
-        return None
-    fallback = decode_list(raw)
-    fallback.user_id = user_id
-    fallback.fallback = True
-    return fallback
+    return as_served(user_id, raw, client.get(redis_keys.POPULAR) if raw is None else None)
 
 
 def read_event_stats(client: redis.Redis) -> dict[str, int]:

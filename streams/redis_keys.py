@@ -2,10 +2,10 @@
 
 | key | value |
 |---|---|
-| ``recs:{user_id}`` | JSON recommendation list for one user (see ``RecommendationList``): the blended list |
-| ``buyagain:{user_id}`` | the same JSON shape: items the customer bought before, most likely to be rebought first |
-| ``discover:{user_id}`` | the same JSON shape: items the customer never bought |
-| ``popular:all`` | the same JSON shape, non-personalised, for users without a list |
+| ``recs:{user_id}`` | recommendation list for one user, compact msgpack (``StoredList``; read as a ``RecommendationList``): the blended list |
+| ``buyagain:{user_id}`` | the same shape: items the customer bought before, most likely to be rebought first |
+| ``discover:{user_id}`` | the same shape: items the customer never bought |
+| ``popular:all`` | the same shape, non-personalised, for users without a list |
 | ``product:{item_id}`` | JSON catalog record as received on the products topic |
 | ``similar:{item_id}`` | JSON ``{"items": [...], "scores": [...]}``: items like this one |
 | ``segment:{user_id}`` | the customer's segment name |

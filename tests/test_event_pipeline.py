@@ -120,7 +120,7 @@ def test_a_dropping_hit_rate_requests_one_retrain():
 
 
 def test_purchases_update_the_online_segment_named_after_offline_segments(pipeline):
-    pipeline.offline_segments = {f"big{n}": "high-value frequent" for n in range(40)}
+    pipeline.model.offline_segments = {f"big{n}": "high-value frequent" for n in range(40)}
     for n in range(40):
         for k in range(3):
             order = PurchaseEvent(f"b{n}-{k}", f"big{n}", f"bo{n}-{k}", [OrderLine("A", 50, 9.0)] * 5, NOW + k * 86400)

@@ -4,7 +4,6 @@ lists reach Redis (real Redis and Tansu for publishing)."""
 
 import asyncio
 
-import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ from streams import redis_keys
 from streams.event_pipeline import EventPipeline
 from streams.events import OrderLine, PurchaseEvent, encode_event
 from streams.model_artifacts import ArtifactStore
+from streams.recommendation_store import decode_list
 from streams.settings import Settings
 from tests.fakes import Msg, RecordingOutbox, RecordingWriter
 
@@ -94,13 +94,12 @@ def test_published_lists_fill_their_slots_and_keep_their_promises(stack_settings
     assert scores[published["NEW"]]["NEW"] >= scores.get("hybrid", {"NEW": 0.0})["NEW"]
     bought = history.groupby("user_id")["item_id"].agg(set)
     for user in list(bought.index[:40]):
-        decode = msgspec.json.decode
-        recs = decode(redis_client.get(redis_keys.recs(user)))
-        again = decode(redis_client.get(redis_keys.buy_again(user)))
-        discover = decode(redis_client.get(redis_keys.discover(user)))
-        assert len(recs["items"]) == stack_settings.recs_count
-        assert len(discover["items"]) == stack_settings.recs_count and not set(discover["items"]) & bought[user]
-        assert again["items"] and set(again["items"]) <= bought[user]
+        recs = decode_list(redis_client.get(redis_keys.recs(user)))
+        again = decode_list(redis_client.get(redis_keys.buy_again(user)))
+        discover = decode_list(redis_client.get(redis_keys.discover(user)))
+        assert len(recs.items) == stack_settings.recs_count
+        assert len(discover.items) == stack_settings.recs_count and not set(discover.items) & bought[user]
+        assert again.items and set(again.items) <= bought[user]
 
 
 def test_the_worker_rewrites_buy_again_and_discover_lists():

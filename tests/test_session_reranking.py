@@ -68,5 +68,5 @@ def test_the_worker_teaches_the_model_unknown_items_from_the_redis_catalog():
     writer.catalog["Z"] = ProductRecord("Z", "Leather bag", category="bags", price=9.0)
     pipeline = EventPipeline(Settings(recs_count=5), model(), writer, {}, RecordingOutbox(), "v1")
     asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("c1", "new", "Z", "view", 1.6e9)))]))
-    assert pipeline.recommender.items["Z"] == ItemInfo("bags", 9.0)
+    assert pipeline.model.recommender.items["Z"] == ItemInfo("bags", 9.0)
     assert writer.lists["new"].items[0] == "B"  # the bags best seller, standing in for Z's neighbours

@@ -11,7 +11,7 @@ from streams.events import ClickEvent, encode_event
 from streams.local_stack import free_port, stop_pid
 from streams.recommendation_store import read_event_stats, read_recommendations
 from streams.topic_admin import ensure_topics
-from streams.app import EXIT_AGENT_FAILED
+from streams.agent_failures import EXIT_AGENT_FAILED
 from streams.worker import spawn_worker
 
 pytestmark = pytest.mark.integration

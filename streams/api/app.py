@@ -29,7 +29,7 @@ from streams.api.guards import RequestGuard
 from streams.api.health import HealthCheck
 from streams.connections import async_redis_client
 from streams.online_summaries import WINDOW_STEP_SECONDS
-from streams.recommendation_store import decode_list
+from streams.recommendation_store import as_served, decode_list
 from streams.settings import Settings
 from streams.validation import ID_PATTERN, ID_RULE
 
@@ -140,14 +140,10 @@ def create_api(settings: Settings) -> FastAPI:
 
     async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None):
         raw = await client.get(key)
-        fallback = raw is None
-        if fallback:
-            raw = await client.get(fallback_key) if fallback_key else None
-            if raw is None:
-                return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
-        listing = decode_list(raw)
-        if fallback:
-            listing.user_id, listing.fallback = user_id, True
+        fallback = await client.get(fallback_key) if raw is None and fallback_key else None
+        listing = as_served(user_id, raw, fallback)
+        if listing is None:
+            return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
         listing.items, listing.scores = listing.items[:k], listing.scores[:k]
         # Every field, defaults included: API callers always see "fallback".
         return json_bytes(msgspec.json.encode(msgspec.structs.asdict(listing)))

@@ -1,0 +1,41 @@
+"""Emit what a committed batch tells the rest of the platform: feedback, retrain requests and drift
+alerts to Kafka, and its facts (lists, feedback, events) to the Prometheus counters and the online
+summaries alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from streams.event_archive import EventArchive
+from streams.online_metrics import OnlineMetrics
+from streams.outbox import Outbox
+from streams.pipeline.batch import BatchState
+
+
+class Emit:
+    def __init__(self, outbox: Outbox, metrics: OnlineMetrics, archive: EventArchive | None):
+        self.outbox = outbox
+        self.metrics = metrics
+        self.archive = archive
+
+    async def __call__(self, batch: BatchState) -> None:
+        sinks = (self.metrics, batch.summaries)
+        written_at = time.time()
+        for listing in batch.lists:
+            touched = batch.touched[listing.user_id]
+            for sink in sinks:
+                sink.list_written(listing.model_version, touched.features.segment, written_at - touched.kafka_ts)
+        for item in batch.feedback:
+            for sink in sinks:
+                sink.feedback(item.action, item.model_version, item.segment, item.attribution)
+            await self.outbox.feedback(item)
+        if batch.retrain is not None:
+            await self.outbox.retrain_request(batch.retrain)
+        for alert in batch.alerts:
+            await self.outbox.drift_alert(alert)
+        for sink in sinks:
+            sink.events(batch.counters)
+        await self.outbox.online_summaries(batch.summaries.records())
+        if self.archive is not None and self.archive.due:
+            await asyncio.to_thread(self.archive.flush)

@@ -1,0 +1,1 @@
+"""What follows each new event as it is folded into the session features (``streams.pipeline.fold``)."""
