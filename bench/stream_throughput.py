@@ -15,8 +15,10 @@ from the beginning with a consumer group of its own:
 
 A rate counts from the first event handled to the last, so start-up and group
 joins are left out. Prints a table; writes bench/results/stream_throughput.json.
-With ``--profile``, py-spy samples the single worker while it processes and
-draws a flame graph, bench/results/worker_profile.svg.
+With ``--profile``, py-spy samples the single worker while it processes: the
+script prints where its time goes (the functions holding the most samples, and
+the share of samples inside each pipeline stage) and keeps the collapsed stacks in
+bench/results/worker_profile.txt (open them in speedscope.app or flamegraph.pl).
 
 Run: .venv/bin/python bench/stream_throughput.py [--users 3000] [--workers 1 2] [--profile]
 """
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import redis
@@ -50,7 +53,7 @@ from streams.worker import spawn
 from bench_results import RESULTS_DIR, save_results
 
 NOOP_AGENT = Path(__file__).parent / "noop_agent.py"
-PROFILE = RESULTS_DIR / "worker_profile.svg"
+PROFILE = RESULTS_DIR / "worker_profile.txt"
 
 
 def publish_events(settings: Settings, users: int) -> tuple[int, "object"]:
@@ -122,7 +125,7 @@ def profile_when_busy(process: subprocess.Popen, count, seconds: int) -> threadi
         while not count() and process.poll() is None:
             time.sleep(0.05)
         result = subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(process.pid),
-                                 "--duration", str(seconds), "--nonblocking", "--format", "flamegraph",
+                                 "--duration", str(seconds), "--nonblocking", "--format", "raw",
                                  "--output", str(PROFILE)], capture_output=True, text=True, check=False)
         if result.returncode:
             print(f"py-spy could not profile the worker: {result.stderr.strip()[-300:]}", file=sys.stderr)
@@ -156,7 +159,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=3000, help="simulated customers (3000: about 118k events)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to measure")
     parser.add_argument("--profile", type=int, nargs="?", const=15, default=0, metavar="SECONDS",
-                        help="sample the single worker with py-spy for SECONDS (15): bench/results/worker_profile.svg")
+                        help="sample the single worker with py-spy for SECONDS (15) and print where its time goes")
     args = parser.parse_args()
     if args.profile < 0:
         parser.error("--profile takes a positive number of seconds")
@@ -185,7 +188,33 @@ def main() -> None:
     console.print("target: >= 10,000 events/s through the full pipeline, all workers together")
     save_results("stream_throughput", {"events": expected, "rows": rows})
     if args.profile and PROFILE.exists():
-        console.print(f"flame graph of the single worker: {PROFILE}")
+        print_profile(console, PROFILE)
+
+
+def print_profile(console: Console, path: Path, top: int = 25) -> None:
+    """The share of samples in each function (anywhere on the stack) and in each pipeline stage."""
+    inclusive: Counter = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        samples = int(count)
+        total += samples
+        for frame in set(stack.split(";")):
+            inclusive[frame] += samples
+    if not total:
+        return
+    table = Table("samples", "share", "function (file:line)", title=f"worker profile, {total:,} samples")
+    for frame, samples in inclusive.most_common(top):
+        table.add_row(f"{samples:,}", f"{samples / total:.1%}", frame[:110])
+    console.print(table)
+    stages = Table("stage", "share of samples", title="where a batch's time goes")
+    for frame, samples in sorted(inclusive.items(), key=lambda pair: -pair[1]):
+        if "__call__" in frame and "streams/pipeline/" in frame:
+            stages.add_row(frame.split("(")[1].rstrip(")").split(":")[0], f"{samples / total:.1%}")
+    console.print(stages)
+    console.print(f"collapsed stacks: {path}")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ MODEL_VERSION = "online-popularity-cooccurrence-1"
 def configured_app(settings: Settings) -> faust.App:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     return WorkerApp(
+        settings,
         settings.app_id,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         **faust_broker_options(settings),
         store=session_store.URL if settings.worker_store == "rocksdb://" else settings.worker_store,
         # The local store may hold the changelog's last record before the broker reports it in

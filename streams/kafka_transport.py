@@ -15,15 +15,25 @@ sought to the start, as Kafka's ``auto.offset.reset=earliest`` would place them.
 A committed offset beyond the end of its partition means the log started over (a
 topic recreated, a broker that lost its data and then received the group's last
 commits). Faust would skip every message below that offset, silently; those
-partitions are read from the start too.
+partitions are read from the start too. The end a broker reports is not taken on
+its word: Tansu answers the first offset of the partition's last record batch,
+short of its true end, which made a restarted worker read its whole history again.
+So the record just before the committed offset is read: if it is there, the log
+did not start over.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as driver
+
+from streams.connections import aiokafka_options
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +55,11 @@ class _Consumer(driver.Consumer):
         changelogs = self.app.tables.changelog_topics
         streams = [tp for tp in committed if tp.topic not in changelogs]
         ends = await self.highwaters(*[tp for tp in streams if committed[tp]])
-        for tp in streams:
-            end = ends.get(tp)
-            if committed[tp] and end is not None and committed[tp] > end:
+        beyond = [tp for tp in streams if committed[tp] and ends.get(tp) is not None and committed[tp] > ends[tp]]
+        present = await records_present(self.app.settings, {tp: committed[tp] - 1 for tp in beyond})
+        for tp in beyond:
+            end = ends[tp]
+            if tp not in present:
                 log.warning("%s[%d] ends at offset %d but %d was committed: its log started over; "
                             "reading it from the start", tp.topic, tp.partition, end, committed[tp])
                 committed[tp] = None  # Faust then forgets the offset it read up to, too
@@ -61,11 +73,40 @@ class _Transport(driver.Transport):
     Consumer = _Consumer
 
 
-class WorkerApp(faust.App):
-    """``faust.App`` whose consumer waits at most ``fetch_max_wait_ms`` for a fetch."""
+async def records_present(settings: Settings, offsets: dict, timeout_seconds: float = 3.0) -> set:
+    """The partitions of ``offsets`` (partition -> offset) that hold a record at that offset."""
+    if not offsets:
+        return set()
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False,
+                                auto_offset_reset="none", fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+    wanted = {TopicPartition(tp.topic, tp.partition): (tp, offset) for tp, offset in offsets.items()}
+    present = set()
+    try:
+        await consumer.start()
+        consumer.assign(list(wanted))
+        for partition, (_, offset) in wanted.items():
+            consumer.seek(partition, offset)
+        deadline = time.monotonic() + timeout_seconds
+        while len(present) < len(wanted) and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=int(1000 * (deadline - time.monotonic())) + 1)
+            for partition, records in fetched.items():
+                consumer.pause(partition)
+                tp, offset = wanted[partition]
+                if any(record.offset == offset for record in records):
+                    present.add(tp)
+    except KafkaError as exc:  # out of range, or no answer: the records are not there
+        log.info("reading back committed records failed (%s)", exc)
+    finally:
+        await consumer.stop()
+    return present
 
-    def __init__(self, *args, fetch_max_wait_ms: int, **kwargs):
-        self.fetch_max_wait_ms = fetch_max_wait_ms
+
+class WorkerApp(faust.App):
+    """``faust.App`` whose consumer waits at most ``KAFKA_FETCH_MAX_WAIT_MS`` for a fetch."""
+
+    def __init__(self, settings: Settings, *args, **kwargs):
+        self.settings = settings
+        self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
         super().__init__(*args, **kwargs)
 
     def _new_transport(self):
