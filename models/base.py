@@ -1,7 +1,8 @@
 """The two contracts every recommender in the product follows.
 
 Streaming models, like River's estimators, learn from one interaction at a
-time (``learn_one``) and answer for one user at a time (``recommend``).
+time (``learn_one``) and answer for one user at a time (``recommend``), with
+what is known of the user's visit passed as one ``Context``.
 Batch models, like Surprise's algorithms, ``fit`` on a whole history and then
 score a block of users (``block``): the block answers each user's best items
 (``top_n``) and the score of any (user, item) pair (``at``). Blocks stay sparse
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Collection, NamedTuple, Sequence
 
@@ -36,6 +38,20 @@ class Interaction(NamedTuple):
 
 Scored = list[tuple[str, float]]
 
+
+@dataclass(frozen=True)
+class Context:
+    """What is known of the user's visit when a list is asked for; every part optional."""
+
+    recent: Sequence[str] = ()  # items the user touched lately, most recent last
+    cart: Sequence[str] = ()  # in their cart now
+    segment: str = ""  # their customer segment, when known
+    exclude: Collection[str] = ()  # never to be listed
+    bought: Sequence[str] = ()  # bought since the model was trained, oldest first
+
+
+NO_CONTEXT = Context()
+
 #: A capability: ``static_list(user_id, k)`` answers the list trained offline, before any session.
 STATIC_LISTS = "static_lists"
 
@@ -54,22 +70,11 @@ class Recommender(ABC):
         """Learn a catalog record (models that use item traits override this)."""
 
     @abstractmethod
-    def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-        cart: Sequence[str] = (), segment: str = "",
-    ) -> Scored:
-        """Return up to ``k`` (item_id, score) pairs, best first, none of them in ``exclude``.
+    def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
+        """Return up to ``k`` (item_id, score) pairs, best first, none of them in ``context.exclude``."""
 
-        ``context`` is the user's recent items, most recent last; ``cart`` what is in
-        their cart now; ``segment`` their customer segment, when known.
-        """
-
-    def slot_lists(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-        cart: Sequence[str] = (), segment: str = "", bought: Sequence[str] = (),
-    ) -> dict[str, Scored]:
-        """Lists for the storefront's other slots, by slot name (``buyagain``, ``discover``);
-        ``bought`` is what the user bought since the model was trained, oldest first.
+    def slot_lists(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> dict[str, Scored]:
+        """Lists for the storefront's other slots, by slot name (``buyagain``, ``discover``).
         Models without such lists return none."""
         return {}
 
@@ -241,7 +246,8 @@ class BatchRecommender(ABC):
         history could not fit."""
         return None
 
-    def recommend(self, user_id: str, k: int, exclude: Collection[str] = ()) -> Scored:
+    def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
+        exclude = context.exclude
         data = self.data
         if user_id not in data.user_index:
             return []

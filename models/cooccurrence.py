@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Collection, Sequence
 
 import numpy as np
 
-from models.base import Interaction, ItemItemRecommender, Recommender, Scored, ScoreBlock, SparseBlock, top_k
+from models.base import (NO_CONTEXT, Context, Interaction, ItemItemRecommender, Recommender, Scored, ScoreBlock,
+                         SparseBlock, top_k)
 from models.interactions import Interactions
 from models.neighbours import jaccard, top_neighbours
 
@@ -25,10 +25,10 @@ class SessionCooccurrence(Recommender):
     >>> for basket in (["tea", "cups"], ["tea", "cups"], ["tea", "saucers"]):
     ...     for n, item in enumerate(basket):
     ...         cooc.learn_one(Interaction("u", item, ts=0.0, context=basket[:n]))
-    >>> [item for item, _ in cooc.recommend("u", context=["tea"], k=2)]
+    >>> [item for item, _ in cooc.recommend("u", 2, Context(recent=["tea"]))]
     ['cups', 'saucers']
     >>> cooc.learn_one(Interaction("u", "jam", ts=0.0, context=["scones"]))  # scones never learned itself
-    >>> cooc.recommend("u", context=["scones"], k=2), [i for i, _ in cooc.recommend("u", context=["jam"], k=2)]
+    >>> cooc.recommend("u", 2, Context(recent=["scones"])), cooc.recommend("u", 2, Context(recent=["jam"]))
     ([], [])
     """
 
@@ -79,17 +79,14 @@ class SessionCooccurrence(Recommender):
         self._neighbour_cache[item_id] = (count, ranked)
         return ranked
 
-    def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-        cart: Sequence[str] = (), segment: str = "",
-    ) -> Scored:
+    def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
         scores: dict[str, float] = defaultdict(float)
         vote = 1.0
-        for item in reversed(context[-self.max_context :]):
+        for item in reversed(context.recent[-self.max_context :]):
             for other, sim in self.neighbours(item):
                 scores[other] += vote * sim
             vote *= self.recency_decay
-        return top_k(scores, k, exclude)
+        return top_k(scores, k, context.exclude)
 
 
 class ItemCooccurrence(ItemItemRecommender):

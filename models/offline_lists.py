@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Collection, Sequence
+from dataclasses import dataclass, replace
+from typing import Sequence
 
-from models.base import STATIC_LISTS, Interaction, Recommender, Scored, top_k
+from models.base import NO_CONTEXT, STATIC_LISTS, Context, Interaction, Recommender, Scored, top_k
 
 FLOOR = 1e-3  # fill-in items score below anything personal
 
@@ -47,13 +47,13 @@ class OfflineListsWithSession(Recommender):
       offline model never saw, plus the popular items of the session's main category.
 
     >>> model = OfflineListsWithSession({"u1": [("a", .9), ("b", .5)]}, {"x": [("c", 1.0)]}, [("p", 1.0)], "v1")
-    >>> [item for item, _ in model.recommend("u1", context=[], k=3)]
+    >>> [item for item, _ in model.recommend("u1", 3)]
     ['a', 'b', 'p']
-    >>> [item for item, _ in model.recommend("new", context=["x"], k=2)]
+    >>> [item for item, _ in model.recommend("new", 2, Context(recent=["x"]))]
     ['c', 'p']
     >>> model.learn_item("y", category="mugs", price=3.0)  # a new product from the catalog
     >>> model.category_popular["mugs"] = [("m1", 1.0), ("m2", 0.5)]
-    >>> [item for item, _ in model.recommend("new", context=["y"], k=2)]
+    >>> [item for item, _ in model.recommend("new", 2, Context(recent=["y"]))]
     ['m1', 'm2']
     """
 
@@ -90,17 +90,16 @@ class OfflineListsWithSession(Recommender):
         """The offline list alone, as the trainer published it (popular for unknown users)."""
         return list(self.user_lists.get(user_id, self.popular))[:k]
 
-    def recommend(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-                  cart: Sequence[str] = (), segment: str = "") -> Scored:
-        return self._rerank(self.user_lists.get(user_id, ()), user_id, context, k, exclude, cart, segment)
+    def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
+        return self._rerank(self.user_lists.get(user_id, ()), user_id, k, context)
 
-    def slot_lists(self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-                   cart: Sequence[str] = (), segment: str = "", bought: Sequence[str] = ()) -> dict[str, Scored]:
+    def slot_lists(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> dict[str, Scored]:
         """``buyagain``: the offline buy-again list and what was bought since, less ``exclude``;
         ``discover``: the offline discovery list re-ranked like ``recommend``, never showing an
         item the customer bought."""
         if self.discover is None:
             return {}
+        exclude, bought = context.exclude, context.bought
         earlier = self.buy_again.get(user_id, ())
         again: dict[str, float] = defaultdict(float)
         for rank, item in enumerate(reversed(bought)):
@@ -109,15 +108,15 @@ class OfflineListsWithSession(Recommender):
             again[item] += 1.0 / (rank + 1)
         never = set(exclude).union(bought, (item for item, _ in earlier))
         return {"buyagain": top_k(again, k, exclude),
-                "discover": self._rerank(self.discover.get(user_id, ()), user_id, context, k, never, cart, segment)}
+                "discover": self._rerank(self.discover.get(user_id, ()), user_id, k, replace(context, exclude=never))}
 
-    def _rerank(self, base: Scored, user_id: str, context: Sequence[str], k: int, exclude: Collection[str],
-                cart: Sequence[str], segment: str) -> Scored:
+    def _rerank(self, base: Scored, user_id: str, k: int, context: Context) -> Scored:
+        cart, segment, exclude = context.cart, context.segment, context.exclude
         w = self.weights
         scores: dict[str, float] = defaultdict(float)
         for rank, (item, _) in enumerate(base):
             scores[item] += 1.0 / (rank + 1)
-        votes = self._votes(context)
+        votes = self._votes(context.recent)
         for item, vote in votes:
             for other, similarity in self._neighbours(item):
                 scores[other] += w.session * vote * similarity
@@ -146,10 +145,10 @@ class OfflineListsWithSession(Recommender):
                     scores[item] *= 1.0 + w.price * closeness
         return top_k(scores, k, exclude)
 
-    def _votes(self, context: Sequence[str]) -> list[tuple[str, float]]:
+    def _votes(self, recent: Sequence[str]) -> list[tuple[str, float]]:
         """Recent items with their weight: 1 for the latest, ``recency_decay`` times less for each older one."""
         w = self.weights
-        return [(item, w.recency_decay ** age) for age, item in enumerate(reversed(context[-w.context_items:]))]
+        return [(item, w.recency_decay ** age) for age, item in enumerate(reversed(recent[-w.context_items:]))]
 
     def _neighbours(self, item: str) -> Scored:
         known = self.similar_items.get(item)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
-
 import numpy as np
 import pandas as pd
 
 import scipy.sparse as sp
 
-from models.base import BatchRecommender, Interaction, Recommender, Scored, ScoreBlock, TopN, pad_top_n, top_k
+from models.base import (NO_CONTEXT, BatchRecommender, Context, Interaction, Recommender, Scored, ScoreBlock, TopN,
+                         pad_top_n, top_k)
 from models.interactions import Interactions
 
 # Past this many half-lives all scores are rescaled, so floats never overflow.
@@ -25,7 +24,7 @@ class RecencyWeightedPopularity(Recommender):
     >>> pop = RecencyWeightedPopularity(half_life_seconds=3600)
     >>> pop.learn_one(Interaction("u1", "old", ts=0.0))
     >>> pop.learn_one(Interaction("u2", "new", ts=7200.0))
-    >>> [item for item, _ in pop.recommend("u3", context=(), k=2)]
+    >>> [item for item, _ in pop.recommend("u3", 2)]
     ['new', 'old']
     >>> round(pop.score("old") / pop.score("new"), 2)  # two half-lives older
     0.25
@@ -56,10 +55,8 @@ class RecencyWeightedPopularity(Recommender):
     def score(self, item_id: str) -> float:
         return self._scores.get(item_id, 0.0)
 
-    def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-        cart: Sequence[str] = (), segment: str = "",
-    ) -> Scored:
+    def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
+        exclude = context.exclude
         # Most calls come between two learns with the same ranking: rank once, filter often.
         if self._ranked is None:
             self._ranked = top_k(self._scores, len(self._scores))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
-
-from models.base import Interaction, Recommender, Scored, top_k
+from models.base import NO_CONTEXT, Context, Interaction, Recommender, Scored, top_k
 from models.cooccurrence import SessionCooccurrence
 from models.popularity import RecencyWeightedPopularity
 
@@ -19,7 +17,7 @@ class PopularityCooccurrenceBlend(Recommender):
     >>> for user, basket in (("a", ["tea", "cups"]), ("b", ["tea", "cups"]), ("c", ["jam"])):
     ...     for n, item in enumerate(basket):
     ...         blend.learn_one(Interaction(user, item, ts=0.0, context=basket[:n]))
-    >>> [item for item, _ in blend.recommend("d", context=["cups"], k=3, exclude=["cups"])]
+    >>> [item for item, _ in blend.recommend("d", 3, Context(recent=["cups"], exclude=["cups"]))]
     ['tea', 'jam']
     """
 
@@ -37,12 +35,9 @@ class PopularityCooccurrenceBlend(Recommender):
         self.popularity.learn_one(x)
         self.cooccurrence.learn_one(x)
 
-    def recommend(
-        self, user_id: str, context: Sequence[str], k: int, exclude: Collection[str] = (), *,
-        cart: Sequence[str] = (), segment: str = "",
-    ) -> Scored:
-        popular = self.popularity.recommend(user_id, (), self.pool, exclude)
-        related = self.cooccurrence.recommend(user_id, context, self.pool, exclude)
+    def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
+        popular = self.popularity.recommend(user_id, self.pool, Context(exclude=context.exclude))
+        related = self.cooccurrence.recommend(user_id, self.pool, context)
         scores: dict[str, float] = {}
         for part, share in ((popular, self.popularity_share), (related, 1 - self.popularity_share)):
             if not part:

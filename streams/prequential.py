@@ -12,6 +12,9 @@ never saw. Sums accumulate in the Redis hash ``stats:prequential``
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+
+from models.base import Context
 from models.offline_lists import OfflineListsWithSession
 from models.ranking_metrics import average_precision_at_k
 from streams.events import PurchaseEvent
@@ -39,11 +42,11 @@ def score_purchase(model: OfflineListsWithSession, features: SessionFeatures | N
     if first:
         context = [*context, first]
     segment = features.segment if features else ""
-    exclude = {first} if first else set()
+    session = Context(recent=context, exclude={first} if first else set())
     lists = {
         "static": model.static_list(event.user_id, K),
-        "session": model.recommend(event.user_id, context, K, exclude),
-        "session+segments": model.recommend(event.user_id, context, K, exclude, segment=segment),
+        "session": model.recommend(event.user_id, K, session),
+        "session+segments": model.recommend(event.user_id, K, replace(session, segment=segment)),
     }
     groups = ["", "new:"] if event.user_id not in model.user_lists else [""]
     for variant, scored in lists.items():

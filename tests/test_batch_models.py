@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.base import ItemItemRecommender
+from models.base import Context, ItemItemRecommender
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
@@ -37,7 +37,7 @@ def test_contract(name, data):
     fresh = block.top_n(7, bought)
     assert not any(item in set(bought[n].indices) for n in range(5) for item in fresh.items[n] if item >= 0)
     user = data.user_ids[0]
-    recs = model.recommend(user, k=5, exclude={data.item_ids[0]})
+    recs = model.recommend(user, 5, Context(exclude={data.item_ids[0]}))
     assert len(recs) <= 5 and data.item_ids[0] not in [i for i, _ in recs]
     assert model.recommend("unknown-user", k=5) == []
 

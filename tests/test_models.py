@@ -1,6 +1,6 @@
 import pytest
 
-from models.base import Interaction
+from models.base import Context, Interaction
 from models.cooccurrence import SessionCooccurrence
 from models.popularity import RecencyWeightedPopularity
 from models.session_blend import PopularityCooccurrenceBlend
@@ -16,7 +16,7 @@ def test_popularity_decays_with_half_life():
     pop.learn_one(Interaction("u", "new", ts=2 * DAY))
     # 3 interactions two half-lives ago weigh 0.75 of one today.
     assert pop.score("old") / pop.score("new") == pytest.approx(0.75)
-    assert [i for i, _ in pop.recommend("x", (), k=5)] == ["new", "old"]
+    assert [i for i, _ in pop.recommend("x", 5)] == ["new", "old"]
 
 
 def test_popularity_rescales_without_overflow_over_long_streams():
@@ -24,7 +24,7 @@ def test_popularity_rescales_without_overflow_over_long_streams():
     pop.learn_one(Interaction("u", "a", ts=0.0))
     pop.learn_one(Interaction("u", "b", ts=10_000.0))
     assert pop.score("b") < float("inf")
-    assert pop.recommend("x", (), k=2)[0][0] == "b"
+    assert pop.recommend("x", 2)[0][0] == "b"
 
 
 def test_popularity_respects_exclusions_and_k():
@@ -32,7 +32,7 @@ def test_popularity_respects_exclusions_and_k():
     for n, item in enumerate("abcde"):
         for _ in range(5 - n):
             pop.learn_one(Interaction("u", item, ts=0.0))
-    assert [i for i, _ in pop.recommend("x", (), k=2, exclude={"a"})] == ["b", "c"]
+    assert [i for i, _ in pop.recommend("x", 2, Context(exclude={"a"}))] == ["b", "c"]
     with pytest.raises(ValueError):
         RecencyWeightedPopularity(half_life_seconds=0)
 
@@ -46,7 +46,7 @@ def test_cooccurrence_similarity_is_symmetric_cosine():
     assert cooc.similarity("a", "b") == pytest.approx(1 / 2**0.5)
     assert cooc.similarity("a", "b") == cooc.similarity("b", "a")
     assert cooc.similarity("a", "zzz") == 0.0
-    assert cooc.recommend("w", context=["zzz"], k=3) == []
+    assert cooc.recommend("w", 3, Context(recent=["zzz"])) == []
 
 
 def test_cooccurrence_prefers_neighbours_of_the_most_recent_item():
@@ -54,7 +54,7 @@ def test_cooccurrence_prefers_neighbours_of_the_most_recent_item():
     for basket in (["tea", "cups"], ["jam", "bread"]):
         for n, item in enumerate(basket):
             cooc.learn_one(Interaction("u", item, 0.0, context=basket[:n]))
-    assert [i for i, _ in cooc.recommend("w", context=["jam", "tea"], k=2)] == ["cups", "bread"]
+    assert [i for i, _ in cooc.recommend("w", 2, Context(recent=["jam", "tea"]))] == ["cups", "bread"]
 
 
 def test_blend_learns_the_simulators_planted_categories():
@@ -67,7 +67,7 @@ def test_blend_learns_the_simulators_planted_categories():
                                         context=items[:n]))
     hits = total = 0
     for item in history["item_id"].drop_duplicates().head(40):
-        recs = blend.recommend("probe", context=[item], k=10, exclude={item})
+        recs = blend.recommend("probe", 10, Context(recent=[item], exclude={item}))
         hits += sum(planted_category(r) == planted_category(item) for r, _ in recs)
         total += len(recs)
     # 8 categories: chance would put 1 in 8 in the probe's category.

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from models.base import Context
 from models.offline_lists import ItemInfo, OfflineListsWithSession, RerankWeights
 from streams.event_pipeline import EventPipeline
 from streams.events import ClickEvent, ProductRecord, encode_event
@@ -25,7 +26,7 @@ def model(**weights):
 
 
 def ranked(m, user="u1", context=(), **kwargs):
-    return [item for item, _ in m.recommend(user, list(context), 10, **kwargs)]
+    return [item for item, _ in m.recommend(user, 10, Context(recent=list(context), **kwargs))]
 
 
 def test_complements_of_the_cart_come_first_when_the_cart_weight_is_high():

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import MutableMapping
 
+from models.base import Context
 from streams import redis_keys
 from streams.online_metrics import OnlineMetrics
 from streams.pipeline.batch import BatchState, ServingModel, TouchedCustomer
@@ -50,11 +51,10 @@ class Rank:
 
     def _lists(self, user_id: str, touched: TouchedCustomer) -> tuple[RecommendationList, list]:
         features, model = touched.features, self.model
-        context = dict(cart=features.cart, segment=features.segment)
-        exclude = features.recommendation_exclusions()
-        scored = model.recommender.recommend(user_id, features.recent_items, self.k, exclude, **context)
-        slots = model.recommender.slot_lists(user_id, features.recent_items, self.k, exclude,
-                                             bought=features.bought_items, **context)
+        context = Context(recent=features.recent_items, cart=features.cart, segment=features.segment,
+                          exclude=features.recommendation_exclusions(), bought=features.bought_items)
+        scored = model.recommender.recommend(user_id, self.k, context)
+        slots = model.recommender.slot_lists(user_id, self.k, context)
         # A customer's events may arrive out of order across the clicks and purchases topics.
         # The list reflects everything up to their newest event; for attribution it was served
         # in answer to this batch's events, which the shopper's next actions follow.
@@ -66,7 +66,7 @@ class Rank:
         now = time.monotonic()
         if now - self._popular_written_at < POPULAR_REFRESH_SECONDS:
             return None
-        scored = self.model.recommender.recommend("", (), self.k)
+        scored = self.model.recommender.recommend("", self.k)
         if not scored:  # nothing popular yet: try again with the next batch, not in 5 s
             return None
         self._popular_written_at = now
