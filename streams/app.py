@@ -52,6 +52,7 @@ def configured_app(settings: Settings) -> faust.App:
         web_port=settings.worker_web_port,
         # Every payload is encoded by the product itself (msgspec), so Faust moves bytes only.
         key_serializer="raw",
+        producer_linger=0.01,
         value_serializer="raw",
     )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from typing import Awaitable, Callable, Iterable, TypeVar
 
 import msgspec
@@ -94,7 +94,8 @@ T = TypeVar("T")
 
 
 def new_rec_id() -> str:
-    return uuid.uuid4().hex[:16]
+    """16 random hex digits; a fifth of uuid4's cost, and each ranked customer gets three lists."""
+    return os.urandom(8).hex()
 
 
 def build_list(
