@@ -82,12 +82,21 @@ class Recommender(ABC):
 def top_k(scores: dict[str, float], k: int, exclude: Collection[str] = ()) -> Scored:
     """The ``k`` best-scored items not in ``exclude``; ties keep insertion order.
 
-    A full sort (in C) beats a Python heap for the few hundred candidates a list draws on;
-    for a large pool, the heap."""
-    candidates = scores.items() if not exclude else [(i, s) for i, s in scores.items() if i not in exclude]
+    A full sort (in C) beats a Python heap for the few hundred candidates a list draws on,
+    and exclusions are then skipped from the best down; for a large pool, the heap."""
     if len(scores) > 50 * k:
+        candidates = scores.items() if not exclude else [(i, s) for i, s in scores.items() if i not in exclude]
         return heapq.nlargest(k, candidates, key=itemgetter(1))
-    return sorted(candidates, key=itemgetter(1), reverse=True)[:k]
+    ranked = sorted(scores.items(), key=itemgetter(1), reverse=True)
+    if not exclude:
+        return ranked[:k]
+    best: Scored = []
+    for pair in ranked:
+        if pair[0] not in exclude:
+            best.append(pair)
+            if len(best) == k:
+                break
+    return best
 
 
 class TopN(NamedTuple):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Collection, Sequence
 
 from models.base import NO_CONTEXT, STATIC_LISTS, Context, Interaction, Recommender, Scored, top_k
 
 FLOOR = 1e-3  # fill-in items score below anything personal
+# 1 / rank and FLOOR / rank, computed once (lists are re-ranked for every event), for lists
+# far longer than any a model keeps.
+RANK_WEIGHTS = tuple(1.0 / (rank + 1) for rank in range(10_000))
+FILL_WEIGHTS = tuple(FLOOR / (rank + 1) for rank in range(10_000))
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class OfflineListsWithSession(Recommender):
         return list(self.user_lists.get(user_id, self.popular))[:k]
 
     def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
-        return self._rerank(self.user_lists.get(user_id, ()), user_id, k, context)
+        return self._rerank(self.user_lists.get(user_id, ()), user_id, k, context, context.exclude)
 
     def slot_lists(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> dict[str, Scored]:
         """``buyagain``: the offline buy-again list and what was bought since, less ``exclude``;
@@ -108,18 +112,19 @@ class OfflineListsWithSession(Recommender):
             again[item] += 1.0 / (rank + 1)
         never = set(exclude).union(bought, (item for item, _ in earlier))
         return {"buyagain": top_k(again, k, exclude),
-                "discover": self._rerank(self.discover.get(user_id, ()), user_id, k, replace(context, exclude=never))}
+                "discover": self._rerank(self.discover.get(user_id, ()), user_id, k, context, never)}
 
-    def _rerank(self, base: Scored, user_id: str, k: int, context: Context) -> Scored:
-        cart, segment, exclude = context.cart, context.segment, context.exclude
+    def _rerank(self, base: Scored, user_id: str, k: int, context: Context, exclude: Collection[str]) -> Scored:
+        cart, segment = context.cart, context.segment
         w = self.weights
         scores: dict[str, float] = defaultdict(float)
-        for rank, (item, _) in enumerate(base):
-            scores[item] += 1.0 / (rank + 1)
+        for (item, _), weight in zip(base, RANK_WEIGHTS):
+            scores[item] += weight
         votes = self._votes(context.recent)
         for item, vote in votes:
+            pull = w.session * vote
             for other, similarity in self._neighbours(item):
-                scores[other] += w.session * vote * similarity
+                scores[other] += pull * similarity
         for item in cart:
             for other, similarity in self.complements.get(item, ()):
                 scores[other] += w.cart * similarity
@@ -129,9 +134,9 @@ class OfflineListsWithSession(Recommender):
         categories = self._category_shares(votes)
         main_category = max(categories, key=categories.get) if categories else ""
         for filler in (self.category_popular.get(main_category, ()), fallback):
-            for rank, (item, _) in enumerate(filler):
+            for (item, _), weight in zip(filler, FILL_WEIGHTS):
                 if item not in scores:
-                    scores[item] = FLOOR / (rank + 1)
+                    scores[item] = weight
         # Affinities scale scores, so they reorder within the personal part and within the fill-in.
         if categories and w.category:
             for item in scores:
