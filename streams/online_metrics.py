@@ -32,7 +32,7 @@ class OnlineMetrics:
         self.freshness = Histogram("recsys_list_freshness_seconds",
                                    "From an event reaching Kafka to its user's list written in Redis",
                                    buckets=FRESHNESS_BUCKETS, registry=self.registry)
-        self.hit_rate = Gauge("recsys_purchase_hit_rate", "Share of purchases with an item from the served list, "
+        self.hit_rate = Gauge("recsys_purchase_hit_rate_ratio", "Share of purchases with an item from the served list, "
                               "over the last window", ["model_version"], registry=self.registry)
         self.retrain_requests = Counter("recsys_retrain_requests", "retrain-requested events emitted",
                                         registry=self.registry)
@@ -60,8 +60,30 @@ class OnlineMetrics:
         """Add the ``recsys_window_*`` gauges, computed from ``read_window()`` at every scrape."""
         self.registry.register(WindowCollector(read_window))
 
+    def export_consumer_lag(self, monitor) -> None:
+        """Add ``recsys_consumer_lag_messages``, read from Faust's monitor at every scrape."""
+        self.registry.register(ConsumerLagCollector(monitor))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ConsumerLagCollector(Collector):
+    """Per assigned partition, the messages between the group's last commit and the partition's
+    end as the latest fetch reported it: what this worker still has to process."""
+
+    def __init__(self, monitor):
+        self.monitor = monitor
+
+    def collect(self):
+        lag = GaugeMetricFamily("recsys_consumer_lag_messages", "Messages not yet processed and committed, per "
+                                "partition this worker consumes", labels=["topic", "partition"])
+        committed = self.monitor.tp_committed_offsets
+        read = self.monitor.tp_read_offsets
+        for tp, end in sorted(self.monitor.tp_end_offsets.items()):
+            done = committed.get(tp, read.get(tp, -1) + 1)
+            lag.add_metric([tp.topic, str(tp.partition)], max(end - done, 0))
+        yield lag
 
 
 class WindowCollector(Collector):
@@ -77,16 +99,19 @@ class WindowCollector(Collector):
         events.add_metric([], report["events_per_second"])
         dead = GaugeMetricFamily("recsys_window_dead_letters_per_second", "Dead letters per second over the window")
         dead.add_metric([], report["dead_letters_per_second"])
-        freshness = GaugeMetricFamily("recsys_window_freshness_seconds",
-                                      "Event reaching Kafka to list written in Redis, quantiles over the window",
-                                      labels=["quantile"])
-        for quantile, name in (("0.5", "freshness_p50_seconds"), ("0.99", "freshness_p99_seconds")):
-            value = report[name]
+        # Quantiles over a sliding window are gauges, one per quantile: a "quantile" label is
+        # reserved for summaries, whose counts only grow.
+        freshness = []
+        for percentile in ("p50", "p99"):
+            gauge = GaugeMetricFamily(f"recsys_window_freshness_{percentile}_seconds",
+                                      f"Event reaching Kafka to list written in Redis, {percentile} over the window")
+            value = report[f"freshness_{percentile}_seconds"]
             if value is not None:
-                freshness.add_metric([quantile], value)
+                gauge.add_metric([], value)
+            freshness.append(gauge)
         lists = GaugeMetricFamily("recsys_window_lists", "Lists written over the window", labels=labels)
-        ctr = GaugeMetricFamily("recsys_window_click_through", "Credited views per list written", labels=labels)
-        hit = GaugeMetricFamily("recsys_window_purchase_hit_rate",
+        ctr = GaugeMetricFamily("recsys_window_click_through_ratio", "Credited views per list written", labels=labels)
+        hit = GaugeMetricFamily("recsys_window_purchase_hit_rate_ratio",
                                 "Share of purchases with an item from the served list", labels=labels)
         for scope in report["scopes"]:
             key = [scope["model_version"], scope["segment"]]
@@ -95,4 +120,4 @@ class WindowCollector(Collector):
                 ctr.add_metric(key, scope["click_through"])
             if scope["purchase_hit_rate"] is not None:
                 hit.add_metric(key, scope["purchase_hit_rate"])
-        yield from (seconds, events, dead, freshness, lists, ctr, hit)
+        yield from (seconds, events, dead, *freshness, lists, ctr, hit)

@@ -23,6 +23,7 @@ def read_window(topology: Topology) -> dict:
 
 def register_pages(app: faust.App, topology: Topology, pipeline: EventPipeline) -> None:
     pipeline.metrics.export_window(lambda: read_window(topology))
+    pipeline.metrics.export_consumer_lag(app.monitor)
 
     @app.page("/metrics")
     async def metrics(web, request):

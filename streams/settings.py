@@ -76,6 +76,8 @@ class Settings:
     topic_drift_alerts: str = "drift-alerts"
     topic_online_metrics: str = "online-metrics"
     topic_partitions: int = 4
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
 
     # Worker.
     app_id: str = "recsys-worker"
@@ -127,11 +129,14 @@ class Settings:
             "recs_ttl_seconds", "max_event_bytes", "max_dead_letter_bytes", "max_quantity", "max_order_lines",
             "session_gap_seconds", "popularity_half_life_days", "max_unit_price",
             "worker_batch_window_seconds", "redis_max_backoff_seconds", "attribution_window_seconds",
-            "kafka_fetch_max_wait_ms",
+            "kafka_fetch_max_wait_ms", "topic_replication_factor", "topic_min_insync_replicas",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be greater than 0, got {getattr(self, name)}")
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise SettingsError(f"TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) cannot exceed "
+                                f"TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor})")
         for name in ("rerank_session_weight", "rerank_cart_weight", "rerank_category_weight", "rerank_price_weight"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name.upper()} must be 0 or more, got {getattr(self, name)}")

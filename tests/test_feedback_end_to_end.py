@@ -93,13 +93,13 @@ def test_actions_on_served_items_reach_rec_feedback_and_metrics(stack_settings, 
         # The windowed Faust table sums the same story: before its purchase u1 had no segment,
         # and its one purchase hit the list it was served.
         scope = f'{{model_version="{second.model_version}",segment=""}}'
-        page = wait_for_metric(settings, f"recsys_window_purchase_hit_rate{scope} 1.0")
+        page = wait_for_metric(settings, f"recsys_window_purchase_hit_rate_ratio{scope} 1.0")
         gauges = parse_gauges(page)
         assert gauges[f"recsys_window_lists{scope}"] == 2.0  # after the view and after the cart
-        assert gauges[f"recsys_window_click_through{scope}"] == 0.0  # the view came before any list
+        assert gauges[f"recsys_window_click_through_ratio{scope}"] == 0.0  # the view came before any list
         assert 1.0 <= gauges["recsys_window_seconds"] <= 60.0
         assert gauges["recsys_window_events_per_second"] == pytest.approx(8 / gauges["recsys_window_seconds"])
-        assert 0 < gauges['recsys_window_freshness_seconds{quantile="0.5"}'] <= 30.0
+        assert 0 < gauges['recsys_window_freshness_p50_seconds'] <= 30.0
     finally:
         producer.close()
         worker.terminate()
