@@ -2,22 +2,27 @@
 
 On a private stack (Tansu in memory, Redis), the script publishes the events of
 a simulated shop (clicks and purchases, keyed by customer) once, trains and
-publishes a model on that shop, then consumes the same events three ways, each
+publishes a model on that shop, then consumes the same events four ways, each
 from the beginning with a consumer group of its own:
 
 * raw aiokafka: a consumer that only counts messages (what the broker and
   client allow);
 * a no-op Faust agent: ``take_events`` batches, counted, nothing else (Faust's
   own cost);
+* the no-op agent with the product's session table (RocksDB and its changelog),
+  written once per customer per batch: the floor under any product work;
 * the product: ``recsys worker`` processes (validation, session features,
   online segments, re-ranking with the offline model, attribution and feedback,
   one pipelined Redis write per batch, online summaries), 1 and 2 together.
 
 A rate counts from the first event handled to the last, so start-up and group
-joins are left out. Prints a table; writes bench/results/stream_throughput.json.
+joins are left out. Events per CPU-second (the process's user and system time
+meanwhile) is what a process does with a core of its own: the scale-out figure
+for workers on separate cores with the broker elsewhere. Prints a table; writes bench/results/stream_throughput.json.
 With ``--profile``, py-spy samples the single worker while it processes: the
-script prints where its time goes (the functions holding the most samples, and
-the share of samples inside each pipeline stage) and keeps the collapsed stacks in
+script prints where its time goes (the share of samples in each part of the
+worker: pipeline stages and hooks, Faust, the Kafka consumer thread and producer;
+and the functions with the most samples of their own) and keeps the collapsed stacks in
 bench/results/worker_profile.txt (open them in speedscope.app or flamegraph.pl).
 
 Run: .venv/bin/python bench/stream_throughput.py [--users 3000] [--workers 1 2] [--profile]
@@ -121,10 +126,11 @@ def counted_rate(expected: int, processes: list[subprocess.Popen], count, timeou
     raise RuntimeError(f"only {count()} of {expected} events within {timeout:.0f} s")
 
 
-def noop_faust(settings: Settings, expected: int, workdir: Path) -> Rate:
+def noop_faust(settings: Settings, expected: int, workdir: Path, with_table: bool = False) -> Rate:
     client = redis.Redis.from_url(settings.redis_url)
     client.delete("bench:noop")
-    env = {**settings_env(settings.replace(app_id="bench-noop")), "PATH": "/usr/bin:/bin"}
+    env = {**settings_env(settings.replace(app_id="bench-noop-table" if with_table else "bench-noop")),
+           "PATH": "/usr/bin:/bin", "NOOP_SESSION_TABLE": "1" if with_table else "0"}
     with open(workdir / "noop.log", "ab") as log:
         process = subprocess.Popen([sys.executable, str(NOOP_AGENT), "worker", "-l", "warn"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -190,6 +196,9 @@ def main() -> None:
         rows.append({"measure": "raw aiokafka consumer (count only)", "events_per_second": raw})
         noop = noop_faust(settings, expected, stack.workdir)
         rows.append({"measure": "no-op Faust agent (take_events, count only)", **noop._asdict()})
+        floor = noop_faust(settings, expected, stack.workdir, with_table=True)
+        rows.append({"measure": "no-op agent + the session table (a write per customer per batch)",
+                     **floor._asdict()})
         for workers in args.workers:
             rate = product_workers(settings, expected, workers, stack.workdir, args.profile if workers == 1 else 0)
             rows.append({"measure": f"recsys worker x{workers} (full pipeline, offline model)", **rate._asdict()})
