@@ -134,28 +134,47 @@ class RedisRetry:
                 await asyncio.sleep(delay)
 
 
-# KEYS: the counters' hash, the positions' hash. ARGV: the number of counters, then counter and
-# amount pairs, then source and position pairs. Positions are written last: a failing increment
-# (a key of the wrong type) stops the script before the batch is marked counted.
+# A batch's increments, applied once. KEYS: the positions' hash, the counters' hash, the
+# prequential sums' hash, the segment sizes' hash. ARGV: the number of sources, then per source
+# its name, the position the batch started from ("" for none) and the position it reaches; then
+# for each of the three hashes the number of fields, then field and amount pairs. When a
+# source's position is no longer the one the batch started from, the batch was counted already
+# (a write retried after its reply was lost, a worker that was presumed dead): nothing is added.
+# Positions are written last: a failing increment (a key of the wrong type) stops the script
+# before the batch is marked counted.
 COUNT = """
-local n = tonumber(ARGV[1])
-for i = 0, n - 1 do
-  redis.call('HINCRBY', KEYS[1], ARGV[2 + 2 * i], ARGV[3 + 2 * i])
+local s = tonumber(ARGV[1])
+for i = 0, s - 1 do
+  if (redis.call('HGET', KEYS[1], ARGV[2 + 3 * i]) or '') ~= ARGV[3 + 3 * i] then return -1 end
 end
-for i = 2 + 2 * n, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+local at = 2 + 3 * s
+for k, command in ipairs({'HINCRBY', 'HINCRBYFLOAT', 'HINCRBY'}) do
+  local n = tonumber(ARGV[at])
+  for i = 1, n do
+    redis.call(command, KEYS[k + 1], ARGV[at + 2 * i - 1], ARGV[at + 2 * i])
+  end
+  at = at + 1 + 2 * n
 end
-return n
+for i = 0, s - 1 do
+  redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
+end
+return 1
 """
 
 
-def count_arguments(group: str, counters: dict[str, int], positions: dict[str, Position]) -> tuple[list, list]:
-    args: list = [len(counters)]
-    for field, amount in counters.items():
-        args += [field, amount]
+def count_arguments(group: str, positions: dict[str, Position], started_from: dict[str, Position],
+                    *increments: dict) -> tuple[list, list]:
+    args: list = [len(positions)]
     for source, position in positions.items():
-        args += [source, position.encode()]
-    return [redis_keys.EVENT_STATS, redis_keys.counted_positions(group)], args
+        before = started_from.get(source)
+        args += [source, before.encode() if before is not None else "", position.encode()]
+    for amounts in increments:
+        args.append(len(amounts))
+        for field, amount in amounts.items():
+            args += [field, amount]
+    keys = [redis_keys.counted_positions(group), redis_keys.EVENT_STATS, redis_keys.PREQUENTIAL_STATS,
+            redis_keys.SEGMENT_SIZES]
+    return keys, args
 
 
 class RecommendationWriter:
@@ -184,11 +203,14 @@ class RecommendationWriter:
         segment_moves: dict[str, int] | None = None,
         fence: str = ONLINE_FENCE,
         positions: tuple[str, dict[str, Position]] | None = None,
+        counted_before: dict[str, Position] | None = None,
     ) -> bool:
         """Write everything in one atomic round trip; False when the lists were refused because a
         newer model version than ``fence`` has been published (the rest is written all the same).
         ``positions`` (worker group, {topic:partition: position}) records what the counters now
-        include, in the same transaction, so a batch replayed after a crash is counted once."""
+        include, in the same transaction, so a batch replayed after a crash is counted once;
+        ``counted_before`` is where those positions stood when the batch began, so a write
+        repeated after its reply was lost adds nothing twice."""
         fenced = [(redis_keys.recs(rec_list.user_id), encode_list(rec_list), self.ttl_seconds) for rec_list in lists]
         fenced += [(key, encode_list(rec_list), self.ttl_seconds) for key, rec_list in slot_lists]
         if popular is not None:
@@ -201,18 +223,18 @@ class RecommendationWriter:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
             commands.append(("set", redis_keys.segment(user_id), segment, {}))
-        for field, amount in (prequential or {}).items():
-            commands.append(("hincrbyfloat", redis_keys.PREQUENTIAL_STATS, field, float(amount), {}))
-        for segment, change in (segment_moves or {}).items():
-            if change:
-                commands.append(("hincrby", redis_keys.SEGMENT_SIZES, segment, change, {}))
         counted = {field: amount for field, amount in (counters or {}).items() if amount}
-        if counted or (positions is not None and positions[1]):
+        sums = {field: repr(float(amount)) for field, amount in (prequential or {}).items()}
+        moves = {segment: change for segment, change in (segment_moves or {}).items() if change}
+        if counted or sums or moves or (positions is not None and positions[1]):
             group, moved = positions if positions is not None else ("", {})
-            commands.append(("counted", *count_arguments(group, counted, moved), {}))
+            commands.append(("counted", *count_arguments(group, moved, counted_before or {}, counted, sums, moves),
+                             {}))
         if not commands:
             return True
         results = await self._execute_with_retry(commands)
+        if commands[-1][0] == "counted" and results[-1] == -1:
+            log.warning("a batch's counters were already in Redis (a repeated write); not added again")
         if fenced and results[0] == 0:
             log.warning("lists of model fence %s refused: a newer model version is published", fence)
             return False

@@ -45,7 +45,7 @@ class RecordingWriter:
         self.segment_sizes = {}
 
     async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
-                    prequential=None, segment_moves=None, fence="0", positions=None):
+                    prequential=None, segment_moves=None, fence="0", positions=None, counted_before=None):
         if positions is not None:
             self.positions.update(positions[1])
         self.lists.update({rec.user_id: rec for rec in lists})

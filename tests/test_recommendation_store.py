@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from streams import redis_keys
 from streams.local_stack import redis_command, start_server, stop_pid, free_port
+from streams.log_positions import Position
 from streams.recommendation_store import RecommendationWriter, build_list, read_event_stats, read_recommendations
 from streams.version_fence import RAISE, fence_of
 
@@ -41,6 +42,26 @@ def test_lists_of_an_older_model_version_never_replace_a_newer_ones(redis_server
     assert read_event_stats(redis_client)["valid:fenced"] == 2  # what is not a list is still written
     # A fence never goes down: publishing the older version again leaves the newer one in force.
     assert redis_client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence_of(older)).decode() == fence_of(newer)
+
+
+def test_a_batch_written_twice_is_counted_once(redis_server, redis_client):
+    group = "count-once"
+    before, after = Position(9, 100.0), Position(19, 101.5)
+    batch = dict(counters={"valid:clicks": 10, "dead_letter:clicks": 1}, prequential={"session:hits": 0.5},
+                 segment_moves={"lapsing": 1}, positions=(group, {"clicks:0": after}))
+    redis_client.hset(redis_keys.counted_positions(group), "clicks:0", before.encode())
+    write(redis_server.url, counted_before={"clicks:0": before}, **batch)
+    # The same write again, as a retry whose first reply was lost would send it.
+    write(redis_server.url, counted_before={"clicks:0": before}, **batch)
+    stats = read_event_stats(redis_client)
+    assert (stats["valid:clicks"], stats["dead_letter:clicks"]) == (10, 1)
+    assert float(redis_client.hget(redis_keys.PREQUENTIAL_STATS, "session:hits")) == 0.5
+    assert int(redis_client.hget(redis_keys.SEGMENT_SIZES, "lapsing")) == 1
+    assert Position.decode(redis_client.hget(redis_keys.counted_positions(group), "clicks:0")) == after
+    # The next batch, started from where the first ended, is counted.
+    write(redis_server.url, counters={"valid:clicks": 2}, positions=(group, {"clicks:0": Position(21, 102.0)}),
+          counted_before={"clicks:0": after})
+    assert read_event_stats(redis_client)["valid:clicks"] == 12
 
 
 def test_lists_are_read_back_with_ttl_and_fallback(redis_server, redis_client):
