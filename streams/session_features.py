@@ -110,6 +110,7 @@ def update_session_features(
     elif event.event_id in features.recent_event_ids:
         return features, False
 
+    items = touched_items(event)
     if _starts_new_session(features, event, gap_seconds):
         features.session_id = f"{event.user_id}:{int(event.ts)}"
         features.session_started = event.ts
@@ -117,14 +118,13 @@ def update_session_features(
         features.cart = []
         features.session_items = []
         features.purchased_this_session = []
-        features.first_item = touched_items(event)[0]
+        features.first_item = items[0]
     features.platform_session_id = event.session_id or features.platform_session_id
     features.last_seen = max(features.last_seen, event.ts)
     features.session_events += 1
 
     kind = event.type if isinstance(event, ClickEvent) else "purchase"
     features.counts[kind] = features.counts.get(kind, 0) + 1
-    items = touched_items(event)
     if isinstance(event, PurchaseEvent):
         units = sum(line.quantity for line in event.lines)
         features.units_purchased += units

@@ -86,17 +86,18 @@ def required_or_skip(flag: str, message: str) -> None:
     pytest.skip(message)
 
 
+def debian_binary(path: str, flag: str, package: str) -> Path:
+    binary = Path(path)
+    if not binary.exists():
+        required_or_skip(flag, f"{binary} is missing (`make test` installs Debian's {package})")
+    return binary
+
+
 @pytest.fixture(scope="session")
 def promtool() -> Path:
-    path = Path("/usr/bin/promtool")
-    if not path.exists():
-        required_or_skip("RECSYS_REQUIRE_PROMTOOL", f"{path} is missing (`make test` installs Debian's prometheus)")
-    return path
+    return debian_binary("/usr/bin/promtool", "RECSYS_REQUIRE_PROMTOOL", "prometheus")
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    path = Path("/usr/bin/chromium")
-    if not path.exists():
-        required_or_skip("RECSYS_REQUIRE_BROWSER", f"{path} is missing (`make test` installs Debian's chromium)")
-    return path
+    return debian_binary("/usr/bin/chromium", "RECSYS_REQUIRE_BROWSER", "chromium")
