@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from offline.private_stack import wait_until_processed
 from offline.replay import event_topics, platform_events, replay
 from offline.simulator import simulate_history
+from streams.dead_letters import SOURCE_OFFSET, read_headers
 from streams.events import encode_event, event_key
 from streams.local_stack import free_port, kafka_command, redis_binary, start_server, stop_pid
 from streams.recommendation_store import read_event_stats, read_recommendations
@@ -131,9 +132,10 @@ def test_a_worker_killed_mid_replay_restarts_without_losing_or_double_counting(s
         in_log = sorted(r.value for r in records_of(settings, settings.topic_clicks) if r.value.startswith(b"not json"))
         assert in_log == sorted(bad), f"the clicks topic holds {len(in_log)} bad events, {len(bad)} sent"
         # Counted and dead-lettered exactly once, whatever the kill interrupted: no duplicates, nothing missing.
+        sent_to_dlq = [(record.value, read_headers(record.headers).get(SOURCE_OFFSET)) for record in dead_letters(settings)]
+        assert sorted(value for value, _ in sent_to_dlq) == sorted(bad), sent_to_dlq
         assert counters == {**{f"valid:{topic}": n for topic, n in stats.sent.items()},
-                            f"dead_letter:{settings.topic_clicks}": len(bad)}
-        assert sorted(record.value for record in dead_letters(settings)) == sorted(bad)
+                            f"dead_letter:{settings.topic_clicks}": len(bad)}, sent_to_dlq
         assert_sessions_match(expected_sessions(orders, settings), [settings.worker_web_port])
         for user in orders["user_id"].unique():
             assert not read_recommendations(redis_client, user).fallback
