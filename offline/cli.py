@@ -301,7 +301,7 @@ def eda(
 def segment(
     source: str = SOURCE_OPTION,
     interactions: Optional[Path] = INTERACTIONS_OPTION,
-    publish: bool = typer.Option(False, "--publish", help="Write segment:{user_id} for every customer to Redis."),
+    publish: bool = typer.Option(False, "--publish", help="Write every customer's segment to Redis."),
     download: Optional[bool] = DOWNLOAD_OPTION,
 ) -> None:
     """Customer segmentation: scaled RFM and behaviour, K-Means with k by silhouette, named profiles."""
@@ -324,9 +324,9 @@ def segment(
         client = redis_client(settings())
         pipe = client.pipeline(transaction=False)
         for user_id, name in seg.labels.items():
-            pipe.set(redis_keys.segment(user_id), name)
+            pipe.hset(redis_keys.segment_bucket(user_id), user_id, name)
         pipe.execute()
-        console.print(f"wrote segment:{{user_id}} for {len(seg.labels):,} customers")
+        console.print(f"wrote the segments of {len(seg.labels):,} customers")
     console.print("written: " + ", ".join(str(p) for p in paths.values()))
 
 

@@ -84,7 +84,7 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
         for user_id, segment in segments.itertuples(index=False):
-            yield "set", redis_keys.segment(user_id), segment
+            yield "hset", redis_keys.segment_bucket(user_id), user_id, segment
         # Segment sizes start from this version's segments; workers then move customers between them.
         yield "delete", redis_keys.SEGMENT_SIZES
         for segment, size in segments["segment"].value_counts().items():

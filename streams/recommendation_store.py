@@ -39,17 +39,18 @@ class RecommendationList(msgspec.Struct, omit_defaults=True):
 
 class StoredList(msgspec.Struct, array_like=True):
     """A list as Redis keeps it: a msgpack array without field names or the user id (the key
-    has it), scores as whole ten-thousandths. The API reads it back as a ``RecommendationList``."""
+    has it), scores in hundredths. The API reads it back as a ``RecommendationList``."""
 
     items: list[str]
-    score_steps: list[int]  # score * SCORE_STEPS: the 4 decimals lists are rounded to, in 3 bytes or fewer
+    score_steps: list[int]  # round(score * SCORE_STEPS): one byte each for scores up to 1.27
     rec_id: bytes  # the list's hex id (``new_rec_id``) as bytes: half the size
     model_version: str
     generated_at: float  # whole seconds (an integer is 4 bytes shorter)
     event_ts: float | None = None
 
 
-SCORE_STEPS = 10_000
+# The order is the list's; a score only says how strongly, and two decimals say it in a byte.
+SCORE_STEPS = 100
 _encode_stored = msgspec.msgpack.Encoder().encode
 _decode_stored = msgspec.msgpack.Decoder(StoredList).decode
 _decode_json_list = msgspec.json.Decoder(RecommendationList).decode
@@ -222,7 +223,7 @@ class RecommendationWriter:
         for item_id, record in products:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
-            commands.append(("set", redis_keys.segment(user_id), segment, {}))
+            commands.append(("hset", redis_keys.segment_bucket(user_id), user_id, segment, {}))
         counted = {field: amount for field, amount in (counters or {}).items() if amount}
         sums = {field: repr(float(amount)) for field, amount in (prequential or {}).items()}
         moves = {segment: change for segment, change in (segment_moves or {}).items() if change}

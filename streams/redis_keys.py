@@ -8,18 +8,20 @@
 | ``popular:all`` | the same shape, non-personalised, for users without a list |
 | ``product:{item_id}`` | JSON catalog record as received on the products topic |
 | ``similar:{item_id}`` | JSON ``{"items": [...], "scores": [...]}``: items like this one |
-| ``segment:{user_id}`` | the customer's segment name |
+| ``segments:{bucket}`` | hash: ``user_id`` -> the customer's segment name, for the customers in one of ``SEGMENT_BUCKETS`` buckets (``segment_bucket``): a small hash is stored packed, a few dozen bytes a customer instead of a key each |
 | ``popular:segment:{name}`` | the popular list within one segment |
 | ``stats:prequential`` | hash of prequential sums per list variant (see ``streams.prequential``) |
 | ``stats:events`` | hash of counters: ``valid:{topic}``, ``dead_letter:{topic}``, ``duplicate:{topic}`` |
 | ``stats:window`` | hash: online-metrics scope -> JSON sums of its current window (``streams.dashboard_feed``) |
 | ``stats:timeline`` | list of JSON snapshots of the stream, newest first, one per 10 s |
-| ``stats:segments`` | hash: segment name -> customers whose ``segment:{user_id}`` it is |
+| ``stats:segments`` | hash: segment name -> customers in it |
 | ``offsets:{group}`` | hash: ``topic:partition`` -> ``offset:kafka_time`` up to which a worker group's counters go |
 | ``deadletters:{group}`` | hash: ``topic:partition`` -> JSON note of the offsets a batch with dead letters covers and where the dead-letter topic ended (``streams.dead_letter_log``) |
 | ``attempts:{group}`` | hash: ``topic:partition`` -> ``offset:count``, the crash-loop breaker's attempts at a batch (``streams.crash_loop``) |
 | ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
+
+import zlib
 
 POPULAR = "popular:all"
 EVENT_STATS = "stats:events"
@@ -62,8 +64,14 @@ def similar(item_id: str) -> str:
     return f"similar:{item_id}"
 
 
-def segment(user_id: str) -> str:
-    return f"segment:{user_id}"
+# Redis packs a hash of up to 128 short fields (hash-max-listpack-entries): with this many
+# buckets, up to about 2M customers stay packed.
+SEGMENT_BUCKETS = 16_384
+
+
+def segment_bucket(user_id: str) -> str:
+    """The hash holding ``user_id``'s segment (field: the user id)."""
+    return f"segments:{zlib.crc32(user_id.encode()) % SEGMENT_BUCKETS}"
 
 
 def segment_popular(name: str) -> str:

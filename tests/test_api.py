@@ -79,7 +79,7 @@ def test_bad_input_is_a_422_that_names_the_parameter_and_never_repeats_the_input
 
 def test_similar_items_segments_and_popular_lists(api, redis_client):
     redis_client.set(redis_keys.similar("A"), json.dumps({"items": ["B", "C", "D"], "scores": [0.9, 0.5, 0.1]}))
-    redis_client.set(redis_keys.segment("17850"), "high-value frequent")
+    redis_client.hset(redis_keys.segment_bucket("17850"), "17850", "high-value frequent")
     listing = build_list("", [("H", 1.0), ("I", 0.5)], "v2")
     redis_client.set(redis_keys.segment_popular("high-value frequent"), encode_list(listing))
     store_list(redis_client, "", ["P", "Q", "R"], version="v2")

@@ -9,6 +9,7 @@ from kafka import KafkaProducer
 
 from offline.release import train_and_publish
 from offline.simulator import simulate_history
+from streams import redis_keys
 from streams.events import ClickEvent, encode_event
 from streams.local_stack import stop_pid
 from streams.recommendation_store import read_recommendations
@@ -78,7 +79,7 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
         # Publishing bulk-wrote every customer's list and the segment of each.
         listing = read_recommendations(redis_client, user)
         assert listing.model_version == first and len(listing.items) == settings.recs_count
-        assert redis_client.get(f"segment:{user}") is not None
+        assert redis_client.hget(redis_keys.segment_bucket(user), user) is not None
         assert redis_client.get(f"similar:{item}") is not None
 
         wait_for_version(settings, redis_client, user, item, first)

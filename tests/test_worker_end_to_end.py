@@ -10,6 +10,7 @@ from offline.private_stack import wait_until_processed
 from offline.replay import replay, select_orders
 from offline.retail_history import load_retail
 from offline.simulator import simulate_history
+from streams import redis_keys
 from streams.dead_letters import REASON, SOURCE_OFFSET, SOURCE_TOPIC, read_headers
 from streams.local_stack import stop_pid
 from streams.recommendation_store import read_event_stats, read_recommendations
@@ -88,7 +89,7 @@ def test_replayed_history_gives_every_user_a_list_and_bad_events_dead_letters(st
         listing = read_recommendations(redis_client, user)
         assert listing is not None and not listing.fallback, user
         assert listing.items and listing.model_version and listing.rec_id
-        assert redis_client.get(f"segment:{user}")  # every purchaser has an online segment
+        assert redis_client.hget(redis_keys.segment_bucket(user), user)  # every purchaser has an online segment
     assert read_recommendations(redis_client, "never-seen").fallback
 
     dead = read_dead_letters(stack_settings, len(bad))

@@ -175,7 +175,7 @@ def create_api(settings: Settings) -> FastAPI:
     @api.get("/segments/{user_id}", response_model=Segment, responses=ERRORS, tags=["storefront"])
     async def segment(user_id: UserId):
         """The customer's segment: online (after a purchase the worker saw) or from the latest training."""
-        raw = await client.get(redis_keys.segment(user_id))
+        raw = await client.hget(redis_keys.segment_bucket(user_id), user_id)
         if raw is None:
             return error(404, "no segment for this customer")
         return {"user_id": user_id, "segment": raw.decode()}
