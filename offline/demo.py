@@ -41,7 +41,8 @@ def run_demo(n_orders: int, n_customers: int, console: Console) -> None:
         settings = stack.settings
         console.print(f"stack: Tansu at {settings.kafka_bootstrap_servers}, Redis at {redact_url(settings.redis_url)}")
         worker = stack.start_worker()
-        console.print(f"worker: pid {worker.pid}, log {stack.workdir / 'worker.log'}")
+        console.print(f"worker: pid {worker.pid}, log {stack.workdir / 'worker.log'} (removed at the end, kept if "
+                      "the demo fails)")
 
         stats, orders = publish_history(settings, "auto", limit=n_orders)
         sent = sum(stats.sent.values())

@@ -3,6 +3,8 @@ prequential run and the dashboard's browser test."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import subprocess
 import tempfile
 import time
@@ -17,6 +19,8 @@ from streams.recommendation_store import read_event_stats
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.worker import spawn
+
+log = logging.getLogger(__name__)
 
 
 class PrivateStack:
@@ -43,10 +47,12 @@ class PrivateStack:
 
 @contextmanager
 def private_stack(name: str, **overrides) -> Iterator[PrivateStack]:
-    """Start Tansu and Redis on free loopback ports with settings of their own; stop all on exit."""
+    """Start Tansu and Redis on free loopback ports with settings of their own; stop all on exit.
+    Its folder (state, logs) is removed afterwards, and kept when the block failed, for its logs."""
     workdir = Path(tempfile.mkdtemp(prefix=f"recsys-{name}-"))
     stack = LocalStack(workdir)
     private = None
+    failed = True
     try:
         services = stack.up(environ={})
         settings = Settings.from_env().replace(
@@ -57,11 +63,16 @@ def private_stack(name: str, **overrides) -> Iterator[PrivateStack]:
         ensure_topics(settings)
         private = PrivateStack(workdir, settings)
         yield private
+        failed = False
     finally:
         for process in (private.worker, private.api) if private is not None else ():
             if process is not None:
                 stop_pid(process.pid, grace_seconds=10)
         stack.down()
+        if failed:
+            log.warning("kept %s for its logs", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def wait_until_processed(client: redis.Redis, expected: int, worker: subprocess.Popen, timeout: float) -> int:

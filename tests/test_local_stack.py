@@ -1,7 +1,10 @@
 """`recsys stack up|down|status` semantics with real servers."""
 
+import shutil
+
 import pytest
 
+from offline.private_stack import private_stack
 from streams.local_stack import LocalStack, StackError, free_port, is_listening, pid_alive
 from streams.settings import Settings
 
@@ -50,3 +53,18 @@ def test_unreachable_loopback_address_gets_a_server_on_that_port(tmp_path, redis
 def test_malformed_address_is_a_clear_error(tmp_path):
     with pytest.raises(StackError, match="is not a host:port address"):
         LocalStack(tmp_path).up(environ={"KAFKA_BOOTSTRAP_SERVERS": "broker:port"})
+
+
+def test_a_private_stack_removes_its_folder_and_keeps_it_when_the_block_fails():
+    with private_stack("folder-removed") as stack:
+        done = stack.workdir
+        assert (done / "stack.json").exists()
+    assert not done.exists()
+    with pytest.raises(RuntimeError, match="the demo broke"):
+        with private_stack("folder-kept") as stack:
+            kept = stack.workdir
+            raise RuntimeError("the demo broke")
+    try:
+        assert kept.is_dir() and (kept / "kafka.log").exists()
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
