@@ -135,11 +135,13 @@ def test_dashboard_page_its_charting_library_and_reports(api, tmp_path):
     js = api.get("/static/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000
     assert api.get("/reports/x").status_code == 404  # before any report folder exists
+    assert "No reports yet" in api.get("/reports/").text
     reports = tmp_path / "reports" / "eda"
     reports.mkdir(parents=True)
     (reports / "eda.html").write_text("<h1>EDA</h1>")
     (tmp_path / "secret.txt").write_text("not a report")
     assert api.get("/reports/eda/eda.html").text == "<h1>EDA</h1>"
+    assert '<a href="/reports/eda/eda.html">Exploratory data analysis</a>' in api.get("/reports/").text
     assert api.get("/reports/../secret.txt").status_code == 404
     assert api.get("/reports/%2e%2e/secret.txt").status_code == 404
     data = api.get("/dashboard/data").json()

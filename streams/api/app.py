@@ -8,6 +8,7 @@ The OpenAPI description is served at ``/openapi.json``.
 from __future__ import annotations
 
 import gc
+import html
 import importlib.util
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated
 import msgspec
 from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel
@@ -211,6 +212,14 @@ def create_api(settings: Settings) -> FastAPI:
         """Everything the dashboard draws: the stream's last minute, its timeline, segment sizes,
         the latest offline evaluation and links to the trainer's reports."""
         return await dashboard.data()
+
+    @api.get("/reports/", include_in_schema=False)
+    async def report_index():
+        links = "".join(f'<li><a href="{html.escape(r["href"])}">{html.escape(r["title"])}</a></li>'
+                        for r in dashboard.reports())
+        body = f"<ul>{links}</ul>" if links else "<p>No reports yet: <code>recsys train</code> and " \
+                                                  "<code>recsys eda</code> write them.</p>"
+        return HTMLResponse(f"<!doctype html><title>recsys reports</title><h1>Reports</h1>{body}")
 
     @api.get("/static/plotly.min.js", include_in_schema=False)
     async def plotly_js():

@@ -68,6 +68,10 @@ class Dashboard:
             "events": {name.decode(): int(count) for name, count in events.items()},
             "model_version": decode_list(popular).model_version if popular else None,
             "evaluation": self.evaluation.read(),
-            "reports": [{"href": f"/reports/{path}", "title": title} for path, title in REPORT_LINKS.items()
-                        if (self.report_dir / path).is_file()],
+            "reports": self.reports(),
         }
+
+    def reports(self) -> list[dict]:
+        """Links to the reports the trainer has written so far."""
+        return [{"href": f"/reports/{path}", "title": title} for path, title in REPORT_LINKS.items()
+                if (self.report_dir / path).is_file()]
