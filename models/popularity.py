@@ -101,10 +101,19 @@ class RecentPopularity(BatchRecommender):
         self.overall = self._counts(events)
         self.by_segment: dict[str, np.ndarray] = {}
         if self.segments:
-            labels = events["user_id"].map(self.segments)
-            for segment, part in events.groupby(labels):
-                self.by_segment[segment] = self._counts(part)
+            self._count_by_segment(events)
+            # A segment with no recent buyers (lapsing customers) ranks what its customers bought over all time.
+            quiet = set(self.segments.values()) - set(self.by_segment)
+            if quiet:
+                self._count_by_segment(data.events, only=quiet)
         return self
+
+    def _count_by_segment(self, events: pd.DataFrame, only: set[str] | None = None) -> None:
+        labels = events["user_id"].map(self.segments)
+        if only is not None:
+            events, labels = events[labels.isin(only)], labels[labels.isin(only)]
+        for segment, part in events.groupby(labels):
+            self.by_segment[segment] = self._counts(part)
 
     def _counts(self, events: pd.DataFrame) -> np.ndarray:
         buyers = events.groupby("item_id")["user_id"].nunique()

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from models.base import Context, ItemItemRecommender
+from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
@@ -81,3 +82,20 @@ def test_segmentation_names_every_customer_and_reports_the_curve(data):
     assert set(seg.silhouette) == {3, 4, 5} and seg.k == max(seg.silhouette, key=seg.silhouette.get)
     assert len(seg.labels) == data.n_users and seg.labels.nunique() == seg.k
     assert (seg.predict(seg.features) == seg.labels).all()
+
+
+def test_a_segment_without_recent_buyers_gets_its_all_time_popular_items():
+    day = pd.Timestamp("2024-01-01")
+    events = pd.DataFrame({
+        "user_id": ["active1", "active2", "gone1", "gone2", "gone1"],
+        "item_id": ["new", "new", "old", "old", "older"],
+        "order_id": ["o1", "o2", "o3", "o4", "o5"],
+        "timestamp": [day + pd.Timedelta(days=99), day + pd.Timedelta(days=98), day, day, day + pd.Timedelta(days=1)],
+        "quantity": 1, "price": 1.0,
+    })
+    segments = {"active1": "regular", "active2": "regular", "gone1": "lapsing", "gone2": "lapsing"}
+    popularity = RecentPopularity(recent_share=0.1, segments=segments).fit(Interactions.from_frame(events))
+    assert popularity.top(5, "regular")[0][0] == "new"
+    # Nobody in "lapsing" bought lately: their own all-time favourites first, not the overall list.
+    lapsing = popularity.top(5, "lapsing")
+    assert [item for item, _ in lapsing[:2]] == ["old", "older"]
