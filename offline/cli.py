@@ -171,10 +171,14 @@ def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print
     kind = "popular fallback" if listing.fallback else "personal"
     table = Table("rank", "item", "score", "title",
                   title=f"{user_id}: {kind}, model {listing.model_version}, rec_id {listing.rec_id}")
-    for rank, (item, score, title) in enumerate(zip(listing.items, listing.scores, titles), start=1):
-        name = msgspec.json.decode(title).get("title", "") if title else ""
-        table.add_row(str(rank), item, f"{score:.3f}", name)
+    untitled = 0
+    for rank, (item, score, record) in enumerate(zip(listing.items, listing.scores, titles), start=1):
+        name = (msgspec.json.decode(record).get("title") or "").strip() if record else ""
+        untitled += not name
+        table.add_row(str(rank), item, f"{score:.3f}", name or item)  # an untitled item shows its id
     console.print(table)
+    if untitled:
+        console.print(f"{untitled} of {len(listing.items)} items have no title in the catalog (product:{{item_id}})")
 
 
 @app.command()

@@ -85,7 +85,8 @@ def show_dead_letters(settings: Settings, console: Console) -> None:
 
 
 def show_customers(client: redis.Redis, orders, n_customers: int, console: Console) -> None:
-    titles = orders.groupby("item_id")["description"].first()
+    described = orders.dropna(subset=["description"])
+    titles = described[described["description"].str.strip() != ""].groupby("item_id")["description"].first()
     busiest = orders.groupby("user_id")["order_id"].nunique().sort_values(ascending=False).head(n_customers)
     for user_id, n_orders in busiest.items():
         bought = orders[orders["user_id"] == user_id]["item_id"].value_counts().head(5)

@@ -122,6 +122,12 @@ def test_recs_command_reads_the_stored_list(tmp_path, redis_server, redis_client
     redis_client.set("product:ODD", b'{"item_id":"ODD","title":"LAMP [/evil] [bold]"}')
     result = recsys("recs", "[/x]", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
     assert result.returncode == 0 and "LAMP [/evil] [bold]" in result.stdout, result.stderr
+    # Items the catalog has no title for show their id, and are counted.
+    redis_client.set("recs:gaps", encode_list(build_list("gaps", [("ODD", 0.9), ("23439", 0.5), ("23355", 0.4)], "v7")))
+    redis_client.set("product:23355", b'{"item_id":"23355","title":"  "}')
+    result = recsys("recs", "gaps", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
+    assert result.returncode == 0 and "2 of 3 items have no title in the catalog" in result.stdout, result.stdout
+    assert result.stdout.count("23439") == 2 and result.stdout.count("23355") == 2
 
 
 def test_every_setting_is_documented_in_the_readme():
