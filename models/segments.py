@@ -117,16 +117,30 @@ class CustomerSegmentation:
 
     def _name_clusters(self, clusters: np.ndarray) -> dict[int, SegmentProfile]:
         median = self.features.median()
+        centres = {cluster: self.features[clusters == cluster].median() for cluster in range(self.k)}
+        named = {cluster: _segment_rule(centre, median) for cluster, centre in centres.items()}
+        # Clusters that the rules name alike are told apart by their spend, highest first.
+        alike: dict[str, list[int]] = {}
+        for cluster, (name, _) in named.items():
+            alike.setdefault(name, []).append(cluster)
         profiles: dict[int, SegmentProfile] = {}
-        used: dict[str, int] = {}
-        for cluster in range(self.k):
-            centre = self.features[clusters == cluster].median()
-            name, rule = _segment_rule(centre, median)
-            used[name] = used.get(name, 0) + 1
-            if used[name] > 1:
-                name = f"{name} {used[name]}"
-            profiles[cluster] = SegmentProfile(name, int((clusters == cluster).sum()), rule, centre.round(2).to_dict())
+        for name, members in alike.items():
+            members.sort(key=lambda cluster: -centres[cluster]["monetary"])
+            for qualifier, cluster in zip(_spend_qualifiers(len(members)), members):
+                profiles[cluster] = SegmentProfile(f"{name}{qualifier}", int((clusters == cluster).sum()),
+                                                   named[cluster][1], centres[cluster].round(2).to_dict())
         return profiles
+
+
+def _spend_qualifiers(n: int) -> list[str]:
+    """What tells ``n`` segments of one name apart, by spend from the highest down."""
+    if n == 1:
+        return [""]
+    if n == 2:
+        return [", higher spend", ", lower spend"]
+    if n == 3:
+        return [", highest spend", ", middle spend", ", lowest spend"]
+    return [f", spend rank {rank}" for rank in range(1, n + 1)]
 
 
 def _segment_rule(centre: pd.Series, median: pd.Series) -> tuple[str, str]:

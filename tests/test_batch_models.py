@@ -99,3 +99,14 @@ def test_a_segment_without_recent_buyers_gets_its_all_time_popular_items():
     # Nobody in "lapsing" bought lately: their own all-time favourites first, not the overall list.
     lapsing = popularity.top(5, "lapsing")
     assert [item for item, _ in lapsing[:2]] == ["old", "older"]
+
+
+def test_segments_the_rules_name_alike_are_told_apart_by_spend():
+    from models.segments import FEATURES
+    rows = [(5, 3, 100)] * 20 + [(300, 3, 500)] * 5 + [(300, 3, 20)] * 5
+    features = pd.DataFrame(0.0, index=[f"c{n}" for n in range(len(rows))], columns=FEATURES)
+    features[["recency_days", "frequency", "monetary"]] = rows
+    seg = CustomerSegmentation()
+    seg.features, seg.k = features, 3
+    names = {cluster: profile.name for cluster, profile in seg._name_clusters(np.array([0] * 20 + [1] * 5 + [2] * 5)).items()}
+    assert names == {0: "steady regular", 1: "lapsing, higher spend", 2: "lapsing, lower spend"}
