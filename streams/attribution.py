@@ -46,3 +46,17 @@ def attribute(features: SessionFeatures | None, event: UserEvent, window_seconds
                 rank=listing.items.index(item) + 1, rec_id=listing.rec_id, model_version=listing.model_version,
                 segment=features.segment, attribution=how, latency_seconds=round(event.ts - listing.at, 3), ts=event.ts))
     return feedback
+
+
+def first_clicks(features: SessionFeatures | None, earned: list[FeedbackEvent]) -> list[FeedbackEvent]:
+    """The credited views in ``earned`` that are the first click on their list, marking those lists
+    clicked: click-through counts each served list once, however many of its items are viewed."""
+    firsts = []
+    for feedback in earned:
+        if feedback.action != "view" or features is None:
+            continue
+        listing = next((served for served in features.served if served.rec_id == feedback.rec_id), None)
+        if listing is not None and not listing.clicked:
+            listing.clicked = True
+            firsts.append(feedback)
+    return firsts

@@ -17,7 +17,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from streams import redis_keys
-from streams.online_summaries import STREAM, scope_key, window_report
+from streams.online_summaries import STREAM, click_through, scope_key, window_report
 from streams.recommendation_store import RedisRetry
 
 TIMELINE_LENGTH = 8640  # a day of 10 s snapshots
@@ -62,7 +62,7 @@ def timeline_entry(report: dict, segment_sizes: dict[str, int], now: float) -> d
         "dead_letters_per_second": report["dead_letters_per_second"],
         "freshness_p50_seconds": report["freshness_p50_seconds"],
         "freshness_p99_seconds": report["freshness_p99_seconds"],
-        "click_through": sum(s["views"] for s in report["scopes"]) / lists if lists else None,
+        "click_through": click_through(sum(s["clicked_lists"] for s in report["scopes"]), lists),
         "purchase_hit_rate": sum(s["purchase_hits"] for s in report["scopes"]) / purchases if purchases else None,
         "segments": {name: size for name, size in segment_sizes.items() if size > 0},
     }

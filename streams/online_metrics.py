@@ -27,6 +27,9 @@ class OnlineMetrics:
                               ["topic", "outcome"], registry=self.registry)
         self.lists_total = Counter("recsys_lists_written", "Recommendation lists written to Redis",
                              ["model_version", "segment"], registry=self.registry)
+        self.clicked_lists_total = Counter("recsys_clicked_lists", "Lists written that earned at least one credited "
+                                           "view (counted at the first)", ["model_version", "segment"],
+                                           registry=self.registry)
         self.feedback_total = Counter("recsys_feedback", "Attributed actions on recommended items",
                                 ["action", "model_version", "segment", "attribution"], registry=self.registry)
         self.freshness = Histogram("recsys_list_freshness_seconds",
@@ -51,6 +54,9 @@ class OnlineMetrics:
         self.lists_total.labels(model_version=model_version, segment=segment).inc()
         if freshness_seconds is not None and freshness_seconds >= 0:
             self.freshness.observe(freshness_seconds)
+
+    def list_clicked(self, model_version: str, segment: str) -> None:
+        self.clicked_lists_total.labels(model_version=model_version, segment=segment).inc()
 
     def feedback(self, action: str, model_version: str, segment: str, attribution: str) -> None:
         self.feedback_total.labels(action=action, model_version=model_version, segment=segment,
@@ -110,7 +116,8 @@ class WindowCollector(Collector):
                 gauge.add_metric([], value)
             freshness.append(gauge)
         lists = GaugeMetricFamily("recsys_window_lists", "Lists written over the window", labels=labels)
-        ctr = GaugeMetricFamily("recsys_window_click_through_ratio", "Credited views per list written", labels=labels)
+        ctr = GaugeMetricFamily("recsys_window_click_through_ratio", "Share of the lists written that earned a "
+                                "credited view", labels=labels)
         hit = GaugeMetricFamily("recsys_window_purchase_hit_rate_ratio",
                                 "Share of purchases with an item from the served list", labels=labels)
         for scope in report["scopes"]:

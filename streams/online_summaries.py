@@ -12,6 +12,7 @@ turns one window's sums into the rates the dashboard and ``/metrics`` show.
 >>> batch.list_written("v1", "lapsing", freshness_seconds=0.02)
 >>> batch.list_written("v1", "lapsing", freshness_seconds=0.3)
 >>> batch.feedback("view", "v1", "lapsing", "implicit")
+>>> batch.list_clicked("v1", "lapsing")  # the first credited view of that list
 >>> batch.purchase("v1", "lapsing", hit=True)
 >>> batch.events({"valid:clicks": 40, "dead_letter:clicks": 2})
 >>> totals = {}
@@ -48,6 +49,7 @@ class OnlineSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
     segment: str = ""
     lists: int = 0  # lists written
     views: int = 0  # views of listed items credited to a list
+    clicked_lists: int = 0  # lists whose first credited view this is
     carts: int = 0  # add-to-carts of listed items credited to a list
     purchases: int = 0  # orders by customers who had been served a list
     purchase_hits: int = 0  # those of them with an item from the list
@@ -119,6 +121,9 @@ class BatchSummaries:
         elif action == "add_to_cart":
             scope.carts += 1
 
+    def list_clicked(self, model_version: str, segment: str) -> None:
+        self._scope(model_version, segment).clicked_lists += 1
+
     def purchase(self, model_version: str, segment: str, hit: bool) -> None:
         scope = self._scope(model_version, segment)
         scope.purchases += 1
@@ -159,6 +164,12 @@ def freshness_quantile(buckets: list[int], q: float) -> float | None:
     return FRESHNESS_BUCKETS[-1]
 
 
+def click_through(clicked_lists: int, lists: int) -> float | None:
+    """The share of lists written that earned a click. Over a window, clicks on lists written
+    before it can outnumber its own lists when traffic falls: the share is capped at 1."""
+    return min(clicked_lists / lists, 1.0) if lists else None
+
+
 def window_report(totals: Iterable[dict], seconds: float) -> dict:
     """Rates over one window of ``seconds``, from the summed counts of every scope in it."""
     stream = {}
@@ -174,7 +185,8 @@ def window_report(totals: Iterable[dict], seconds: float) -> dict:
             "model_version": counts["model_version"], "segment": counts["segment"], "lists": lists,
             "views": counts.get("views", 0), "carts": counts.get("carts", 0), "purchases": purchases,
             "purchase_hits": counts.get("purchase_hits", 0),
-            "click_through": counts.get("views", 0) / lists if lists else None,
+            "clicked_lists": counts.get("clicked_lists", 0),
+            "click_through": click_through(counts.get("clicked_lists", 0), lists),
             "purchase_hit_rate": counts.get("purchase_hits", 0) / purchases if purchases else None,
         })
     freshness = stream.get("freshness") or []

@@ -23,6 +23,7 @@ class ServedList(msgspec.Struct):
     model_version: str
     items: list[str]
     at: float  # event time the list answered
+    clicked: bool = False  # a view of one of its items was credited to it
 
 
 # Enough to trace a purchase back through a visit of several cart additions.

@@ -302,3 +302,22 @@ def test_a_message_that_keeps_killing_workers_is_dead_lettered_and_the_rest_is_c
     later = Msg("clicks", encode_event(ClickEvent("k9", "u9", "D", "view", NOW + 9)), partition=3, offset=60)
     asyncio.run(pipeline.handle_user_events([later]))
     assert writer.attempts["clicks:3"].count == 1 and writer.counters["valid:clicks"] == 4
+
+
+def test_click_through_counts_a_list_once_however_many_of_its_items_are_viewed(pipeline):
+    from streams.online_summaries import add_counts, decode_summary, summary_counts, window_report
+
+    pipeline.outbox.summaries.clear()
+    asyncio.run(pipeline.handle_user_events(clicks(("view", "A", 1))))
+    served = pipeline.writer.lists["u1"].items[:3]
+    views = [Msg("clicks", encode_event(ClickEvent(f"v{n}", "u1", item, "view", NOW + 2 + n)))
+             for n, item in enumerate(served)]
+    asyncio.run(pipeline.handle_user_events(views))
+    totals = {}
+    for key, value in pipeline.outbox.summaries:
+        totals[key] = add_counts(totals.get(key, {}), summary_counts(decode_summary(value)))
+    (scope,) = window_report(totals.values(), seconds=1.0)["scopes"]
+    # Three credited views of the first list, and two lists written: half of the lists were clicked.
+    assert (scope["views"], scope["clicked_lists"], scope["lists"]) == (3, 1, 2)
+    assert scope["click_through"] == 0.5
+    assert pipeline.metrics.clicked_lists_total.labels(model_version="test-v1", segment="")._value.get() == 1

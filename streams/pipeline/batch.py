@@ -61,6 +61,7 @@ class BatchState:
     summaries: BatchSummaries = field(default_factory=BatchSummaries)
     touched: dict[str, TouchedCustomer] = field(default_factory=dict)
     feedback: list[FeedbackEvent] = field(default_factory=list)
+    clicked_lists: list[FeedbackEvent] = field(default_factory=list)  # a served list's first credited click
     retrain: RetrainRequest | None = None
     alerts: list[DriftAlert] = field(default_factory=list)
     prequential: Counter = field(default_factory=Counter)

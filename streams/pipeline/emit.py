@@ -30,6 +30,9 @@ class Emit:
             for sink in sinks:
                 sink.feedback(item.action, item.model_version, item.segment, item.attribution)
             await self.outbox.feedback(item)
+        for item in batch.clicked_lists:
+            for sink in sinks:
+                sink.list_clicked(item.model_version, item.segment)
         if batch.retrain is not None:
             await self.outbox.retrain_request(batch.retrain)
         for alert in batch.alerts:

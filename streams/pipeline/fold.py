@@ -39,6 +39,7 @@ class FoldStep:
     last_served: ServedList | None  # the list they were shown last before the event
     segment_before: str
     earned: list[FeedbackEvent] = field(default_factory=list)  # feedback the event credits to served lists
+    clicked_lists: list[FeedbackEvent] = field(default_factory=list)  # of those, first clicks on their list
 
 
 class FoldHook:
@@ -91,6 +92,7 @@ class Fold:
         # Counted only once nothing can fail: a dead-lettered event is never also counted valid.
         effects.counters[f"valid:{message.topic}"] += 1
         effects.feedback += step.earned
+        effects.clicked_lists += step.clicked_lists
         batch.touch(event, step.features, message, applied=True)
 
     def _load(self, user_id: str) -> SessionFeatures | None:

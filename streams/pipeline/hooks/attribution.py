@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.attribution import attribute
+from streams.attribution import attribute, first_clicks
 from streams.pipeline.fold import FoldHook, FoldStep
 
 
@@ -12,3 +12,4 @@ class Attribution(FoldHook):
 
     def before(self, step: FoldStep) -> None:
         step.earned = attribute(step.features, step.event, self.window_seconds)
+        step.clicked_lists = first_clicks(step.features, step.earned)
