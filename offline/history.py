@@ -38,10 +38,16 @@ def load_history(
         if download is None and ask is not None and sys.stdin.isatty():
             download = ask(f"Online Retail is not in {path.parent}. Download it from UCI ({UCI_URL})?")
         if download:
-            download_online_retail(data_dir)
+            try:
+                download_online_retail(data_dir)
+            except HistoryError as exc:
+                if source == "retail":
+                    raise
+                return History(simulate_history(), f"simulator ({exc}; the simulated shop is used instead)")
         elif source == "retail":
             raise HistoryError(f"{path} does not exist; set DATA_DIR or pass --download")
         else:
-            return History(simulate_history(), "simulator")
+            return History(simulate_history(), f"simulator (Online Retail is not at {path}: put the file there, "
+                                               f"set DATA_DIR, or pass --download to fetch it from UCI)")
     orders, report = load_retail(path)
     return History(orders, f"Online Retail ({path})", report)

@@ -63,3 +63,12 @@ def test_download_failures_are_clear_errors(tmp_path, http_server):
         download_online_retail(tmp_path, url=f"{http_server}/broken.zip")
     with pytest.raises(HistoryError, match="cannot download"):
         download_online_retail(tmp_path, url=f"{http_server}/missing.zip")
+
+
+def test_a_failed_download_falls_back_to_the_simulator_and_says_why(tmp_path, http_server, monkeypatch):
+    monkeypatch.setattr("offline.history.download_online_retail",
+                        lambda data_dir: download_online_retail(data_dir, url=f"{http_server}/missing.zip"))
+    history = load_history(str(tmp_path), "auto", download=True)
+    assert history.source.startswith("simulator (cannot download") and len(history.orders) > 1000
+    with pytest.raises(HistoryError, match="cannot download"):
+        load_history(str(tmp_path), "retail", download=True)
