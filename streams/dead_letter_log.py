@@ -1,7 +1,7 @@
 """Dead letters sent once, even by a worker that dies between sending them and counting them.
 
 A batch's dead letters are acknowledged by Kafka before Redis records the batch as counted,
-and a batch Redis has counted is never dead-lettered again (``streams.event_pipeline``). One
+and a batch Redis has counted is never dead-lettered again (``streams.pipeline.batch``). One
 gap is left: a worker that dies after Kafka acknowledged the dead letters and before Redis
 recorded the batch. So before sending, the worker notes in Redis, for each source partition,
 the offsets the batch covers and where each dead-letter partition ended. A batch that meets

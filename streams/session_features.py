@@ -1,6 +1,6 @@
 """Where a user's session features are updated, one event at a time.
 
-The state lives in a changelog-backed Faust table (see ``streams.tables``);
+The state lives in a changelog-backed Faust table (see ``streams.topology``);
 this module is the pure logic, so it can be tested without a broker.
 """
 
