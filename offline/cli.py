@@ -267,10 +267,11 @@ def evaluate(
     protocol: str = typer.Option("global-time", help="Test split: global-time (from --cut), last-basket, "
                                                      "last-items or random-items."),
     download: Optional[bool] = DOWNLOAD_OPTION,
+    wide: bool = typer.Option(False, "--wide", help="Show precision, recall and coverage too (wider than 80 columns)."),
 ) -> None:
     """Held-out evaluation of every model, the hybrid and the published lists (ALL and NEW views, k=10)."""
 
-    from offline.evaluation_report import write_evaluation
+    from offline.evaluation_report import evaluation_table, write_evaluation
     from offline.evaluation import PROTOCOLS
     from offline.training import evaluate_all
 
@@ -280,7 +281,7 @@ def evaluate(
     history, item_table, origin = training_history(source, interactions, items, None if download is None else download)
     report = evaluate_all(history, item_table, cut_ts, progress=step_printer(), protocol=protocol)
     paths = write_evaluation(report, origin, settings().report_dir)
-    console.print(paths["table"])
+    console.print(evaluation_table(report, wide))
     console.print(f"written: {paths['json']}, {paths['markdown']}")
 
 

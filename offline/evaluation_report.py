@@ -36,9 +36,20 @@ def write_evaluation(report: EvaluationReport, origin: str, report_dir: str) -> 
     lines += ["| " + " | ".join(cells) + " |" for cells in report.table(COLUMNS)]
     md_path = out / "evaluation.md"
     md_path.write_text("\n".join(lines) + "\n")
-    table = Table("model", "kind", *(f"ALL {h}" for h in ("MAP", "NDCG", "P", "R")), *(f"NEW {h}" for h in ("MAP", "NDCG", "P", "R")),
-                  "cov", title=f"evaluation, {report.description}")
+    return {"json": json_path, "markdown": md_path}
+
+
+def evaluation_table(report: EvaluationReport, wide: bool = False) -> Table:
+    """The console's table: MAP and NDCG of both views, which fit 80 columns; ``wide`` adds the
+    kind, precision, recall and coverage (evaluation.md always has them all)."""
+    metrics = ("map", "ndcg", "precision", "recall") if wide else ("map", "ndcg")
+    names = {"map": "MAP", "ndcg": "NDCG", "precision": "P", "recall": "R"}
+    table = Table("model", *(["kind"] if wide else []), *(f"{view} {names[m]}" for view in ("ALL", "NEW") for m in metrics),
+                  *(["cov"] if wide else []), title=f"evaluation, {report.description}")
     for row in report.rows:
-        table.add_row(row["model"], row["kind"], *(f"{row[v][m]:.4f}" for v in ("ALL", "NEW") for m in ("map", "ndcg", "precision", "recall")),
-                      f"{row['ALL']['coverage']:.3f}")
-    return {"json": json_path, "markdown": md_path, "table": table}
+        cells = [f"{row[view][m]:.4f}" for view in ("ALL", "NEW") for m in metrics]
+        if wide:
+            table.add_row(row["model"], row["kind"], *cells, f"{row['ALL']['coverage']:.3f}")
+        else:
+            table.add_row(row["model"], *cells)
+    return table

@@ -29,3 +29,24 @@ def test_segment_report_files(tmp_path):
     paths = write_segment_report(seg, tmp_path)
     assert all(p.exists() for p in paths.values())
     assert paths["customers"].read_text().count("\n") == 101
+
+
+def test_the_evaluation_table_fits_80_columns_and_wide_shows_everything():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from offline.evaluation_report import evaluation_table
+    scores = {"map": 0.2564, "ndcg": 0.3312, "precision": 0.1201, "recall": 0.2233, "coverage": 0.412}
+    rows = [{"model": name, "kind": "component", "ALL": scores, "NEW": scores}
+            for name in ("popularity", "repeat + popularity", "item-item co-occurrence (SAR-style)", "hybrid (published)")]
+    report = SimpleNamespace(rows=rows, description="global-time cut at 2011-11-09, 1,395 test customers")
+    narrow = Console(width=80, record=True)
+    narrow.print(evaluation_table(report))
+    text = narrow.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert "0.2564" in text and "0.3312" in text and "item-item co-occurrence" in text  # long names wrap, never cut
+    wide = Console(width=160, record=True)
+    wide.print(evaluation_table(report, wide=True))
+    text = wide.export_text()
+    assert "0.1201" in text and "0.412" in text and "component" in text
