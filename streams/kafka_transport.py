@@ -18,8 +18,9 @@ commits). Faust would skip every message below that offset, silently; those
 partitions are read from the start too. The end a broker reports is not taken on
 its word: Tansu answers the first offset of the partition's last record batch,
 short of its true end, which made a restarted worker read its whole history again.
-So the record just before the committed offset is read: if it is there, the log
-did not start over.
+So the last record Redis counted for the partition (``offsets:{APP_ID}``: its offset and
+Kafka time) is read back: the same time at the same offset means the same log; a log that
+started over restarts its offsets but not its clock.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as driver
 
-from streams.connections import aiokafka_options
+from streams import redis_keys
+from streams.connections import aiokafka_options, async_redis_client
+from streams.log_positions import Position
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,11 @@ class _Consumer(driver.Consumer):
         streams = [tp for tp in committed if tp.topic not in changelogs]
         ends = await self.highwaters(*[tp for tp in streams if committed[tp]])
         beyond = [tp for tp in streams if committed[tp] and ends.get(tp) is not None and committed[tp] > ends[tp]]
-        present = await records_present(self.app.settings, {tp: committed[tp] - 1 for tp in beyond})
+        counted = await counted_positions(self.app.settings, beyond)
+        found = await record_times(self.app.settings, {tp: position.offset for tp, position in counted.items()})
         for tp in beyond:
             end = ends[tp]
-            if tp not in present:
+            if tp not in counted or abs(found.get(tp, -1.0) - counted[tp].timestamp) > 0.0005:
                 log.warning("%s[%d] ends at offset %d but %d was committed: its log started over; "
                             "reading it from the start", tp.topic, tp.partition, end, committed[tp])
                 committed[tp] = None  # Faust then forgets the offset it read up to, too
@@ -73,14 +77,28 @@ class _Transport(driver.Transport):
     Consumer = _Consumer
 
 
-async def records_present(settings: Settings, offsets: dict, timeout_seconds: float = 3.0) -> set:
-    """The partitions of ``offsets`` (partition -> offset) that hold a record at that offset."""
+async def counted_positions(settings: Settings, partitions: list) -> dict:
+    """The position Redis has counted up to in each of ``partitions``, where it has one."""
+    if not partitions:
+        return {}
+    client = async_redis_client(settings)
+    try:
+        raw = await client.hmget(redis_keys.counted_positions(settings.app_id),
+                                 [f"{tp.topic}:{tp.partition}" for tp in partitions])
+    finally:
+        await client.aclose()
+    return {tp: Position.decode(value) for tp, value in zip(partitions, raw) if value is not None}
+
+
+async def record_times(settings: Settings, offsets: dict, timeout_seconds: float = 3.0) -> dict:
+    """For the partitions of ``offsets`` (partition -> offset) that hold a record at that offset,
+    the record's Kafka time in seconds."""
     if not offsets:
-        return set()
+        return {}
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False,
                                 auto_offset_reset="none", fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
     wanted = {TopicPartition(tp.topic, tp.partition): (tp, offset) for tp, offset in offsets.items()}
-    present = set()
+    present = {}
     try:
         await consumer.start()
         consumer.assign(list(wanted))
@@ -92,8 +110,9 @@ async def records_present(settings: Settings, offsets: dict, timeout_seconds: fl
             for partition, records in fetched.items():
                 consumer.pause(partition)
                 tp, offset = wanted[partition]
-                if any(record.offset == offset for record in records):
-                    present.add(tp)
+                for record in records:
+                    if record.offset == offset:
+                        present[tp] = record.timestamp / 1000
     except KafkaError as exc:  # out of range, or no answer: the records are not there
         log.info("reading back committed records failed (%s)", exc)
     finally:
