@@ -33,9 +33,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as driver
 
-from streams import redis_keys
 from streams.connections import aiokafka_options, async_redis_client
-from streams.log_positions import Position
+from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
         # aiokafka builds its fetcher from this at start(), which has not happened yet.
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = self.app.settings.kafka_fetch_max_wait_ms
         return consumer
 
 
@@ -81,13 +80,14 @@ async def counted_positions(settings: Settings, partitions: list) -> dict:
     """The position Redis has counted up to in each of ``partitions``, where it has one."""
     if not partitions:
         return {}
+    sources = {f"{tp.topic}:{tp.partition}": tp for tp in partitions}
     client = async_redis_client(settings)
     try:
-        raw = await client.hmget(redis_keys.counted_positions(settings.app_id),
-                                 [f"{tp.topic}:{tp.partition}" for tp in partitions])
+        positions, _ = await RecommendationWriter(client, settings.recs_ttl_seconds).read_progress(
+            settings.app_id, sources)
     finally:
         await client.aclose()
-    return {tp: Position.decode(value) for tp, value in zip(partitions, raw) if value is not None}
+    return {sources[source]: position for source, position in positions.items()}
 
 
 async def record_times(settings: Settings, offsets: dict, timeout_seconds: float = 3.0) -> dict:
@@ -125,7 +125,6 @@ class WorkerApp(faust.App):
 
     def __init__(self, settings: Settings, *args, **kwargs):
         self.settings = settings
-        self.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
         super().__init__(*args, **kwargs)
 
     def _new_transport(self):
