@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/stream_throughput.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/api_latency.py
+	$(BIN)/python bench/events_route.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/offline_cost.py
 	$(BIN)/python bench/quality_suite.py

@@ -37,7 +37,7 @@ EMPTY_MEANS_OFF = frozenset({"archive_dir"})
 
 
 # Settings whose values are secrets: never printed, logged or shown in errors.
-SECRETS = frozenset({"kafka_sasl_password", "redis_password"})
+SECRETS = frozenset({"kafka_sasl_password", "redis_password", "api_key"})
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -91,6 +91,8 @@ class Settings:
     # The storefront API and dashboard (recsys api).
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # The key that routes which write (POST /events) require; unset, those routes are off.
+    api_key: str = ""
     worker_batch_window_seconds: float = 0.05
     log_level: str = "info"
 

@@ -19,20 +19,21 @@ from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from streams import redis_keys
 from streams.api.dashboard import Dashboard
+from streams.api.event_intake import EventIntake, IntakeUnavailable, authorised
 from streams.api.guards import RequestGuard
 from streams.api.health import HealthCheck
 from streams.connections import async_redis_client
 from streams.online_summaries import WINDOW_STEP_SECONDS
 from streams.recommendation_store import as_served, decode_list
 from streams.settings import Settings
-from streams.validation import ID_PATTERN, ID_RULE
+from streams.validation import ID_PATTERN, ID_RULE, InvalidEvent
 
 MAX_K = 100
 HERE = Path(__file__).parent
@@ -77,6 +78,17 @@ class Error(BaseModel):
     error: str
 
 
+class Refusal(BaseModel):
+    index: int
+    reason: str
+
+
+class EventsTaken(BaseModel):
+    accepted: int
+    refused: int
+    refusals: list[Refusal]
+
+
 ERRORS = {404: {"model": Error}, 422: {"model": Error}}
 
 
@@ -105,12 +117,16 @@ def create_api(settings: Settings) -> FastAPI:
     registry = CollectorRegistry()
     health = HealthCheck(settings, client)
     dashboard = Dashboard(settings, client, WINDOW_STEP_SECONDS)
+    intake = EventIntake(settings)
+    events_taken = Counter("recsys_api_events", "Events sent to POST /events, by outcome", ["outcome"],
+                           registry=registry)
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Everything made at start-up lives as long as the process: keeping it out of the
         # collector's scans removes pauses of tens of milliseconds from the request path.
         gc.freeze()
         yield
+        await intake.close()
         await client.aclose()
 
     api = FastAPI(title="recsys storefront API", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
@@ -191,6 +207,31 @@ def create_api(settings: Settings) -> FastAPI:
         listing = decode_list(raw)
         return {"segment": segment, "items": listing.items[:k], "scores": listing.scores[:k],
                 "model_version": listing.model_version}
+
+    @api.post("/events", status_code=202, response_model=EventsTaken, tags=["events"],
+              responses={401: {"model": Error}, 404: {"model": Error}, 422: {"model": Error},
+                         503: {"model": Error}})
+    async def events(request: Request):
+        """A JSON array of clicks, purchases and catalog records, as in the event contract; the valid
+        ones are produced to Kafka, keyed as the contract says, the rest refused with their index and
+        reason. Needs the API key (``Authorization: Bearer KEY``); off when none is configured."""
+        if not settings.api_key:
+            return error(404, "the events route is off: set API_KEY to turn it on")
+        if not authorised(settings, request.headers):
+            return JSONResponse({"error": "a valid API key is required"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            valid, refused = intake.sort(await request.body())
+        except InvalidEvent as exc:
+            return error(422, str(exc))
+        try:
+            await intake.produce(valid)
+        except IntakeUnavailable as exc:
+            return JSONResponse({"error": f"Kafka did not take the events ({exc}); send them again"},
+                                status_code=503, headers={"Retry-After": "1"})
+        events_taken.labels(outcome="accepted").inc(len(valid))
+        events_taken.labels(outcome="refused").inc(len(refused))
+        return JSONResponse({"accepted": len(valid), "refused": len(refused), "refusals": refused}, status_code=202)
 
     @api.get("/health", tags=["operations"])
     async def health_check():

@@ -11,8 +11,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from streams.api.event_intake import MAX_EVENTS_BODY_BYTES
+
 MAX_URL_BYTES = 2048
-MAX_BODY_BYTES = 1024  # every route is a GET; anything bigger is refused unread
+MAX_BODY_BYTES = 1024  # every route but POST /events is a GET; anything bigger is refused unread
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -49,6 +51,10 @@ class RequestGuard:
             self.latency.labels(route=route).observe(time.perf_counter() - started)
 
 
+def _body_limit(scope) -> int:
+    return MAX_EVENTS_BODY_BYTES if scope["path"] == "/events" and scope["method"] == "POST" else MAX_BODY_BYTES
+
+
 def _refusal(scope) -> tuple[int, str] | None:
     if len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b"")) > MAX_URL_BYTES:
         return 414, f"the URL is longer than {MAX_URL_BYTES} bytes"
@@ -58,10 +64,10 @@ def _refusal(scope) -> tuple[int, str] | None:
                 size = int(value)
             except ValueError:
                 return 400, "Content-Length is not a number"
-            if size > MAX_BODY_BYTES:
-                return 413, f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            if size > _body_limit(scope):
+                return 413, f"request bodies on this route are limited to {_body_limit(scope)} bytes"
         elif name == b"transfer-encoding" and b"chunked" in value.lower():
-            return 413, f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            return 411, "send the body with a Content-Length, not chunked"
     return None
 
 
