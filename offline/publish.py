@@ -49,8 +49,31 @@ def _batched(commands: Iterable[tuple], client: redis.Redis, on_batch: Callable[
     return written
 
 
+def read_dismissals(client: redis.Redis, now: float) -> dict[str, set[str]]:
+    """Items each customer dismissed that must stay out of their lists at ``now``."""
+    keys = list(client.scan_iter(match=redis_keys.dismissed("*"), count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    dismissals = {}
+    for key, until in zip(keys, pipe.execute()):
+        kept = {item.decode() for item, ts in until.items() if float(ts) > now}
+        if kept:
+            dismissals[key.decode().split(":", 1)[1]] = kept
+    return dismissals
+
+
+def without_dismissed(user_id: str, items, scores, dismissals: dict[str, set[str]]):
+    unwanted = dismissals.get(user_id)
+    if not unwanted:
+        return items, scores
+    kept = [(item, score) for item, score in zip(items, scores) if item not in unwanted]
+    return [item for item, _ in kept], [score for _, score in kept]
+
+
 def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[[int], None] = lambda n: None) -> int:
-    """Write every customer's lists (recs, buy again, discover), similar items, popular lists and segments; return the key count."""
+    """Write every customer's lists (recs, buy again, discover), less the items they dismissed, similar
+    items, popular lists and segments; return the key count."""
     version = artifact.version
     now = round(time.time(), 3)
     slots = [(redis_keys.recs, artifact.frame("recommendations.parquet"))]
@@ -78,8 +101,8 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         if chunk:
             yield ("fenced", *write_arguments(fence, chunk))
 
-    def commands():
-        yield from fenced((key(user_id), as_list(items, scores), ttl)
+    def commands(dismissals: dict[str, set[str]]):
+        yield from fenced((key(user_id), as_list(*without_dismissed(user_id, items, scores, dismissals)), ttl)
                           for key, lists in slots for user_id, items, scores in lists.itertuples(index=False))
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
@@ -101,7 +124,7 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         if in_force > fence:
             raise StaleVersion(f"a newer model version (fence {in_force}) is already published; "
                                f"{version} is not written")
-        return _batched(commands(), client, on_batch)
+        return _batched(commands(read_dismissals(client, time.time())), client, on_batch)
     finally:
         client.close()
 

@@ -23,6 +23,7 @@ from streams.pipeline.emit import Emit
 from streams.pipeline.fold import Fold, FoldHook
 from streams.pipeline.hooks.archive import Archive
 from streams.pipeline.hooks.attribution import Attribution
+from streams.pipeline.hooks.dismissals import Dismissals
 from streams.pipeline.hooks.learning import Learning
 from streams.pipeline.hooks.prequential import PrequentialScoring
 from streams.pipeline.hooks.purchase_outcome import PurchaseOutcome
@@ -74,7 +75,8 @@ class EventPipeline:
         if settings.prequential_scoring:
             hooks.append(PrequentialScoring(model, settings.session_gap_seconds))
         hooks += [PurchaseOutcome(model, self.metrics, self.hit_rate_monitor),
-                  Segments(model, settings.online_segments_algorithm), Learning(model)]
+                  Segments(model, settings.online_segments_algorithm), Learning(model),
+                  Dismissals(settings.dismiss_days * 86400)]
         if self.archive is not None:
             hooks.append(Archive(self.archive))
         return hooks

@@ -11,8 +11,9 @@ from typing import Literal
 
 import msgspec
 
-ClickType = Literal["view", "add_to_cart", "remove_from_cart"]
-CLICK_TYPES: tuple[str, ...] = ("view", "add_to_cart", "remove_from_cart")
+# ``dismiss``: the customer does not want the item; it is not shown to them for DISMISS_DAYS.
+ClickType = Literal["view", "add_to_cart", "remove_from_cart", "dismiss"]
+CLICK_TYPES: tuple[str, ...] = ("view", "add_to_cart", "remove_from_cart", "dismiss")
 
 
 class ClickEvent(msgspec.Struct, frozen=True):
@@ -56,7 +57,7 @@ class FeedbackEvent(msgspec.Struct, frozen=True):
     event_id: str  # the source event's id, plus the item for purchase lines
     user_id: str
     item_id: str
-    action: str  # view, add_to_cart or purchase
+    action: str  # view, add_to_cart, dismiss or purchase
     rank: int  # 1-based position in the list
     rec_id: str
     model_version: str

@@ -202,6 +202,7 @@ class RecommendationWriter:
         segments: dict[str, str] | None = None,
         prequential: dict[str, float] | None = None,
         segment_moves: dict[str, int] | None = None,
+        dismissals: dict[str, dict[str, float]] | None = None,
         fence: str = ONLINE_FENCE,
         positions: tuple[str, dict[str, Position]] | None = None,
         counted_before: dict[str, Position] | None = None,
@@ -224,6 +225,10 @@ class RecommendationWriter:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
             commands.append(("hset", redis_keys.segment_bucket(user_id), user_id, segment, {}))
+        for user_id, until in (dismissals or {}).items():
+            key = redis_keys.dismissed(user_id)
+            commands.append(("hset", key, {"mapping": until}))
+            commands.append(("expireat", key, int(max(until.values())) + 1, {}))
         counted = {field: amount for field, amount in (counters or {}).items() if amount}
         sums = {field: repr(float(amount)) for field, amount in (prequential or {}).items()}
         moves = {segment: change for segment, change in (segment_moves or {}).items() if change}

@@ -18,6 +18,7 @@
 | ``offsets:{group}`` | hash: ``topic:partition`` -> ``offset:kafka_time`` up to which a worker group's counters go |
 | ``deadletters:{group}`` | hash: ``topic:partition`` -> JSON note of the offsets a batch with dead letters covers and where the dead-letter topic ended (``streams.dead_letter_log``) |
 | ``attempts:{group}`` | hash: ``topic:partition`` -> ``offset:count``, the crash-loop breaker's attempts at a batch (``streams.crash_loop``) |
+| ``dismissed:{user_id}`` | hash: item -> the time (epoch seconds) until which the customer's dismissal keeps it out of their lists; the key expires then |
 | ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
 
@@ -54,6 +55,10 @@ def buy_again(user_id: str) -> str:
 
 def discover(user_id: str) -> str:
     return f"discover:{user_id}"
+
+
+def dismissed(user_id: str) -> str:
+    return f"dismissed:{user_id}"
 
 
 def product(item_id: str) -> str:

@@ -13,7 +13,7 @@ from streams.events import ClickEvent, PurchaseEvent, UserEvent
 
 # Enough to absorb redelivery after a crash, small enough to keep the state compact.
 DEDUPE_WINDOW = 128
-EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
+EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "dismiss", "purchase")
 
 
 class ServedList(msgspec.Struct):
@@ -29,6 +29,8 @@ class ServedList(msgspec.Struct):
 # Enough to trace a purchase back through a visit of several cart additions.
 SERVED_LISTS_KEPT = 8
 BOUGHT_ITEMS_KEPT = 50
+DISMISSALS_KEPT = 200
+DEFAULT_DISMISS_SECONDS = 30 * 86400.0
 
 
 class SessionFeatures(msgspec.Struct):
@@ -55,6 +57,8 @@ class SessionFeatures(msgspec.Struct):
     # late it comes (streams.log_positions).
     positions: dict[str, tuple[int, float]] = msgspec.field(default_factory=dict)
     served: list[ServedList] = msgspec.field(default_factory=list)
+    # Items the customer dismissed -> when (event time); dropped once DISMISS_DAYS have passed.
+    dismissed: dict[str, float] = msgspec.field(default_factory=dict)
     segment: str = ""
     customer: CustomerStream = msgspec.field(default_factory=CustomerStream)
 
@@ -68,12 +72,12 @@ class SessionFeatures(msgspec.Struct):
         return [item for item in self.recent_items if item not in current]
 
     def recommendation_exclusions(self) -> set[str]:
-        """Items the list must not show now: already in the cart or bought this session.
+        """Items the list must not show now: already in the cart, bought this session, or dismissed.
 
         Items bought in earlier sessions stay eligible, since repeat purchases
         are a large share of what shops sell.
         """
-        return set(self.cart).union(self.purchased_this_session)
+        return set(self.cart).union(self.purchased_this_session, self.dismissed)
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -99,7 +103,8 @@ def touched_items(event: UserEvent) -> list[str]:
 
 
 def update_session_features(
-    features: SessionFeatures | None, event: UserEvent, gap_seconds: float, max_recent: int
+    features: SessionFeatures | None, event: UserEvent, gap_seconds: float, max_recent: int,
+    dismiss_seconds: float = DEFAULT_DISMISS_SECONDS,
 ) -> tuple[SessionFeatures, bool]:
     """Apply ``event`` to ``features`` (``None`` for a first-seen user).
 
@@ -138,12 +143,23 @@ def update_session_features(
         _append_unique(features.cart, items, limit=None)
     elif kind == "remove_from_cart":
         features.cart = [item for item in features.cart if item != event.item_id]
-    _append_unique(features.recent_items, items, limit=max_recent)
-    _append_unique(features.session_items, items, limit=max_recent)
+    if kind == "dismiss":  # a "not for me" says nothing about what the customer is looking for
+        features.dismissed[event.item_id] = event.ts
+    else:
+        _append_unique(features.recent_items, items, limit=max_recent)
+        _append_unique(features.session_items, items, limit=max_recent)
+    if features.dismissed:
+        _forget_old_dismissals(features, dismiss_seconds)
 
     features.recent_event_ids.append(event.event_id)
     del features.recent_event_ids[:-DEDUPE_WINDOW]
     return features, True
+
+
+def _forget_old_dismissals(features: SessionFeatures, dismiss_seconds: float) -> None:
+    since = features.last_seen - dismiss_seconds
+    kept = sorted(((ts, item) for item, ts in features.dismissed.items() if ts > since), reverse=True)
+    features.dismissed = {item: ts for ts, item in kept[:DISMISSALS_KEPT]}
 
 
 def _starts_new_session(features: SessionFeatures, event: UserEvent, gap_seconds: float) -> bool:

@@ -99,6 +99,8 @@ class Settings:
     # Session features.
     session_gap_seconds: float = 1800.0
     session_recent_items: int = 20
+    # How long an item the customer dismissed stays out of their lists.
+    dismiss_days: float = 30.0
 
     # Recommendations written to Redis.
     recs_count: int = 20
@@ -129,7 +131,7 @@ class Settings:
         positive = (
             "topic_partitions", "worker_batch_size", "session_recent_items", "recs_count",
             "recs_ttl_seconds", "max_event_bytes", "max_dead_letter_bytes", "max_quantity", "max_order_lines",
-            "session_gap_seconds", "popularity_half_life_days", "max_unit_price",
+            "session_gap_seconds", "popularity_half_life_days", "dismiss_days", "max_unit_price",
             "worker_batch_window_seconds", "redis_max_backoff_seconds", "attribution_window_seconds",
             "kafka_fetch_max_wait_ms", "topic_replication_factor", "topic_min_insync_replicas",
         )

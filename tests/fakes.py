@@ -43,9 +43,11 @@ class RecordingWriter:
         self.attempts = {}  # topic:partition -> the crash-loop breaker's Attempt
         self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
         self.segment_sizes = {}
+        self.dismissals = {}  # user_id -> {item: until}
 
     async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
-                    prequential=None, segment_moves=None, fence="0", positions=None, counted_before=None):
+                    prequential=None, segment_moves=None, dismissals=None, fence="0", positions=None,
+                    counted_before=None):
         if positions is not None:
             self.positions.update(positions[1])
         self.lists.update({rec.user_id: rec for rec in lists})
@@ -53,6 +55,8 @@ class RecordingWriter:
         for segment, change in (segment_moves or {}).items():
             self.segment_sizes[segment] = self.segment_sizes.get(segment, 0) + change
         self.segments.update(segments or {})
+        for user_id, until in (dismissals or {}).items():
+            self.dismissals.setdefault(user_id, {}).update(until)
         self.products.update(products)
         for key, amount in (counters or {}).items():
             self.counters[key] = self.counters.get(key, 0) + amount

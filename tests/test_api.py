@@ -38,6 +38,13 @@ def test_a_customers_list_is_served_cut_to_k(api, redis_client):
     assert body["rec_id"] == stored.rec_id and body["model_version"] == "v1" and body["fallback"] is False
 
 
+def test_excluded_items_are_dropped_for_one_request_and_the_list_fills_k_from_its_tail(api, redis_client):
+    store_list(redis_client, "17850", ["A", "B", "C", "D", "E"])
+    body = api.get("/recs/17850", params={"k": 3, "exclude": "B,D,ZZ"}).json()
+    assert body["items"] == ["A", "C", "E"] and body["scores"] == [1.0, round(1 / 3, 2), 0.2]
+    assert api.get("/recs/17850", params={"k": 3}).json()["items"] == ["A", "B", "C"]  # for that request only
+
+
 def test_an_unknown_customer_gets_the_popular_list_marked_as_fallback(api, redis_client):
     assert api.get("/recs/new-customer").status_code == 404  # nothing published yet
     store_list(redis_client, "", ["P", "Q"])

@@ -321,3 +321,14 @@ def test_click_through_counts_a_list_once_however_many_of_its_items_are_viewed(p
     assert (scope["views"], scope["clicked_lists"], scope["lists"]) == (3, 1, 2)
     assert scope["click_through"] == 0.5
     assert pipeline.metrics.clicked_lists_total.labels(model_version="test-v1", segment="")._value.get() == 1
+
+
+def test_a_dismissed_item_leaves_every_list_at_once_and_is_recorded_for_later_publishes(pipeline):
+    asyncio.run(pipeline.handle_user_events(clicks(("view", "A", 1))))
+    shown = pipeline.writer.lists["u1"].items[0]
+    dismiss = Msg("clicks", encode_event(ClickEvent("d1", "u1", shown, "dismiss", NOW + 5)))
+    asyncio.run(pipeline.handle_user_events([dismiss]))
+    assert shown not in pipeline.writer.lists["u1"].items
+    assert all(shown not in listing.items for listing in pipeline.writer.slot_lists.values())
+    assert pipeline.writer.dismissals == {"u1": {shown: NOW + 5 + SETTINGS.dismiss_days * 86400}}
+    assert load_features(pipeline.sessions[b"u1"]).recent_items == ["A"]

@@ -62,3 +62,14 @@ def test_redelivered_event_is_not_counted_twice():
 def test_features_survive_serialisation():
     f = apply([click(1), order(2, ["A", "B"], ts=1001)])
     assert load_features(dump_features(f)) == f
+
+
+def test_a_dismissed_item_is_excluded_for_the_dismiss_window_and_is_not_a_recent_item():
+    days = 86400.0
+    features = apply([click(1, item="A"), click(2, kind="dismiss", item="B", ts=1010.0)])
+    assert "B" in features.recommendation_exclusions() and features.recent_items == ["A"]
+    assert features.counts == {"view": 1, "dismiss": 1}
+    features, _ = update_session_features(features, click(3, item="C", ts=1010.0 + 29 * days), GAP, 3, 30 * days)
+    assert "B" in features.recommendation_exclusions()
+    features, _ = update_session_features(features, click(4, item="C", ts=1011.0 + 30 * days), GAP, 3, 30 * days)
+    assert "B" not in features.recommendation_exclusions() and features.dismissed == {}

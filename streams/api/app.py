@@ -43,6 +43,8 @@ PLOTLY_JS = Path(importlib.util.find_spec("plotly").submodule_search_locations[0
 UserId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The customer's id: {ID_RULE}.")]
 ItemId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The product's id: {ID_RULE}.")]
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"How many items to return (1-{MAX_K}).")]
+Exclude = Annotated[str, Query(max_length=1024, description="Item ids to leave out of this answer, comma-separated; "
+                                                            "the list's next items take their places.")]
 
 
 class Recommendations(BaseModel):
@@ -155,30 +157,32 @@ def create_api(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, "no such route" if exc.status_code == 404 else str(exc.detail))
 
-    async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None):
+    async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None, exclude: str = ""):
         raw = await client.get(key)
         fallback = await client.get(fallback_key) if raw is None and fallback_key else None
         listing = as_served(user_id, raw, fallback)
         if listing is None:
             return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
-        listing.items, listing.scores = listing.items[:k], listing.scores[:k]
+        unwanted = set(exclude.split(",")) if exclude else ()
+        kept = [n for n, item in enumerate(listing.items) if item not in unwanted][:k]
+        listing.items, listing.scores = [listing.items[n] for n in kept], [listing.scores[n] for n in kept]
         # Every field, defaults included: API callers always see "fallback".
         return json_bytes(msgspec.json.encode(msgspec.structs.asdict(listing)))
 
     @api.get("/recs/{user_id}", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def recommendations(user_id: UserId, k: K = 10):
+    async def recommendations(user_id: UserId, k: K = 10, exclude: Exclude = ""):
         """The customer's blended list, best first; customers without one get the popular list, marked ``fallback``."""
-        return await serve_list(redis_keys.recs(user_id), user_id, k, redis_keys.POPULAR)
+        return await serve_list(redis_keys.recs(user_id), user_id, k, redis_keys.POPULAR, exclude)
 
     @api.get("/recs/{user_id}/buy-again", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def buy_again(user_id: UserId, k: K = 10):
+    async def buy_again(user_id: UserId, k: K = 10, exclude: Exclude = ""):
         """Items the customer bought before, most likely to be bought again first; 404 for a customer with none."""
-        return await serve_list(redis_keys.buy_again(user_id), user_id, k, None)
+        return await serve_list(redis_keys.buy_again(user_id), user_id, k, None, exclude)
 
     @api.get("/recs/{user_id}/discover", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def discover(user_id: UserId, k: K = 10):
+    async def discover(user_id: UserId, k: K = 10, exclude: Exclude = ""):
         """Items the customer never bought, best first; customers without a list get the popular list."""
-        return await serve_list(redis_keys.discover(user_id), user_id, k, redis_keys.POPULAR)
+        return await serve_list(redis_keys.discover(user_id), user_id, k, redis_keys.POPULAR, exclude)
 
     @api.get("/similar/{item_id}", response_model=SimilarItems, responses=ERRORS, tags=["storefront"])
     async def similar(item_id: ItemId, k: K = 10):

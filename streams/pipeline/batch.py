@@ -71,6 +71,7 @@ class BatchState:
     slot_lists: list[tuple[str, RecommendationList]] = field(default_factory=list)
     popular: RecommendationList | None = None
     products: list[tuple[str, bytes]] = field(default_factory=list)  # (item_id, catalog record)
+    dismissals: dict[str, dict[str, float]] = field(default_factory=dict)  # user_id -> {item: shown again after}
 
     def effects_of(self, message: Message) -> "BatchState":
         """Where ``message``'s effects go: this batch, or for one already counted, a scratch batch."""

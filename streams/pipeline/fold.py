@@ -85,7 +85,8 @@ class Fold:
         for hook in self.hooks:
             hook.before(step)
         step.features, _ = update_session_features(
-            features, event, self.settings.session_gap_seconds, self.settings.session_recent_items
+            features, event, self.settings.session_gap_seconds, self.settings.session_recent_items,
+            self.settings.dismiss_days * 86400
         )
         for hook in self.hooks:
             hook.after(step)

@@ -8,7 +8,7 @@ from streams.events import ClickEvent
 from streams.pipeline.batch import ServingModel
 from streams.pipeline.fold import FoldHook, FoldStep
 
-ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "purchase": 1.0}
+ACTION_WEIGHTS = {"view": 0.1, "add_to_cart": 0.3, "remove_from_cart": 0.0, "dismiss": 0.0, "purchase": 1.0}
 
 
 class Learning(FoldHook):
