@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import heapq
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Collection, NamedTuple, Sequence
+from typing import Collection, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+from models.explanations import DISCOVER, Reason
 
 
 class Interaction(NamedTuple):
@@ -48,6 +50,7 @@ class Context:
     segment: str = ""  # their customer segment, when known
     exclude: Collection[str] = ()  # never to be listed
     bought: Sequence[str] = ()  # bought since the model was trained, oldest first
+    bought_times: Mapping[str, tuple[int, float]] = field(default_factory=dict)  # item -> (orders, last time) of those
 
 
 NO_CONTEXT = Context()
@@ -77,6 +80,12 @@ class Recommender(ABC):
         """Lists for the storefront's other slots, by slot name (``buyagain``, ``discover``).
         Models without such lists return none."""
         return {}
+
+    def explain(self, user_id: str, items: Sequence[str], context: Context = NO_CONTEXT,
+                slot: str = "recs") -> list[Reason]:
+        """Why each of ``items`` (a list this model just made for the slot) is on it
+        (``models.explanations``). Models that cannot tell name themselves as the finder."""
+        return [Reason(DISCOVER, self.name)] * len(items)
 
 
 def top_k(scores: dict[str, float], k: int, exclude: Collection[str] = ()) -> Scored:

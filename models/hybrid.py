@@ -121,6 +121,7 @@ class HybridBlock(ScoreBlock):
         self.rows = rows
         self._blocks: list[ScoreBlock] | None = None  # the components' blocks, shared by both views
         self._by_view: dict[tuple[str, int | None], SparseBlock] = {}
+        self._candidates: dict[tuple[str, int | None], Candidates] = {}
 
     def _ranked(self, view: str, keep: int | None = None) -> SparseBlock:
         if (view, keep) not in self._by_view:
@@ -132,6 +133,7 @@ class HybridBlock(ScoreBlock):
         if self._blocks is None:
             self._blocks = [component.block(self.rows) for component in h.components]
         found = candidates(h.data, h.components, self.rows, h.per_model, view, self._blocks, keep)
+        self._candidates[view, keep] = found
         # +1 keeps every candidate stored, even at probability 0.
         probability = h.rankers[view].predict_proba(found.features)[:, 1] + 1.0
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
@@ -145,6 +147,18 @@ class HybridBlock(ScoreBlock):
 
     def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return self._ranked("ALL").at(positions, cols)
+
+    def contributors(self, positions: np.ndarray, cols: np.ndarray, n: int, exclude=None) -> np.ndarray:
+        """For pairs of ``top_n(n, exclude)``, the index of the component that ranks each best
+        among its own items: the one that contributed most to putting it on the list."""
+        view = "NEW" if exclude is not None else "ALL"
+        self._ranked(view, CANDIDATES_PER_SLOT * n)
+        found = self._candidates[view, CANDIDATES_PER_SLOT * n]
+        n_items = self.hybrid.data.n_items
+        keys = found.positions.astype(np.int64) * n_items + found.cols
+        at = np.searchsorted(keys, positions.astype(np.int64) * n_items + cols)
+        ranks = found.features[np.minimum(at, len(keys) - 1)][:, 1:2 * len(self.hybrid.components):2]
+        return np.argmin(ranks, axis=1)
 
 
 def _keys(top: TopN, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import calendar
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
 from models.base import NO_CONTEXT, STATIC_LISTS, Context, Interaction, Recommender, Scored, top_k
+from models.explanations import (BOUGHT_BEFORE, BOUGHT_WITH, DISCOVER, SIMILAR_TO, TRENDING, Reason, bought_before,
+                                 popular)
 
 FLOOR = 1e-3  # fill-in items score below anything personal
 # 1 / rank and FLOOR / rank, computed once (lists are re-ranked for every event), for lists
@@ -67,7 +71,8 @@ class OfflineListsWithSession(Recommender):
                  version: str, weights: RerankWeights = RerankWeights(),
                  segment_popular: dict[str, Scored] | None = None, complements: dict[str, Scored] | None = None,
                  items: dict[str, ItemInfo] | None = None, category_popular: dict[str, Scored] | None = None,
-                 buy_again: dict[str, Scored] | None = None, discover: dict[str, Scored] | None = None):
+                 buy_again: dict[str, Scored] | None = None, discover: dict[str, Scored] | None = None,
+                 offline_reasons: dict[str, dict[str, Sequence[Reason]]] | None = None):
         self.user_lists = user_lists
         self.buy_again = buy_again or {}
         self.discover = discover
@@ -79,6 +84,8 @@ class OfflineListsWithSession(Recommender):
         self.complements = complements or {}
         self.items = items or {}
         self.category_popular = category_popular or {}
+        # slot -> user_id -> the reasons of the offline list's items, in its order
+        self.offline_reasons = offline_reasons or {}
 
     def learn_one(self, x: Interaction) -> None:
         """Offline lists change only with a new model version."""
@@ -150,6 +157,40 @@ class OfflineListsWithSession(Recommender):
                     scores[item] *= 1.0 + w.price * closeness
         return top_k(scores, k, exclude)
 
+    def explain(self, user_id: str, items: Sequence[str], context: Context = NO_CONTEXT,
+                slot: str = "recs") -> list[Reason]:
+        """Each item's reason is its largest pull in ``_rerank``: its place on the offline list
+        (with the trainer's reason), a recent item's neighbours, a cart item's complements, else
+        the popular list that filled it in. Buy-again items give their orders and last date."""
+        if slot == "buyagain":
+            return [self._bought_reason(user_id, item, context) for item in items]
+        base = (self.discover or {}).get(user_id, ()) if slot == "discover" else self.user_lists.get(user_id, ())
+        wanted = set(items)
+        best = self._offline_pulls(base, self.offline_reasons.get(slot, {}).get(user_id), wanted)
+        w = self.weights
+        for recent, vote in self._votes(context.recent):
+            _stronger(best, wanted, self._neighbours(recent), w.session * vote, Reason(SIMILAR_TO, recent))
+        for cart_item in context.cart:
+            _stronger(best, wanted, self.complements.get(cart_item, ()), w.cart, Reason(BOUGHT_WITH, cart_item))
+        fill_in = popular(context.segment) if context.segment and user_id not in self.user_lists and \
+            context.segment in self.segment_popular else Reason(TRENDING)
+        return [best[item][1] if item in best else fill_in for item in items]
+
+    def _offline_pulls(self, base: Scored, reasons: Sequence[Reason] | None, wanted: set[str]) -> dict:
+        reasons = reasons or [Reason(DISCOVER, self.name)] * len(base)
+        return {item: (weight, reason) for (item, _), weight, reason in zip(base, RANK_WEIGHTS, reasons)
+                if item in wanted}
+
+    def _bought_reason(self, user_id: str, item: str, context: Context) -> Reason:
+        times, last = context.bought_times.get(item, (0, 0.0))
+        offline = dict(zip((i for i, _ in self.buy_again.get(user_id, ())),
+                           self.offline_reasons.get("buyagain", {}).get(user_id, ()))).get(item)
+        if offline is not None and offline.code == BOUGHT_BEFORE:
+            earlier, _, date = offline.evidence.partition("|")
+            times += int(earlier)
+            last = max(last, calendar.timegm(time.strptime(date, "%Y-%m-%d")))
+        return bought_before(times, last) if times else Reason(BOUGHT_BEFORE, "")
+
     def _votes(self, recent: Sequence[str]) -> list[tuple[str, float]]:
         """Recent items with their weight: 1 for the latest, ``recency_decay`` times less for each older one."""
         w = self.weights
@@ -185,3 +226,10 @@ class OfflineListsWithSession(Recommender):
         priced = [(math.log(price), vote) for item, vote in votes if (price := self._price(item)) is not None]
         weight = sum(vote for _, vote in priced)
         return sum(p * vote for p, vote in priced) / weight if weight else None
+
+
+def _stronger(best: dict, wanted: set[str], neighbours: Scored, pull: float, reason: Reason) -> None:
+    """Record ``reason`` for the listed items it pulls harder than their reason so far."""
+    for other, similarity in neighbours:
+        if other in wanted and (other not in best or best[other][0] < pull * similarity):
+            best[other] = (pull * similarity, reason)

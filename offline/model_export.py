@@ -15,6 +15,7 @@ from models.popularity import RecentPopularity
 from offline.customer_table import customer_feature_table
 from models.base import sparse_top_n
 from offline.evaluation import filled
+from offline.explanations import ListExplainer, reason_columns
 from offline.training import TrainedModels
 
 SIMILAR_ITEMS = 20
@@ -36,26 +37,36 @@ def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048) -> dict[str, p
     data = trained.data
     popularity, repeat = trained.components["popularity"], trained.components["repeat"]
     recs_model, discover_model = trained.published("ALL"), trained.published("NEW")
-    rows_out = {slot: ([], []) for slot in SLOTS}
+    explainer = ListExplainer(data)
+    rows_out = {slot: ([], [], []) for slot in SLOTS}
     for start in range(0, data.n_users, chunk):
         rows = np.arange(start, min(start + chunk, data.n_users))
         bought = data.bought[rows]
         popular = popularity.block(rows)
         recs_block = recs_model.block(rows)
         discover_block = recs_block if discover_model is recs_model else discover_model.block(rows)
+        repeat_block = repeat.block(rows)
+        proposed = {"recs": recs_block.top_n(k), "buyagain": repeat_block.top_n(k),
+                    "discover": discover_block.top_n(k, bought)}
         tops = {
-            "recs": filled(recs_block.top_n(k), popular.top_n(k), k=k),
-            "buyagain": repeat.block(rows).top_n(k),
-            "discover": filled(discover_block.top_n(k, bought), popular.top_n(k, bought), k=k),
+            "recs": filled(proposed["recs"], popular.top_n(k), k=k),
+            "buyagain": proposed["buyagain"],
+            "discover": filled(proposed["discover"], popular.top_n(k, bought), k=k),
         }
+        explained = {
+            "recs": (recs_model, recs_block, None), "buyagain": (repeat, repeat_block, None),
+            "discover": (discover_model, discover_block, bought)}
         for slot, top in tops.items():
-            items, scores = rows_out[slot]
+            items, scores, reasons = rows_out[slot]
+            model, block, exclude = explained[slot]
+            reasons += explainer.explain(model, block, rows, top, proposed[slot], exclude)
             for row_items, row_scores in zip(top.items, top.scores):
                 valid = row_items >= 0
                 items.append(data.item_ids[row_items[valid]].tolist())
                 scores.append(np.round(np.where(np.isfinite(row_scores[valid]), row_scores[valid], 0.0), 4).tolist())
-    return {slot: pd.DataFrame({"user_id": data.user_ids, "items": items, "scores": scores})
-            for slot, (items, scores) in rows_out.items()}
+    return {slot: pd.concat([pd.DataFrame({"user_id": data.user_ids, "items": items, "scores": scores}),
+                             reason_columns(reasons)], axis=1)
+            for slot, (items, scores, reasons) in rows_out.items()}
 
 
 def _neighbours(similarity: sp.csr_matrix, item_ids: np.ndarray, k: int) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import msgspec
 import redis
 from kafka import KafkaProducer
 
+from models.explanations import TRENDING, Reason, popular as popular_in
 from streams import redis_keys
 from streams.connections import kafka_options, redis_client
 from streams.model_artifacts import Artifact
@@ -63,12 +64,23 @@ def read_dismissals(client: redis.Redis, now: float) -> dict[str, set[str]]:
     return dismissals
 
 
-def without_dismissed(user_id: str, items, scores, dismissals: dict[str, set[str]]):
+def without_dismissed(user_id: str, items, scores, reasons, dismissals: dict[str, set[str]]):
     unwanted = dismissals.get(user_id)
     if not unwanted:
-        return items, scores
-    kept = [(item, score) for item, score in zip(items, scores) if item not in unwanted]
-    return [item for item, _ in kept], [score for _, score in kept]
+        return items, scores, reasons
+    kept = [n for n, item in enumerate(items) if item not in unwanted]
+    return [items[n] for n in kept], [scores[n] for n in kept], [reasons[n] for n in kept] if reasons else None
+
+
+def _explained_rows(lists):
+    """(user_id, items, scores, reasons or None) of a lists frame, with or without its reasons."""
+    if "reasons" not in lists:
+        for user_id, items, scores in lists[["user_id", "items", "scores"]].itertuples(index=False):
+            yield user_id, items, scores, None
+        return
+    for user_id, items, scores, codes, evidence in lists[["user_id", "items", "scores", "reasons", "evidence"]] \
+            .itertuples(index=False):
+        yield user_id, items, scores, list(zip(codes, evidence))
 
 
 def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[[int], None] = lambda n: None) -> int:
@@ -85,8 +97,8 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
     popular = artifact.json("popular.json")
     ttl = settings.recs_ttl_seconds
 
-    def as_list(items, scores) -> bytes:
-        return stored_list(items, scores, new_rec_id(), version, now)
+    def as_list(items, scores, reasons=None) -> bytes:
+        return stored_list(items, scores, new_rec_id(), version, now, reasons=reasons)
 
     fence = fence_of(version)
 
@@ -102,8 +114,8 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
             yield ("fenced", *write_arguments(fence, chunk))
 
     def commands(dismissals: dict[str, set[str]]):
-        yield from fenced((key(user_id), as_list(*without_dismissed(user_id, items, scores, dismissals)), ttl)
-                          for key, lists in slots for user_id, items, scores in lists.itertuples(index=False))
+        yield from fenced((key(user_id), as_list(*without_dismissed(user_id, items, scores, reasons, dismissals)), ttl)
+                          for key, lists in slots for user_id, items, scores, reasons in _explained_rows(lists))
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
         for user_id, segment in segments.itertuples(index=False):
@@ -112,9 +124,10 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         yield "delete", redis_keys.SEGMENT_SIZES
         for segment, size in segments["segment"].value_counts().items():
             yield "hset", redis_keys.SEGMENT_SIZES, segment, int(size)
-        yield from fenced([(redis_keys.POPULAR, as_list(*zip(*popular["all"])), 0)])
+        yield from fenced([(redis_keys.POPULAR, as_list(*zip(*popular["all"]), [Reason(TRENDING)] * len(popular["all"])),
+                            0)])
         for segment, entries in popular["segments"].items():
-            yield "set", redis_keys.segment_popular(segment), as_list(*zip(*entries))
+            yield "set", redis_keys.segment_popular(segment), as_list(*zip(*entries), [popular_in(segment)] * len(entries))
 
     client = redis_client(settings)
     try:

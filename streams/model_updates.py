@@ -14,6 +14,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from models.explanations import Reason
 from models.offline_lists import ItemInfo, OfflineListsWithSession, RerankWeights
 from streams.connections import aiokafka_options
 from streams.model_artifacts import Artifact, ArtifactError, ArtifactStore
@@ -42,10 +43,13 @@ def offline_recommender(artifact: Artifact, popular_count: int,
     has = artifact.has
     complements = artifact.frame("complements.parquet") if has("complements.parquet") else None
     items = artifact.frame("items.parquet") if has("items.parquet") else None
+    slots = {"buyagain": artifact.frame("buy_again.parquet"), "discover": artifact.frame("discover.parquet")} \
+        if has("buy_again.parquet") else {}
     return OfflineListsWithSession(
         user_lists=_neighbour_lists(lists),
-        buy_again=_neighbour_lists(artifact.frame("buy_again.parquet")) if has("buy_again.parquet") else None,
-        discover=_neighbour_lists(artifact.frame("discover.parquet")) if has("discover.parquet") else None,
+        buy_again=_neighbour_lists(slots["buyagain"]) if slots else None,
+        discover=_neighbour_lists(slots["discover"]) if slots else None,
+        offline_reasons={slot: _list_reasons(frame) for slot, frame in {"recs": lists, **slots}.items()},
         similar_items=_neighbour_lists(similar),
         popular=_scored(popular["all"][:popular_count]),
         version=artifact.version,
@@ -60,9 +64,17 @@ def offline_recommender(artifact: Artifact, popular_count: int,
 
 
 def _neighbour_lists(frame) -> dict[str, list[tuple[str, float]]]:
-    """{id: [(item, score), ...]} from a frame of (id, items, scores) rows."""
+    """{id: [(item, score), ...]} from a frame of (id, items, scores, ...) rows."""
     return {str(key): [(str(item), float(score)) for item, score in zip(items, scores)]
-            for key, items, scores in frame.itertuples(index=False)}
+            for key, items, scores in frame.iloc[:, :3].itertuples(index=False)}
+
+
+def _list_reasons(frame) -> dict[str, tuple[Reason, ...]]:
+    """{user_id: reasons aligned with the list} from a lists frame that has them (else empty)."""
+    if "reasons" not in frame:
+        return {}
+    return {str(user): tuple(Reason(str(c), str(e)) for c, e in zip(codes, evidence))
+            for user, codes, evidence in frame[["user_id", "reasons", "evidence"]].itertuples(index=False)}
 
 
 def _scored(entries) -> list[tuple[str, float]]:

@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
 
+from models.explanations import CODE_INDEX, REASON_CODES, Reason
 from streams import redis_keys
 from streams.crash_loop import Attempt
 from streams.events import ProductRecord
@@ -35,6 +36,7 @@ class RecommendationList(msgspec.Struct, omit_defaults=True):
     generated_at: float
     event_ts: float | None = None
     fallback: bool = False
+    reasons: list[Reason] | None = None  # each item's (code, evidence): models.explanations
 
 
 class StoredList(msgspec.Struct, array_like=True):
@@ -47,6 +49,8 @@ class StoredList(msgspec.Struct, array_like=True):
     model_version: str
     generated_at: float  # whole seconds (an integer is 4 bytes shorter)
     event_ts: float | None = None
+    reason_codes: bytes = b""  # each item's reason, one byte: its index in REASON_CODES
+    evidence: list[str] = []  # each item's evidence ("" where the code needs none)
 
 
 # The order is the list's; a score only says how strongly, and two decimals say it in a byte.
@@ -59,14 +63,15 @@ _decode_product = msgspec.json.Decoder(ProductRecord).decode
 
 def encode_list(listing: RecommendationList) -> bytes:
     return stored_list(listing.items, listing.scores, listing.rec_id, listing.model_version, listing.generated_at,
-                       listing.event_ts)
+                       listing.event_ts, listing.reasons)
 
 
 def stored_list(items: list[str], scores, rec_id: str, model_version: str, generated_at: float,
-                event_ts: float | None = None) -> bytes:
+                event_ts: float | None = None, reasons=None) -> bytes:
     steps = [round(float(score) * SCORE_STEPS) for score in scores]
+    codes, evidence = (bytes(CODE_INDEX[code] for code, _ in reasons), [e for _, e in reasons]) if reasons else (b"", [])
     return _encode_stored(StoredList(list(items), steps, bytes.fromhex(rec_id), model_version, round(generated_at),
-                                     event_ts))
+                                     event_ts, codes, evidence))
 
 
 def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
@@ -76,8 +81,10 @@ def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
         listing.user_id = user_id or listing.user_id
         return listing
     stored = _decode_stored(raw)
+    reasons = [Reason(REASON_CODES[code], evidence) for code, evidence in zip(stored.reason_codes, stored.evidence)]
     return RecommendationList(user_id, stored.items, [step / SCORE_STEPS for step in stored.score_steps],
-                              stored.rec_id.hex(), stored.model_version, stored.generated_at, stored.event_ts)
+                              stored.rec_id.hex(), stored.model_version, stored.generated_at, stored.event_ts,
+                              reasons=reasons or None)
 
 
 def as_served(user_id: str, raw: bytes | None, fallback: bytes | None) -> RecommendationList | None:
@@ -100,7 +107,8 @@ def new_rec_id() -> str:
 
 
 def build_list(
-    user_id: str, scored: list[tuple[str, float]], model_version: str, event_ts: float | None = None
+    user_id: str, scored: list[tuple[str, float]], model_version: str, event_ts: float | None = None,
+    reasons: list[Reason] | None = None,
 ) -> RecommendationList:
     return RecommendationList(
         user_id=user_id,
@@ -110,6 +118,7 @@ def build_list(
         model_version=model_version,
         generated_at=round(time.time(), 3),
         event_ts=event_ts,
+        reasons=reasons,
     )
 
 

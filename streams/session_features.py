@@ -49,6 +49,8 @@ class SessionFeatures(msgspec.Struct):
     # Items bought across sessions, oldest first (the latest BOUGHT_ITEMS_KEPT): buy-again
     # candidates, and never shown in the discover list.
     bought_items: list[str] = msgspec.field(default_factory=list)
+    # Of those, item -> (orders, last order's time): the evidence of a "bought before" reason.
+    bought_times: dict[str, tuple[int, float]] = msgspec.field(default_factory=dict)
     # Lifetime counts per event type, and items bought in all.
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     units_purchased: int = 0
@@ -139,6 +141,7 @@ def update_session_features(
         features.cart = [item for item in features.cart if item not in bought]
         _append_unique(features.purchased_this_session, items, limit=None)
         _append_unique(features.bought_items, items, limit=BOUGHT_ITEMS_KEPT)
+        _count_orders(features, set(items), event.ts)
     elif kind == "add_to_cart":
         _append_unique(features.cart, items, limit=None)
     elif kind == "remove_from_cart":
@@ -154,6 +157,16 @@ def update_session_features(
     features.recent_event_ids.append(event.event_id)
     del features.recent_event_ids[:-DEDUPE_WINDOW]
     return features, True
+
+
+def _count_orders(features: SessionFeatures, items: set[str], ts: float) -> None:
+    times = features.bought_times
+    for item in items:
+        orders, last = times.get(item, (0, 0.0))
+        times[item] = (orders + 1, max(last, ts))
+    if len(times) > len(features.bought_items):
+        kept = set(features.bought_items)
+        features.bought_times = {item: value for item, value in times.items() if item in kept}
 
 
 def _forget_old_dismissals(features: SessionFeatures, dismiss_seconds: float) -> None:

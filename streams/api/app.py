@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from models.explanations import BOUGHT_WITH, DISCOVER, SIMILAR_TO, Reason, describe
 from streams import redis_keys
 from streams.api.dashboard import Dashboard
 from streams.api.event_intake import EventIntake, IntakeUnavailable, authorised
@@ -36,6 +37,7 @@ from streams.settings import Settings
 from streams.validation import ID_PATTERN, ID_RULE, InvalidEvent
 
 MAX_K = 100
+ITEM_EVIDENCE = (SIMILAR_TO, BOUGHT_WITH)  # reasons whose evidence is a product
 HERE = Path(__file__).parent
 # Found without importing plotly, whose modules would only weigh on the API's memory.
 PLOTLY_JS = Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data" / "plotly.min.js"
@@ -43,6 +45,7 @@ PLOTLY_JS = Path(importlib.util.find_spec("plotly").submodule_search_locations[0
 UserId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The customer's id: {ID_RULE}.")]
 ItemId = Annotated[str, PathParam(pattern=f"^{ID_PATTERN}$", description=f"The product's id: {ID_RULE}.")]
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"How many items to return (1-{MAX_K}).")]
+Explain = Annotated[bool, Query(description="Add each item's reason, its evidence and a sentence for the shopper.")]
 Exclude = Annotated[str, Query(max_length=1024, description="Item ids to leave out of this answer, comma-separated; "
                                                             "the list's next items take their places.")]
 
@@ -56,6 +59,19 @@ class Recommendations(BaseModel):
     generated_at: float
     event_ts: float | None = None
     fallback: bool = False
+
+
+class Explanation(BaseModel):
+    item_id: str
+    title: str
+    reason: str
+    evidence: str
+    evidence_title: str | None = None
+    text: str
+
+
+class ExplainedRecommendations(Recommendations):
+    explanations: list[Explanation] = []
 
 
 class SimilarItems(BaseModel):
@@ -104,6 +120,15 @@ class Reports(StaticFiles):
         if not Path(self.directory).is_dir():
             raise HTTPException(404)
         return await super().get_response(path, scope)
+
+
+def _title(record: bytes | None) -> str:
+    if record is None:
+        return ""
+    try:
+        return str(msgspec.json.decode(record).get("title") or "").strip()
+    except (msgspec.MsgspecError, AttributeError):
+        return ""
 
 
 def json_bytes(payload: bytes) -> Response:
@@ -157,7 +182,8 @@ def create_api(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, "no such route" if exc.status_code == 404 else str(exc.detail))
 
-    async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None, exclude: str = ""):
+    async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None, exclude: str = "",
+                         explain: bool = False):
         raw = await client.get(key)
         fallback = await client.get(fallback_key) if raw is None and fallback_key else None
         listing = as_served(user_id, raw, fallback)
@@ -165,24 +191,41 @@ def create_api(settings: Settings) -> FastAPI:
             return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
         unwanted = set(exclude.split(",")) if exclude else ()
         kept = [n for n, item in enumerate(listing.items) if item not in unwanted][:k]
+        reasons = [listing.reasons[n] for n in kept] if listing.reasons else []
         listing.items, listing.scores = [listing.items[n] for n in kept], [listing.scores[n] for n in kept]
         # Every field, defaults included: API callers always see "fallback".
-        return json_bytes(msgspec.json.encode(msgspec.structs.asdict(listing)))
+        answer = msgspec.structs.asdict(listing)
+        del answer["reasons"]
+        if explain:
+            answer["explanations"] = await explanations(listing.items, reasons)
+        return json_bytes(msgspec.json.encode(answer))
 
-    @api.get("/recs/{user_id}", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def recommendations(user_id: UserId, k: K = 10, exclude: Exclude = ""):
+    async def explanations(items: list[str], reasons: list[Reason]) -> list[dict]:
+        """Each item with its reason; products are named by their catalog titles (else their ids)."""
+        named = sorted(set(items) | {evidence for code, evidence in reasons if code in ITEM_EVIDENCE})
+        records = await client.mget([redis_keys.product(item) for item in named]) if named else []
+        titles = {item: _title(record) or item for item, record in zip(named, records)}
+        reasons = reasons or [Reason(DISCOVER, "")] * len(items)
+        return [{"item_id": item, "title": titles[item], "reason": reason.code, "evidence": reason.evidence,
+                 "evidence_title": titles.get(reason.evidence) if reason.code in ITEM_EVIDENCE else None,
+                 "text": describe(reason, titles.get)} for item, reason in zip(items, reasons)]
+
+    @api.get("/recs/{user_id}", response_model=ExplainedRecommendations, responses=ERRORS, tags=["storefront"])
+    async def recommendations(user_id: UserId, k: K = 10, exclude: Exclude = "", explain: Explain = False):
         """The customer's blended list, best first; customers without one get the popular list, marked ``fallback``."""
-        return await serve_list(redis_keys.recs(user_id), user_id, k, redis_keys.POPULAR, exclude)
+        return await serve_list(redis_keys.recs(user_id), user_id, k, redis_keys.POPULAR, exclude, explain)
 
-    @api.get("/recs/{user_id}/buy-again", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def buy_again(user_id: UserId, k: K = 10, exclude: Exclude = ""):
+    @api.get("/recs/{user_id}/buy-again", response_model=ExplainedRecommendations, responses=ERRORS,
+             tags=["storefront"])
+    async def buy_again(user_id: UserId, k: K = 10, exclude: Exclude = "", explain: Explain = False):
         """Items the customer bought before, most likely to be bought again first; 404 for a customer with none."""
-        return await serve_list(redis_keys.buy_again(user_id), user_id, k, None, exclude)
+        return await serve_list(redis_keys.buy_again(user_id), user_id, k, None, exclude, explain)
 
-    @api.get("/recs/{user_id}/discover", response_model=Recommendations, responses=ERRORS, tags=["storefront"])
-    async def discover(user_id: UserId, k: K = 10, exclude: Exclude = ""):
+    @api.get("/recs/{user_id}/discover", response_model=ExplainedRecommendations, responses=ERRORS,
+             tags=["storefront"])
+    async def discover(user_id: UserId, k: K = 10, exclude: Exclude = "", explain: Explain = False):
         """Items the customer never bought, best first; customers without a list get the popular list."""
-        return await serve_list(redis_keys.discover(user_id), user_id, k, redis_keys.POPULAR, exclude)
+        return await serve_list(redis_keys.discover(user_id), user_id, k, redis_keys.POPULAR, exclude, explain)
 
     @api.get("/similar/{item_id}", response_model=SimilarItems, responses=ERRORS, tags=["storefront"])
     async def similar(item_id: ItemId, k: K = 10):

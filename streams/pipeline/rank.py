@@ -52,22 +52,27 @@ class Rank:
     def _lists(self, user_id: str, touched: TouchedCustomer) -> tuple[RecommendationList, list]:
         features, model = touched.features, self.model
         context = Context(recent=features.recent_items, cart=features.cart, segment=features.segment,
-                          exclude=features.recommendation_exclusions(), bought=features.bought_items)
-        scored = model.recommender.recommend(user_id, self.k, context)
-        slots = model.recommender.slot_lists(user_id, self.k, context)
+                          exclude=features.recommendation_exclusions(), bought=features.bought_items,
+                          bought_times=features.bought_times)
+        recommender = model.recommender
+        lists = {"recs": recommender.recommend(user_id, self.k, context),
+                 **recommender.slot_lists(user_id, self.k, context)}
         # A customer's events may arrive out of order across the clicks and purchases topics.
         # The list reflects everything up to their newest event; for attribution it was served
         # in answer to this batch's events, which the shopper's next actions follow.
-        listing = build_list(user_id, scored, model.version, features.last_seen)
-        return listing, [(SLOT_KEYS[slot](user_id), build_list(user_id, items, model.version, features.last_seen))
-                         for slot, items in slots.items()]
+        built = {slot: build_list(user_id, scored, model.version, features.last_seen,
+                                  recommender.explain(user_id, [item for item, _ in scored], context, slot))
+                 for slot, scored in lists.items()}
+        listing = built.pop("recs")
+        return listing, [(SLOT_KEYS[slot](user_id), slot_list) for slot, slot_list in built.items()]
 
     def _popular_if_due(self) -> RecommendationList | None:
         now = time.monotonic()
         if now - self._popular_written_at < POPULAR_REFRESH_SECONDS:
             return None
-        scored = self.model.recommender.recommend("", self.k)
+        recommender = self.model.recommender
+        scored = recommender.recommend("", self.k)
         if not scored:  # nothing popular yet: try again with the next batch, not in 5 s
             return None
         self._popular_written_at = now
-        return build_list("", scored, self.model.version)
+        return build_list("", scored, self.model.version, reasons=recommender.explain("", [i for i, _ in scored]))

@@ -1,0 +1,89 @@
+"""Reasons for the published lists, from the component that contributed most to each item.
+
+For the hybrid, that is the component that ranks the item best among its own proposals; for a
+list the guard gave to one component, that component; for popular fill-ins, popularity. The
+component then names the reason (``models.explanations``): repeat purchase -> ``bought_before``,
+item-item models -> ``similar_to`` the customer's item that pulls the item most, recent
+popularity -> ``trending``, anything else -> ``discover``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from models.base import BatchRecommender, ScoreBlock, TopN
+from models.explanations import DISCOVER, SIMILAR_TO, TRENDING, Reason, bought_before
+from models.hybrid import HybridBlock
+from models.interactions import Interactions
+
+DAY = 86400.0
+
+
+class ListExplainer:
+    """Explains chunks of customers' lists; item-item similarities are transposed once."""
+
+    def __init__(self, data: Interactions):
+        self.data = data
+        self._columns_of: dict[str, sp.csr_matrix] = {}
+
+    def explain(self, model: BatchRecommender, block: ScoreBlock, rows: np.ndarray, top: TopN, proposed: TopN,
+                exclude: sp.csr_matrix | None = None) -> list[list[Reason]]:
+        """Each row's reasons for ``top``: the model's own ``proposed`` (``block.top_n(n, exclude)``),
+        then popular fill-ins."""
+        n = proposed.items.shape[1]
+        proposed = proposed.items
+        positions, slots = np.nonzero(top.items >= 0)
+        cols = top.items[positions, slots]
+        own = (proposed[positions] == cols[:, None]).any(axis=1)
+        components = np.full(len(cols), -1)
+        if isinstance(block, HybridBlock):
+            components[own] = block.contributors(positions[own], cols[own], n, exclude)
+            members = model.components
+        else:
+            components[own] = 0
+            members = [model]
+        reasons: list[list[Reason]] = [[] for _ in rows]
+        for code_of, pairs in self._by_component(members, components, rows, positions, cols):
+            for pair, reason in zip(pairs, code_of):
+                reasons[positions[pair]].append((slots[pair], reason))
+        return [[reason for _, reason in sorted(row)] for row in reasons]
+
+    def _by_component(self, members, components, rows, positions, cols):
+        for index in np.unique(components):
+            pairs = np.flatnonzero(components == index)
+            member = members[index] if index >= 0 else None
+            yield self._reasons(member, rows, positions[pairs], cols[pairs]), pairs
+
+    def _reasons(self, member: BatchRecommender | None, rows, positions, cols) -> list[Reason]:
+        users = rows[positions]
+        if member is None or member.name == "popularity":
+            return [Reason(TRENDING)] * len(cols)
+        if member.name == "repeat":
+            return self._bought_before(users, cols)
+        if "item_neighbours" in member.capabilities:
+            return self._similar_to(member, rows, positions, cols)
+        return [Reason(DISCOVER, member.name)] * len(cols)
+
+    def _bought_before(self, users, cols) -> list[Reason]:
+        times = np.asarray(self.data.orders[users, cols]).ravel()
+        age = np.asarray(self.data.last_age_days[users, cols]).ravel() - 1.0
+        last = self.data.end.timestamp() - age * DAY
+        return [bought_before(int(t), float(ts)) for t, ts in zip(times, last)]
+
+    def _similar_to(self, member, rows, positions, cols) -> list[Reason]:
+        """The customer's item that pulls each item most (history weight x similarity)."""
+        if member.name not in self._columns_of:
+            self._columns_of[member.name] = member.similarity.T.tocsr()
+        pulls = member.history(rows)[positions].multiply(self._columns_of[member.name][cols]).tocsr()
+        strongest = np.asarray(pulls.argmax(axis=1)).ravel()
+        found = np.asarray(pulls.max(axis=1).todense()).ravel() > 0
+        item_ids = self.data.item_ids
+        return [Reason(SIMILAR_TO, str(item_ids[j])) if ok else Reason(DISCOVER, member.name)
+                for j, ok in zip(strongest, found)]
+
+
+def reason_columns(reasons: list[list[Reason]]) -> pd.DataFrame:
+    return pd.DataFrame({"reasons": [[r.code for r in row] for row in reasons],
+                         "evidence": [[r.evidence for r in row] for row in reasons]})
