@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from offline.experiment_cli import experiment_app
 from offline.history import load_history
 from offline.retail_history import HistoryError
 from streams.connections import redis_client
@@ -30,6 +31,7 @@ app = typer.Typer(help="Event-driven streaming recommender for e-commerce.", no_
                   add_completion=False, pretty_exceptions_enable=False)
 stack_app = typer.Typer(help="The local stack: Tansu (Kafka API) and Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+app.add_typer(experiment_app, name="experiment")
 # Product titles, ids and paths are printed as they are: no markup, so "[/x]" in data cannot break output.
 console = Console(markup=False)
 

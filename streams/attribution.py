@@ -44,7 +44,8 @@ def attribute(features: SessionFeatures | None, event: UserEvent, window_seconds
             feedback.append(FeedbackEvent(
                 event_id=event_id, user_id=event.user_id, item_id=item, action=action,
                 rank=listing.items.index(item) + 1, rec_id=listing.rec_id, model_version=listing.model_version,
-                segment=features.segment, attribution=how, latency_seconds=round(event.ts - listing.at, 3), ts=event.ts))
+                segment=features.segment, attribution=how, latency_seconds=round(event.ts - listing.at, 3), ts=event.ts,
+                arm=listing.arm))
     return feedback
 
 

@@ -14,7 +14,8 @@ from streams.dead_letter_log import DeadLetters, DirectDeadLetters
 from streams.event_archive import EventArchive
 from streams.online_metrics import OnlineMetrics
 from streams.outbox import Message, Outbox
-from streams.pipeline.batch import BatchState, ServingModel
+from streams.experiments import Experiment
+from streams.pipeline.batch import ArmModel, BatchState, ServingModel
 from streams.pipeline.catalog import Catalog
 from streams.pipeline.commit import Commit
 from streams.pipeline.crash_guard import CrashGuard
@@ -24,6 +25,7 @@ from streams.pipeline.fold import Fold, FoldHook
 from streams.pipeline.hooks.archive import Archive
 from streams.pipeline.hooks.attribution import Attribution
 from streams.pipeline.hooks.dismissals import Dismissals
+from streams.pipeline.hooks.experiment_outcomes import ExperimentOutcomes
 from streams.pipeline.hooks.learning import Learning
 from streams.pipeline.hooks.prequential import PrequentialScoring
 from streams.pipeline.hooks.purchase_outcome import PurchaseOutcome
@@ -76,7 +78,7 @@ class EventPipeline:
             hooks.append(PrequentialScoring(model, settings.session_gap_seconds))
         hooks += [PurchaseOutcome(model, self.metrics, self.hit_rate_monitor),
                   Segments(model, settings.online_segments_algorithm), Learning(model),
-                  Dismissals(settings.dismiss_days * 86400)]
+                  Dismissals(settings.dismiss_days * 86400), ExperimentOutcomes(model)]
         if self.archive is not None:
             hooks.append(Archive(self.archive))
         return hooks
@@ -90,6 +92,11 @@ class EventPipeline:
         self.rank.forget()
         self.catalog.forget()
         self.hit_rate_monitor.reset()
+
+    def use_experiment(self, experiment: Experiment | None, arms: dict[str, ArmModel]) -> None:
+        """Write each customer's lists with their arm's model from the next batch on (None: no experiment)."""
+        self.model.experiment, self.model.arms = experiment, arms
+        self.rank.forget()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
         await self.guard(messages, self._run(self.user_event_stages))

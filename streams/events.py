@@ -65,6 +65,7 @@ class FeedbackEvent(msgspec.Struct, frozen=True):
     attribution: str  # explicit (the event named rec_id) or implicit (last list in the window showing the item)
     latency_seconds: float  # from the list being written to the action, in event time
     ts: float
+    arm: str = ""  # the experiment arm of the list, "" outside experiments
 
 
 class RetrainRequest(msgspec.Struct, frozen=True):

@@ -17,6 +17,7 @@ from models.explanations import CODE_INDEX, REASON_CODES, Reason
 from streams import redis_keys
 from streams.crash_loop import Attempt
 from streams.events import ProductRecord
+from streams.experiments import outcome_key
 from streams.log_positions import Position
 from streams.version_fence import ONLINE_FENCE, WRITE_LISTS, write_arguments
 
@@ -37,6 +38,7 @@ class RecommendationList(msgspec.Struct, omit_defaults=True):
     event_ts: float | None = None
     fallback: bool = False
     reasons: list[Reason] | None = None  # each item's (code, evidence): models.explanations
+    arm: str | None = None  # the experiment arm that wrote it (streams.experiments)
 
 
 class StoredList(msgspec.Struct, array_like=True):
@@ -51,6 +53,7 @@ class StoredList(msgspec.Struct, array_like=True):
     event_ts: float | None = None
     reason_codes: bytes = b""  # each item's reason, one byte: its index in REASON_CODES
     evidence: list[str] = []  # each item's evidence ("" where the code needs none)
+    arm: str = ""
 
 
 # The order is the list's; a score only says how strongly, and two decimals say it in a byte.
@@ -63,15 +66,15 @@ _decode_product = msgspec.json.Decoder(ProductRecord).decode
 
 def encode_list(listing: RecommendationList) -> bytes:
     return stored_list(listing.items, listing.scores, listing.rec_id, listing.model_version, listing.generated_at,
-                       listing.event_ts, listing.reasons)
+                       listing.event_ts, listing.reasons, listing.arm)
 
 
 def stored_list(items: list[str], scores, rec_id: str, model_version: str, generated_at: float,
-                event_ts: float | None = None, reasons=None) -> bytes:
+                event_ts: float | None = None, reasons=None, arm: str | None = None) -> bytes:
     steps = [round(float(score) * SCORE_STEPS) for score in scores]
     codes, evidence = (bytes(CODE_INDEX[code] for code, _ in reasons), [e for _, e in reasons]) if reasons else (b"", [])
     return _encode_stored(StoredList(list(items), steps, bytes.fromhex(rec_id), model_version, round(generated_at),
-                                     event_ts, codes, evidence))
+                                     event_ts, codes, evidence, arm or ""))
 
 
 def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
@@ -84,7 +87,7 @@ def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
     reasons = [Reason(REASON_CODES[code], evidence) for code, evidence in zip(stored.reason_codes, stored.evidence)]
     return RecommendationList(user_id, stored.items, [step / SCORE_STEPS for step in stored.score_steps],
                               stored.rec_id.hex(), stored.model_version, stored.generated_at, stored.event_ts,
-                              reasons=reasons or None)
+                              reasons=reasons or None, arm=stored.arm or None)
 
 
 def as_served(user_id: str, raw: bytes | None, fallback: bytes | None) -> RecommendationList | None:
@@ -108,7 +111,7 @@ def new_rec_id() -> str:
 
 def build_list(
     user_id: str, scored: list[tuple[str, float]], model_version: str, event_ts: float | None = None,
-    reasons: list[Reason] | None = None,
+    reasons: list[Reason] | None = None, arm: str | None = None,
 ) -> RecommendationList:
     return RecommendationList(
         user_id=user_id,
@@ -119,6 +122,7 @@ def build_list(
         generated_at=round(time.time(), 3),
         event_ts=event_ts,
         reasons=reasons,
+        arm=arm,
     )
 
 
@@ -144,26 +148,27 @@ class RedisRetry:
                 await asyncio.sleep(delay)
 
 
-# A batch's increments, applied once. KEYS: the positions' hash, the counters' hash, the
-# prequential sums' hash, the segment sizes' hash. ARGV: the number of sources, then per source
-# its name, the position the batch started from ("" for none) and the position it reaches; then
-# for each of the three hashes the number of fields, then field and amount pairs. When a
-# source's position is no longer the one the batch started from, the batch was counted already
-# (a write retried after its reply was lost, a worker that was presumed dead): nothing is added.
-# Positions are written last: a failing increment (a key of the wrong type) stops the script
-# before the batch is marked counted.
+# A batch's increments, applied once. KEYS: the positions' hash, then each hash to add to (the
+# counters, prequential sums, segment sizes, an experiment's outcomes). ARGV: the number of
+# sources, then per source its name, the position the batch started from ("" for none) and the
+# position it reaches; then per hash "i" (integers) or "f" (floats), the number of fields, then
+# field and amount pairs. When a source's position is no longer the one the batch started from,
+# the batch was counted already (a write retried after its reply was lost, a worker that was
+# presumed dead): nothing is added. Positions are written last: a failing increment (a key of
+# the wrong type) stops the script before the batch is marked counted.
 COUNT = """
 local s = tonumber(ARGV[1])
 for i = 0, s - 1 do
   if (redis.call('HGET', KEYS[1], ARGV[2 + 3 * i]) or '') ~= ARGV[3 + 3 * i] then return -1 end
 end
 local at = 2 + 3 * s
-for k, command in ipairs({'HINCRBY', 'HINCRBYFLOAT', 'HINCRBY'}) do
-  local n = tonumber(ARGV[at])
+for k = 2, #KEYS do
+  local command = ARGV[at] == 'f' and 'HINCRBYFLOAT' or 'HINCRBY'
+  local n = tonumber(ARGV[at + 1])
   for i = 1, n do
-    redis.call(command, KEYS[k + 1], ARGV[at + 2 * i - 1], ARGV[at + 2 * i])
+    redis.call(command, KEYS[k], ARGV[at + 2 * i], ARGV[at + 2 * i + 1])
   end
-  at = at + 1 + 2 * n
+  at = at + 2 + 2 * n
 end
 for i = 0, s - 1 do
   redis.call('HSET', KEYS[1], ARGV[2 + 3 * i], ARGV[4 + 3 * i])
@@ -173,18 +178,23 @@ return 1
 
 
 def count_arguments(group: str, positions: dict[str, Position], started_from: dict[str, Position],
-                    *increments: dict) -> tuple[list, list]:
-    args: list = [len(positions)]
+                    increments: list[tuple[str, dict, bool]]) -> tuple[list, list]:
+    """KEYS and ARGV of ``COUNT``; ``increments`` are (hash key, {field: amount}, amounts are floats)."""
+    keys, args = [redis_keys.counted_positions(group)], [len(positions)]
     for source, position in positions.items():
         before = started_from.get(source)
         args += [source, before.encode() if before is not None else "", position.encode()]
-    for amounts in increments:
-        args.append(len(amounts))
+    for key, amounts, floats in increments:
+        keys.append(key)
+        args += ["f" if floats else "i", len(amounts)]
         for field, amount in amounts.items():
-            args += [field, amount]
-    keys = [redis_keys.counted_positions(group), redis_keys.EVENT_STATS, redis_keys.PREQUENTIAL_STATS,
-            redis_keys.SEGMENT_SIZES]
+            args += [field, repr(float(amount)) if floats else amount]
     return keys, args
+
+
+def experiment_increments(outcomes: dict[tuple[str, str], dict[str, float]] | None):
+    for (experiment, outcome), amounts in (outcomes or {}).items():
+        yield outcome_key(experiment, outcome), amounts, outcome == "revenue"
 
 
 class RecommendationWriter:
@@ -212,12 +222,14 @@ class RecommendationWriter:
         prequential: dict[str, float] | None = None,
         segment_moves: dict[str, int] | None = None,
         dismissals: dict[str, dict[str, float]] | None = None,
+        experiment_outcomes: dict[tuple[str, str], dict[str, float]] | None = None,
         fence: str = ONLINE_FENCE,
         positions: tuple[str, dict[str, Position]] | None = None,
         counted_before: dict[str, Position] | None = None,
     ) -> bool:
         """Write everything in one atomic round trip; False when the lists were refused because a
         newer model version than ``fence`` has been published (the rest is written all the same).
+        ``experiment_outcomes``: (experiment, outcome) -> {user_id: amount} (``streams.experiments``).
         ``positions`` (worker group, {topic:partition: position}) records what the counters now
         include, in the same transaction, so a batch replayed after a crash is counted once;
         ``counted_before`` is where those positions stood when the batch began, so a write
@@ -238,13 +250,14 @@ class RecommendationWriter:
             key = redis_keys.dismissed(user_id)
             commands.append(("hset", key, {"mapping": until}))
             commands.append(("expireat", key, int(max(until.values())) + 1, {}))
-        counted = {field: amount for field, amount in (counters or {}).items() if amount}
-        sums = {field: repr(float(amount)) for field, amount in (prequential or {}).items()}
-        moves = {segment: change for segment, change in (segment_moves or {}).items() if change}
-        if counted or sums or moves or (positions is not None and positions[1]):
+        increments = [(key, amounts, floats) for key, amounts, floats in (
+            (redis_keys.EVENT_STATS, {field: n for field, n in (counters or {}).items() if n}, False),
+            (redis_keys.PREQUENTIAL_STATS, dict(prequential or {}), True),
+            (redis_keys.SEGMENT_SIZES, {segment: n for segment, n in (segment_moves or {}).items() if n}, False),
+            *experiment_increments(experiment_outcomes)) if amounts]
+        if increments or (positions is not None and positions[1]):
             group, moved = positions if positions is not None else ("", {})
-            commands.append(("counted", *count_arguments(group, moved, counted_before or {}, counted, sums, moves),
-                             {}))
+            commands.append(("counted", *count_arguments(group, moved, counted_before or {}, increments), {}))
         if not commands:
             return True
         results = await self._execute_with_retry(commands)

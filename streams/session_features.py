@@ -24,6 +24,7 @@ class ServedList(msgspec.Struct):
     items: list[str]
     at: float  # event time the list answered
     clicked: bool = False  # a view of one of its items was credited to it
+    arm: str = ""  # the experiment arm that wrote it (streams.experiments), "" outside experiments
 
 
 # Enough to trace a purchase back through a visit of several cart additions.

@@ -44,10 +44,11 @@ class RecordingWriter:
         self.catalog = {}  # item_id -> ProductRecord, as Redis would hold it
         self.segment_sizes = {}
         self.dismissals = {}  # user_id -> {item: until}
+        self.experiment_outcomes = {}  # (experiment, outcome) -> {user_id: amount}
 
     async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
-                    prequential=None, segment_moves=None, dismissals=None, fence="0", positions=None,
-                    counted_before=None):
+                    prequential=None, segment_moves=None, dismissals=None, experiment_outcomes=None, fence="0",
+                    positions=None, counted_before=None):
         if positions is not None:
             self.positions.update(positions[1])
         self.lists.update({rec.user_id: rec for rec in lists})
@@ -55,6 +56,10 @@ class RecordingWriter:
         for segment, change in (segment_moves or {}).items():
             self.segment_sizes[segment] = self.segment_sizes.get(segment, 0) + change
         self.segments.update(segments or {})
+        for key, amounts in (experiment_outcomes or {}).items():
+            for user_id, amount in amounts.items():
+                self.experiment_outcomes.setdefault(key, {}).setdefault(user_id, 0)
+                self.experiment_outcomes[key][user_id] += amount
         for user_id, until in (dismissals or {}).items():
             self.dismissals.setdefault(user_id, {}).update(until)
         self.products.update(products)

@@ -8,6 +8,7 @@ from typing import NamedTuple, Sequence
 
 from models.base import Recommender
 from streams.events import DriftAlert, FeedbackEvent, ProductRecord, RetrainRequest, UserEvent
+from streams.experiments import Experiment
 from streams.log_positions import Position, advanced, is_behind, source_of
 from streams.online_summaries import BatchSummaries
 from streams.outbox import Message
@@ -22,17 +23,36 @@ class Decoded(NamedTuple):
     items: list[str]  # the items it names
 
 
+class ArmModel(NamedTuple):
+    recommender: Recommender
+    version: str
+    arm: str = ""  # the experiment arm it serves, "" outside experiments
+
+
 @dataclass
 class ServingModel:
-    """The model lists are ranked with; every stage holds the same one, swapped between batches."""
+    """The model lists are ranked with; every stage holds the same one, swapped between batches.
+    While an experiment runs, each customer's lists come from their arm's model instead."""
 
     recommender: Recommender
     version: str
     offline_segments: dict[str, str] = field(default_factory=dict)  # user_id -> segment name
+    experiment: Experiment | None = None
+    arms: dict[str, ArmModel] = field(default_factory=dict)  # arm name -> its model
 
     @property
     def fence(self) -> str:
         return fence_of(self.version)
+
+    @property
+    def recommenders(self) -> list[Recommender]:
+        """Every model in use, each once: what learns from events and catalog records."""
+        return list({id(r): r for r in (self.recommender, *(arm.recommender for arm in self.arms.values()))}.values())
+
+    def for_customer(self, user_id: str) -> ArmModel:
+        if self.experiment is None:
+            return ArmModel(self.recommender, self.version)
+        return self.arms[self.experiment.arm_of(user_id).name]
 
 
 @dataclass
@@ -72,6 +92,11 @@ class BatchState:
     popular: RecommendationList | None = None
     products: list[tuple[str, bytes]] = field(default_factory=list)  # (item_id, catalog record)
     dismissals: dict[str, dict[str, float]] = field(default_factory=dict)  # user_id -> {item: shown again after}
+    # (experiment, outcome) -> {user_id: amount}: what the experiment's customers did (streams.experiments)
+    experiment_outcomes: dict[tuple[str, str], Counter] = field(default_factory=dict)
+
+    def experiment_outcome(self, experiment: str, outcome: str, user_id: str, amount: float = 1) -> None:
+        self.experiment_outcomes.setdefault((experiment, outcome), Counter())[user_id] += amount
 
     def effects_of(self, message: Message) -> "BatchState":
         """Where ``message``'s effects go: this batch, or for one already counted, a scratch batch."""

@@ -41,4 +41,5 @@ class Catalog:
                 self._lookups[item] = now
             else:
                 self.known(item)
-                self.model.recommender.learn_item(item, record.category, record.price)
+                for recommender in self.model.recommenders:
+                    recommender.learn_item(item, record.category, record.price)

@@ -22,7 +22,8 @@ class LearnProducts:
     def __call__(self, batch: BatchState) -> None:
         for message, record, _ in batch.valid:
             try:
-                self.model.recommender.learn_item(record.item_id, record.category, record.price)
+                for recommender in self.model.recommenders:
+                    recommender.learn_item(record.item_id, record.category, record.price)
                 if self.archive is not None:
                     self.archive.add(record)
             except Exception as exc:  # one record's failure is that record's

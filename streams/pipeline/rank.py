@@ -43,9 +43,11 @@ class Rank:
                 self.metrics.events({"ranking_failed": 1})
             else:
                 touched.features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items,
-                                                            touched.answered_ts))
+                                                            touched.answered_ts, arm=listing.arm or ""))
                 batch.lists.append(listing)
                 batch.slot_lists += slots
+                if listing.arm:
+                    batch.experiment_outcome(self.model.experiment.name, "lists", user_id)
             self.sessions[user_id.encode()] = dump_features(touched.features)
         batch.popular = self._popular_if_due()
 
@@ -54,14 +56,14 @@ class Rank:
         context = Context(recent=features.recent_items, cart=features.cart, segment=features.segment,
                           exclude=features.recommendation_exclusions(), bought=features.bought_items,
                           bought_times=features.bought_times)
-        recommender = model.recommender
+        recommender, version, arm = model.for_customer(user_id)
         lists = {"recs": recommender.recommend(user_id, self.k, context),
                  **recommender.slot_lists(user_id, self.k, context)}
         # A customer's events may arrive out of order across the clicks and purchases topics.
         # The list reflects everything up to their newest event; for attribution it was served
         # in answer to this batch's events, which the shopper's next actions follow.
-        built = {slot: build_list(user_id, scored, model.version, features.last_seen,
-                                  recommender.explain(user_id, [item for item, _ in scored], context, slot))
+        built = {slot: build_list(user_id, scored, version, features.last_seen,
+                                  recommender.explain(user_id, [item for item, _ in scored], context, slot), arm or None)
                  for slot, scored in lists.items()}
         listing = built.pop("recs")
         return listing, [(SLOT_KEYS[slot](user_id), slot_list) for slot, slot_list in built.items()]

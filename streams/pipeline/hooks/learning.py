@@ -19,4 +19,5 @@ class Learning(FoldHook):
         event = step.event
         weight = ACTION_WEIGHTS[event.type if isinstance(event, ClickEvent) else "purchase"]
         for item in step.items:
-            self.model.recommender.learn_one(Interaction(event.user_id, item, event.ts, weight, step.context))
+            for recommender in self.model.recommenders:
+                recommender.learn_one(Interaction(event.user_id, item, event.ts, weight, step.context))
