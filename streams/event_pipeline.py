@@ -64,7 +64,7 @@ class EventPipeline:
         self.catalog = Catalog(self.model, writer)
         self.rank = Rank(settings, self.model, sessions, self.metrics)
         commit = Commit(settings.app_id, self.model, writer, dead_letters or DirectDeadLetters(outbox), self.metrics)
-        emit = Emit(outbox, self.metrics, archive)
+        emit = Emit(outbox, self.metrics, archive, self.model)
         self.user_event_stages: list[Stage] = [
             Decode(settings, in_event_time_order=True), self.catalog, Fold(settings, sessions, self._fold_hooks()),
             self.rank, commit, emit]

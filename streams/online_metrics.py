@@ -41,6 +41,9 @@ class OnlineMetrics:
                                         registry=self.registry)
         self.fenced_batches = Counter("recsys_fenced_batches", "Batches whose lists Redis refused because a newer "
                                       "model version is published", registry=self.registry)
+        self.experiment_outcomes = Counter("recsys_experiment_outcomes", "What an experiment's customers did, per "
+                                           "arm: lists written, clicked lists, purchases, hits, revenue",
+                                           ["experiment", "arm", "outcome"], registry=self.registry)
         self.crash_loop_skips = Counter("recsys_crash_loop_skips", "Messages dead-lettered because workers kept "
                                         "stopping while processing them", registry=self.registry)
 

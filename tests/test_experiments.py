@@ -23,6 +23,8 @@ from streams.recommendation_store import decode_list
 from streams.settings import settings_env
 from streams.topic_admin import ensure_topics
 from streams.worker import spawn_worker
+from tests.test_events_route import read_topic
+from tests.test_feedback_end_to_end import metrics_page
 
 SHOWN = 10  # what a storefront shows of a list
 
@@ -163,6 +165,16 @@ def test_a_planted_better_arm_wins_significantly_and_an_aa_test_finds_no_winner(
         assert planted["winners"]["click_through"] == "good"
         assert arms["poor"]["click_through"]["p_value"] < 0.01
         assert arms["good"]["click_through"]["low"] > arms["poor"]["click_through"]["high"]
+        # The arm travels on rec-feedback and into the worker's metrics too.
+        feedback = read_topic(settings, settings.topic_feedback, 1)
+        shoppers_feedback = [json.loads(r.value) for r in feedback if json.loads(r.value)["user_id"] != "warm-up"]
+        assert {item["arm"] for item in shoppers_feedback} == {"good", "poor"}
+        clicked = sum(arm["click_through"]["value"] * arm["lists"] for arm in planted["arms"])
+        page = metrics_page(settings)
+        exported = sum(float(line.rpartition(" ")[2]) for line in page.splitlines()
+                       if line.startswith('recsys_experiment_outcomes_total{') and 'experiment="planted"' in line
+                       and 'outcome="clicked"' in line)
+        assert exported == pytest.approx(clicked)
 
         recsys(settings, "experiment", "stop")
         with pytest.raises(AssertionError):  # a name that ran before is refused: its outcomes would mix

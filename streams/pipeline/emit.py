@@ -10,14 +10,15 @@ import time
 from streams.event_archive import EventArchive
 from streams.online_metrics import OnlineMetrics
 from streams.outbox import Outbox
-from streams.pipeline.batch import BatchState
+from streams.pipeline.batch import BatchState, ServingModel
 
 
 class Emit:
-    def __init__(self, outbox: Outbox, metrics: OnlineMetrics, archive: EventArchive | None):
+    def __init__(self, outbox: Outbox, metrics: OnlineMetrics, archive: EventArchive | None, model: ServingModel):
         self.outbox = outbox
         self.metrics = metrics
         self.archive = archive
+        self.model = model
 
     async def __call__(self, batch: BatchState) -> None:
         sinks = (self.metrics, batch.summaries)
@@ -37,8 +38,16 @@ class Emit:
             await self.outbox.retrain_request(batch.retrain)
         for alert in batch.alerts:
             await self.outbox.drift_alert(alert)
+        self._experiment_outcomes(batch)
         for sink in sinks:
             sink.events(batch.counters)
         await self.outbox.online_summaries(batch.summaries.records())
         if self.archive is not None and self.archive.due:
             await asyncio.to_thread(self.archive.flush)
+
+    def _experiment_outcomes(self, batch: BatchState) -> None:
+        experiment = self.model.experiment
+        for (name, outcome), amounts in batch.experiment_outcomes.items():
+            for user_id, amount in amounts.items():
+                arm = experiment.arm_of(user_id).name if experiment is not None and experiment.name == name else ""
+                self.metrics.experiment_outcomes.labels(experiment=name, arm=arm, outcome=outcome).inc(amount)
