@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from offline.experiment_report import METRICS, report
+from streams.experiment_report import METRICS, report
 from streams.connections import redis_client
 from streams.experiments import (ExperimentError, new_experiment, parse_arm, read_experiment, read_outcomes,
                                  start_experiment, stop_experiment)

@@ -62,7 +62,8 @@ def create_app(settings: Settings) -> faust.App:
     topology = declare(app, settings)
     outbox = KafkaOutbox(app, settings)
     redis_client = async_redis_client(settings)
-    writer = RecommendationWriter(redis_client, settings.recs_ttl_seconds, settings.redis_max_backoff_seconds)
+    writer = RecommendationWriter(redis_client, settings.recs_ttl_seconds, settings.redis_max_backoff_seconds,
+                                  session_seconds=round(settings.session_gap_seconds))
     dead_letter_tail = KafkaDeadLetterTail(settings)
     pipeline = EventPipeline(
         settings=settings,

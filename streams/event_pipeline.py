@@ -22,6 +22,7 @@ from streams.pipeline.crash_guard import CrashGuard
 from streams.pipeline.decode import Decode
 from streams.pipeline.emit import Emit
 from streams.pipeline.fold import Fold, FoldHook
+from streams.pipeline.session_snapshot import SnapshotSessions
 from streams.pipeline.hooks.archive import Archive
 from streams.pipeline.hooks.attribution import Attribution
 from streams.pipeline.hooks.dismissals import Dismissals
@@ -67,7 +68,7 @@ class EventPipeline:
         emit = Emit(outbox, self.metrics, archive, self.model)
         self.user_event_stages: list[Stage] = [
             Decode(settings, in_event_time_order=True), self.catalog, Fold(settings, sessions, self._fold_hooks()),
-            self.rank, commit, emit]
+            self.rank, SnapshotSessions(), commit, emit]
         self.product_stages: list[Stage] = [Decode(settings), LearnProducts(self.model, self.catalog, archive),
                                             commit, emit]
 

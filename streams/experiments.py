@@ -144,10 +144,18 @@ def stop_experiment(client: redis.Redis) -> Experiment:
     return stopped
 
 
-def read_outcomes(client: redis.Redis, experiment: Experiment) -> dict[str, dict[str, float]]:
-    """outcome -> {user_id: amount}, for every customer the experiment reached."""
-    pipe = client.pipeline(transaction=False)
+def queue_outcome_reads(pipe, experiment: Experiment):
+    """Queue on a Redis pipeline (sync or async) the reads ``decode_outcomes`` takes the answers of."""
     for outcome in OUTCOMES:
         pipe.hgetall(outcome_key(experiment.name, outcome))
+    return pipe
+
+
+def decode_outcomes(answers: list[dict]) -> dict[str, dict[str, float]]:
+    """outcome -> {user_id: amount}, for every customer the experiment reached."""
     return {outcome: {user.decode(): float(amount) for user, amount in values.items()}
-            for outcome, values in zip(OUTCOMES, pipe.execute())}
+            for outcome, values in zip(OUTCOMES, answers)}
+
+
+def read_outcomes(client: redis.Redis, experiment: Experiment) -> dict[str, dict[str, float]]:
+    return decode_outcomes(queue_outcome_reads(client.pipeline(transaction=False), experiment).execute())

@@ -204,9 +204,11 @@ class RecommendationWriter:
     exponential backoff until Redis is back, which holds back the consumer too.
     """
 
-    def __init__(self, client: aioredis.Redis, ttl_seconds: int, max_backoff_seconds: float = 5.0):
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int, max_backoff_seconds: float = 5.0,
+                 session_seconds: int = 1800):
         self.client = client
         self.ttl_seconds = ttl_seconds
+        self.session_seconds = session_seconds  # how long a session snapshot outlives its last event
         self.retry = RedisRetry(max_backoff_seconds)
         self._write_lists = client.register_script(WRITE_LISTS)
         self._count = client.register_script(COUNT)
@@ -222,6 +224,7 @@ class RecommendationWriter:
         prequential: dict[str, float] | None = None,
         segment_moves: dict[str, int] | None = None,
         dismissals: dict[str, dict[str, float]] | None = None,
+        sessions: dict[str, bytes] | None = None,
         experiment_outcomes: dict[tuple[str, str], dict[str, float]] | None = None,
         fence: str = ONLINE_FENCE,
         positions: tuple[str, dict[str, Position]] | None = None,
@@ -246,6 +249,8 @@ class RecommendationWriter:
             commands.append(("set", redis_keys.product(item_id), record, {}))
         for user_id, segment in (segments or {}).items():
             commands.append(("hset", redis_keys.segment_bucket(user_id), user_id, segment, {}))
+        for user_id, snapshot in (sessions or {}).items():
+            commands.append(("set", redis_keys.session(user_id), snapshot, {"ex": self.session_seconds}))
         for user_id, until in (dismissals or {}).items():
             key = redis_keys.dismissed(user_id)
             commands.append(("hset", key, {"mapping": until}))

@@ -18,6 +18,9 @@
 | ``offsets:{group}`` | hash: ``topic:partition`` -> ``offset:kafka_time`` up to which a worker group's counters go |
 | ``deadletters:{group}`` | hash: ``topic:partition`` -> JSON note of the offsets a batch with dead letters covers and where the dead-letter topic ended (``streams.dead_letter_log``) |
 | ``attempts:{group}`` | hash: ``topic:partition`` -> ``offset:count``, the crash-loop breaker's attempts at a batch (``streams.crash_loop``) |
+| ``session:{user_id}`` | JSON snapshot of the customer's live session for the dashboard (recent items, cart, segment); expires ``SESSION_GAP_SECONDS`` after their last event |
+| ``experiment:current`` | JSON: the running (or last) experiment, its arms and their shares (``streams.experiments``) |
+| ``experiment:{name}:{outcome}`` | hash: ``user_id`` -> the customer's lists, clicked lists, purchases, hits or revenue in that experiment |
 | ``dismissed:{user_id}`` | hash: item -> the time (epoch seconds) until which the customer's dismissal keeps it out of their lists; the key expires then |
 | ``model:fence`` | the newest published version's fence: older lists may not be written (``streams.version_fence``) |
 """
@@ -55,6 +58,10 @@ def buy_again(user_id: str) -> str:
 
 def discover(user_id: str) -> str:
     return f"discover:{user_id}"
+
+
+def session(user_id: str) -> str:
+    return f"session:{user_id}"
 
 
 def dismissed(user_id: str) -> str:

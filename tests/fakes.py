@@ -47,7 +47,7 @@ class RecordingWriter:
         self.experiment_outcomes = {}  # (experiment, outcome) -> {user_id: amount}
 
     async def write(self, lists=(), slot_lists=(), popular=None, products=(), counters=None, segments=None,
-                    prequential=None, segment_moves=None, dismissals=None, experiment_outcomes=None, fence="0",
+                    prequential=None, segment_moves=None, dismissals=None, sessions=None, experiment_outcomes=None, fence="0",
                     positions=None, counted_before=None):
         if positions is not None:
             self.positions.update(positions[1])

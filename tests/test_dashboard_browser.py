@@ -19,6 +19,8 @@ from offline.evaluation_report import write_evaluation
 from offline.private_stack import private_stack, wait_until_processed
 from offline.replay import replay
 from offline.simulator import simulate_history
+from streams.experiments import new_experiment, parse_arm, start_experiment
+from streams.tasks import EXPERIMENT_CHECK_SECONDS
 from offline.training import evaluate_all
 
 pytestmark = pytest.mark.integration
@@ -45,7 +47,17 @@ def wait_for_timeline(url: str, points: int, timeout: float = 90.0) -> dict:
     raise AssertionError(f"the dashboard feed did not fill: {data}")
 
 
-async def read_page(url: str, chromium: Path) -> dict:
+async def read_customer(page, url: str, user_id: str) -> dict:
+    """The customer panel, opened from a link as a support agent would follow one."""
+    await page.goto(f"{url}/#customer={user_id}")
+    await page.wait_for_selector("#customer table", timeout=30000)
+    return await page.evaluate("""() => ({
+        note: document.getElementById('customer-note').textContent,
+        slots: [...document.querySelectorAll('#customer h3')].map((h) => h.textContent),
+        rows: [...document.querySelectorAll('#customer tbody tr')].map((r) => [...r.cells].map((c) => c.textContent))})""")
+
+
+async def read_page(url: str, chromium: Path, customer: str) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -67,9 +79,13 @@ async def read_page(url: str, chromium: Path) -> dict:
                 (c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent]))""")
             evaluation = await page.evaluate("""() => [...document.querySelectorAll('#evaluation tbody tr')].map(
                 (row) => [...row.cells].map((cell) => cell.textContent))""")
+            experiment = await page.evaluate("""() => [...document.querySelectorAll('#experiment tbody tr')].map(
+                (row) => [...row.cells].map((cell) => cell.textContent))""")
             SCREENSHOT.parent.mkdir(exist_ok=True)
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
-            return {"charts": charts, "cards": cards, "evaluation": evaluation, "errors": errors}
+            shown = await read_customer(page, url, customer)
+            return {"charts": charts, "cards": cards, "evaluation": evaluation, "experiment": experiment,
+                    "customer": shown, "errors": errors}
         finally:
             await browser.close()
 
@@ -83,13 +99,17 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
         worker = stack.start_worker()
         url = stack.start_api()
         train_and_publish(settings, history, None, "simulator", True, lambda m: None)
-        stats = replay(settings, history.tail(2000))
         client = redis.Redis.from_url(settings.redis_url)
+        start_experiment(client, new_experiment("dash", [parse_arm("A=latest:50"),
+                                                         parse_arm("B=latest,RERANK_SESSION_WEIGHT=0.6:50")], settings))
+        time.sleep(2 * EXPERIMENT_CHECK_SECONDS)  # the worker loads the arms
+        stats = replay(settings, history.tail(2000))
         sent = sum(stats.sent.values())
         assert wait_until_processed(client, sent, worker, timeout=120) == sent
         data = wait_for_timeline(url, points=2)
 
-        page = asyncio.run(read_page(url, chromium))
+        customer = history["user_id"].iat[-1]
+        page = asyncio.run(read_page(url, chromium, customer))
 
     assert page["errors"] == []
     charts = page["charts"]
@@ -109,3 +129,12 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
     hybrid = next(row for row in page["evaluation"] if row[0] == "hybrid")
     assert 0 < float(hybrid[2]) <= 1  # ALL MAP@10
     assert SCREENSHOT.stat().st_size > 20_000
+    experiment = page["experiment"]
+    assert [row[:2] for row in experiment] == [[metric, arm] for metric in ("click-through", "purchase hit-rate",
+                                                                            "revenue / customer") for arm in "AB"]
+    assert sum(int(row[2].replace(",", "")) for row in experiment[:2]) > 0  # customers exposed
+    shown = page["customer"]
+    assert shown["note"].startswith("segment: ") and "session of" in shown["note"]
+    assert [slot.split(" · ")[0] for slot in shown["slots"]] == ["recs", "buy-again", "discover"]
+    assert any(" · arm " in slot for slot in shown["slots"])
+    assert shown["rows"] and all(len(row) == 4 and row[3] for row in shown["rows"])  # every item has its reason

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
-from offline.experiment_report import arm_results, winners
+from streams.experiment_report import arm_results, winners
 from offline.release import train_and_publish
 from offline.simulator import simulate_history
 from streams import redis_keys

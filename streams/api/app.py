@@ -184,11 +184,18 @@ def create_api(settings: Settings) -> FastAPI:
 
     async def serve_list(key: str, user_id: str, k: int, fallback_key: str | None, exclude: str = "",
                          explain: bool = False):
+        answer = await list_answer(key, user_id, k, fallback_key, exclude, explain)
+        if answer is None:
+            return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
+        return json_bytes(msgspec.json.encode(answer))
+
+    async def list_answer(key: str, user_id: str, k: int, fallback_key: str | None, exclude: str = "",
+                          explain: bool = False) -> dict | None:
         raw = await client.get(key)
         fallback = await client.get(fallback_key) if raw is None and fallback_key else None
         listing = as_served(user_id, raw, fallback)
         if listing is None:
-            return error(404, "no list for this customer" + (" and no popular list" if fallback_key else ""))
+            return None
         unwanted = set(exclude.split(",")) if exclude else ()
         kept = [n for n, item in enumerate(listing.items) if item not in unwanted][:k]
         reasons = [listing.reasons[n] for n in kept] if listing.reasons else []
@@ -198,7 +205,7 @@ def create_api(settings: Settings) -> FastAPI:
         del answer["reasons"]
         if explain:
             answer["explanations"] = await explanations(listing.items, reasons)
-        return json_bytes(msgspec.json.encode(answer))
+        return answer
 
     async def explanations(items: list[str], reasons: list[Reason]) -> list[dict]:
         """Each item with its reason; products are named by their catalog titles (else their ids)."""
@@ -279,6 +286,25 @@ def create_api(settings: Settings) -> FastAPI:
         events_taken.labels(outcome="accepted").inc(len(valid))
         events_taken.labels(outcome="refused").inc(len(refused))
         return JSONResponse({"accepted": len(valid), "refused": len(refused), "refusals": refused}, status_code=202)
+
+    @api.get("/customers/{user_id}", tags=["dashboard"])
+    async def customer(user_id: UserId):
+        """One customer as the dashboard's customer page shows them: their live session (while it
+        lasts), segment, and their three lists with each item's reason."""
+        session, segment = await client.get(redis_keys.session(user_id)), \
+            await client.hget(redis_keys.segment_bucket(user_id), user_id)
+        lists = {slot: await list_answer(key(user_id), user_id, MAX_K, fallback, explain=True)
+                 for slot, key, fallback in (("recs", redis_keys.recs, redis_keys.POPULAR),
+                                             ("buy-again", redis_keys.buy_again, None),
+                                             ("discover", redis_keys.discover, redis_keys.POPULAR))}
+        return {"user_id": user_id, "segment": segment.decode() if segment else None,
+                "session": msgspec.json.decode(session) if session else None, "lists": lists}
+
+    @api.get("/experiment", tags=["dashboard"])
+    async def experiment():
+        """The running (or last) experiment's report per arm, with 95% intervals and tests; 404 without one."""
+        summary = await dashboard.experiment()
+        return summary if summary is not None else error(404, "no experiment yet")
 
     @api.get("/health", tags=["operations"])
     async def health_check():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import redis.asyncio as aioredis
 
 from streams import redis_keys
 from streams.dashboard_feed import decode_sizes, fresh_windows, stream_report
+from streams.experiment_report import report
+from streams.experiments import CURRENT, decode_experiment, decode_outcomes, queue_outcome_reads
 from streams.recommendation_store import decode_list
 from streams.settings import Settings
 
@@ -59,6 +62,7 @@ class Dashboard:
         pipe.hgetall(redis_keys.EVENT_STATS)
         pipe.get(redis_keys.POPULAR)
         window, timeline, sizes, events, popular = await pipe.execute()
+        experiment = await self.experiment()
         now = time.time()
         return {
             "generated_at": now,
@@ -68,8 +72,18 @@ class Dashboard:
             "events": {name.decode(): int(count) for name, count in events.items()},
             "model_version": decode_list(popular).model_version if popular else None,
             "evaluation": self.evaluation.read(),
+            "experiment": experiment,
             "reports": self.reports(),
         }
+
+    async def experiment(self) -> dict | None:
+        """The current (or last) experiment's report, computed off the event loop: scipy's tests over
+        every exposed customer take milliseconds to seconds."""
+        experiment = decode_experiment(await self.client.get(CURRENT))
+        if experiment is None:
+            return None
+        answers = await queue_outcome_reads(self.client.pipeline(transaction=False), experiment).execute()
+        return await asyncio.to_thread(report, experiment, decode_outcomes(answers))
 
     def reports(self) -> list[dict]:
         """Links to the reports the trainer has written so far."""

@@ -92,6 +92,7 @@ class BatchState:
     popular: RecommendationList | None = None
     products: list[tuple[str, bytes]] = field(default_factory=list)  # (item_id, catalog record)
     dismissals: dict[str, dict[str, float]] = field(default_factory=dict)  # user_id -> {item: shown again after}
+    session_snapshots: dict[str, bytes] = field(default_factory=dict)  # user_id -> the dashboard's view of it
     # (experiment, outcome) -> {user_id: amount}: what the experiment's customers did (streams.experiments)
     experiment_outcomes: dict[tuple[str, str], Counter] = field(default_factory=dict)
 

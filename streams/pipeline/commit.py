@@ -25,7 +25,7 @@ class Commit:
         written = await self.writer.write(
             lists=batch.lists, slot_lists=batch.slot_lists, popular=batch.popular, products=batch.products,
             counters=batch.counters, segments=batch.segments, prequential=batch.prequential,
-            segment_moves=batch.segment_moves, dismissals=batch.dismissals,
+            segment_moves=batch.segment_moves, dismissals=batch.dismissals, sessions=batch.session_snapshots,
             experiment_outcomes=batch.experiment_outcomes, fence=self.model.fence,
             positions=(self.group, batch.positions_after()), counted_before=batch.counted)
         if not written:  # this worker is still on an older version than the one published
