@@ -157,9 +157,11 @@ def publish_history(conf: Settings, source: str, limit=None, start=None, speed=0
 @app.command()
 def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print the list as JSON, as the API answers it.")) -> None:
     """Print a user's recommendations as the storefront reads them (one Redis GET)."""
-    from streams.recommendation_store import read_recommendations
-    from streams import redis_keys
     import msgspec
+
+    from models.explanations import DISCOVER, Reason, describe
+    from streams import redis_keys
+    from streams.recommendation_store import read_recommendations
 
     client = redis_client(settings())
     listing = read_recommendations(client, user_id)
@@ -169,15 +171,21 @@ def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print
     if as_json:
         console.print_json(msgspec.json.encode(listing).decode())
         return
-    titles = client.mget([redis_keys.product(item) for item in listing.items]) if listing.items else []
+    reasons = listing.reasons or [Reason(DISCOVER, "")] * len(listing.items)
+    named = sorted(set(listing.items) | {evidence for _, evidence in reasons})
+    titles = dict(zip(named, client.mget([redis_keys.product(item) for item in named]))) if named else {}
+    names = {item: (msgspec.json.decode(record).get("title") or "").strip() if record else ""
+             for item, record in titles.items()}
     kind = "popular fallback" if listing.fallback else "personal"
-    table = Table("rank", "item", "score", "title",
-                  title=f"{user_id}: {kind}, model {listing.model_version}, rec_id {listing.rec_id}")
+    arm = f", arm {listing.arm}" if listing.arm else ""
+    table = Table("rank", "item", "score", "title", "why",
+                  title=f"{user_id}: {kind}, model {listing.model_version}{arm}, rec_id {listing.rec_id}")
     untitled = 0
-    for rank, (item, score, record) in enumerate(zip(listing.items, listing.scores, titles), start=1):
-        name = (msgspec.json.decode(record).get("title") or "").strip() if record else ""
-        untitled += not name
-        table.add_row(str(rank), item, f"{score:.3f}", name or item)  # an untitled item shows its id
+    for rank, (item, score, reason) in enumerate(zip(listing.items, listing.scores, reasons), start=1):
+        untitled += not names[item]
+        # An untitled item shows its id.
+        table.add_row(str(rank), item, f"{score:.2f}", names[item] or item,
+                      describe(reason, lambda other: names.get(other) or other))
     console.print(table)
     if untitled:
         console.print(f"{untitled} of {len(listing.items)} items have no title in the catalog (product:{{item_id}})")

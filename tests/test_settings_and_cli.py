@@ -115,6 +115,13 @@ def test_recs_command_reads_the_stored_list(tmp_path, redis_server, redis_client
     result = recsys("recs", "17850", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "WHITE HANGING HEART" in result.stdout and "v7" in result.stdout
+    # Each item's reason, with the titles it names.
+    from models.explanations import Reason
+    redis_client.set("recs:12347", encode_list(build_list("12347", [("22632", 0.9), ("85123A", 0.5)], "v7", reasons=[
+        Reason("similar_to", "85123A"), Reason("bought_before", "3|2011-11-29")])))
+    result = recsys("recs", "12347", env={"REDIS_URL": redis_server.url, "COLUMNS": "160"}, tmp_path=tmp_path)
+    assert "Because you bought or viewed WHITE HANGING HEART" in result.stdout, result.stdout
+    assert "You bought this 3 times, last on 2011-11-29" in result.stdout
     result = recsys("recs", "nobody", env={"REDIS_URL": redis_server.url}, tmp_path=tmp_path)
     assert result.returncode == 1 and "no recommendations" in result.stdout
     # Data that looks like console markup is printed as it is.
