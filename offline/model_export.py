@@ -103,15 +103,18 @@ def complements(trained: TrainedModels, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
 
 
 def item_table(trained: TrainedModels) -> pd.DataFrame:
-    """item_id, category (the catalog's where it has one, else derived from descriptions) and price."""
+    """item_id, category (the catalog's where it has one, else derived from descriptions), price and
+    title (the item's text: its most frequent description)."""
     items = trained.data.items.reindex(trained.data.item_ids)
     category = items["category"] if "category" in items else pd.Series(np.nan, index=items.index, dtype=object)
     if category.isna().any():
         text = items["text"] if "text" in items else pd.Series("", index=items.index)
         category = category.fillna(derive_categories(text))
     price = items["price"] if "price" in items else pd.Series(np.nan, index=items.index)
+    title = items["text"] if "text" in items else pd.Series("", index=items.index)
     return pd.DataFrame({"item_id": trained.data.item_ids, "category": category.astype(str).to_numpy(),
-                         "price": pd.to_numeric(price, errors="coerce").to_numpy(dtype=float)})
+                         "price": pd.to_numeric(price, errors="coerce").to_numpy(dtype=float),
+                         "title": title.fillna("").astype(str).str.strip().to_numpy()})
 
 
 def popular_lists(trained: TrainedModels, k: int, categories: pd.Series | None = None) -> dict:

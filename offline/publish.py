@@ -72,6 +72,20 @@ def without_dismissed(user_id: str, items, scores, reasons, dismissals: dict[str
     return [items[n] for n in kept], [scores[n] for n in kept], [reasons[n] for n in kept] if reasons else None
 
 
+def catalog_records(artifact: Artifact):
+    """(item_id, catalog record) for the items the trainer knows a title of: lists and their
+    explanations name products even before the platform sends its catalog."""
+    if not artifact.has("items.parquet"):
+        return
+    items = artifact.frame("items.parquet")
+    if "title" not in items:
+        return
+    for item_id, title, category, price in items[["item_id", "title", "category", "price"]].itertuples(index=False):
+        if title:
+            yield item_id, _encode({"item_id": item_id, "title": title, "category": category,
+                                    **({"price": float(price)} if price == price and price > 0 else {})})
+
+
 def _explained_rows(lists):
     """(user_id, items, scores, reasons or None) of a lists frame, with or without its reasons."""
     if "reasons" not in lists:
@@ -116,6 +130,9 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
     def commands(dismissals: dict[str, set[str]]):
         yield from fenced((key(user_id), as_list(*without_dismissed(user_id, items, scores, reasons, dismissals)), ttl)
                           for key, lists in slots for user_id, items, scores, reasons in _explained_rows(lists))
+        for item_id, record in catalog_records(artifact):
+            # nx: a record the platform sent on the products topic is never replaced.
+            yield "set", redis_keys.product(item_id), record, None, None, True
         for item_id, items, scores in similar.itertuples(index=False):
             yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
         for user_id, segment in segments.itertuples(index=False):

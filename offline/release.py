@@ -35,8 +35,9 @@ def manifest_for(trained: TrainedModels, history_hash: str, origin: str, recs_co
         "validation": trained.selection.as_dict(),
         "metrics": {"customers": data.n_users, "items": data.n_items, "order_lines": len(data.events),
                     "seconds": trained.seconds,
-                    # three lists and a segment per customer; similar items per item; popular lists; segment sizes
-                    "redis_keys": 4 * data.n_users + data.n_items + 2 + 2 * trained.segmentation.k},
+                    # three lists and a segment per customer; similar items and a catalog record per item;
+                    # popular lists; segment sizes
+                    "redis_keys": 4 * data.n_users + 2 * data.n_items + 2 + 2 * trained.segmentation.k},
     }
 
 

@@ -57,7 +57,8 @@ def offline_recommender(artifact: Artifact, popular_count: int,
         segment_popular={name: _scored(entries[:popular_count]) for name, entries in popular["segments"].items()},
         complements=_neighbour_lists(complements) if complements is not None else None,
         items={str(i): ItemInfo(str(c), float(p) if p == p and p > 0 else None)
-               for i, c, p in items.itertuples(index=False)} if items is not None else None,
+               for i, c, p in items[["item_id", "category", "price"]].itertuples(index=False)}
+        if items is not None else None,
         category_popular={name: _scored(entries[:popular_count])
                           for name, entries in popular.get("categories", {}).items()},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,22 @@ from streams.local_stack import ServiceRecord, free_port, kafka_command, redis_c
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def running_worker(settings: Settings, log_path: Path):
+    """A ``recsys worker`` process for the block's length, stopped (and reaped) however the block ends."""
+    from streams.worker import spawn_worker
+
+    worker = spawn_worker(settings, log_path)
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        finally:
+            stop_pid(worker.pid)
 DATA_DIR = Path(os.environ.get("DATA_DIR") or ROOT.parent / "shared" / "data")
 
 

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
-from streams.experiment_report import arm_results, winners
 from offline.release import train_and_publish
 from offline.simulator import simulate_history
 from streams import redis_keys
 from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event, event_key
+from streams.experiment_report import arm_results, winners
 from streams.experiments import Arm, Experiment, ExperimentError, parse_arm
-from streams.local_stack import stop_pid
 from streams.recommendation_store import decode_list
 from streams.settings import settings_env
 from streams.topic_admin import ensure_topics
-from streams.worker import spawn_worker
+from tests.conftest import running_worker
 from tests.test_events_route import read_topic
 from tests.test_feedback_end_to_end import metrics_page
 
@@ -152,9 +151,8 @@ def test_a_planted_better_arm_wins_significantly_and_an_aa_test_finds_no_winner(
     poor = train_and_publish(settings, shuffled(history), None, "simulator", publish=False,
                              step=lambda m: None).version
     good = train_and_publish(settings, history, None, "simulator", publish=True, step=lambda m: None).version
-    worker = spawn_worker(settings, tmp_path / "worker.log")
     shoppers = Shoppers(settings, redis_client, history)
-    try:
+    with running_worker(settings, tmp_path / "worker.log"):
         recsys(settings, "experiment", "start", "planted", "--arm", f"good={good}:50", "--arm", f"poor={poor}:50")
         shoppers.visit("planted")
         planted = json.loads(recsys(settings, "experiment", "report", "--json"))
@@ -185,9 +183,3 @@ def test_a_planted_better_arm_wins_significantly_and_an_aa_test_finds_no_winner(
         print(recsys(settings, "experiment", "report"))
         assert same["winners"] == {"click_through": None, "hit_rate": None, "revenue_per_customer": None}
         assert all(arm["lists"] >= arm["customers"] > 60 for arm in same["arms"])
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        finally:
-            stop_pid(worker.pid)

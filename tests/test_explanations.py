@@ -13,11 +13,10 @@ from offline.simulator import simulate_history
 from streams import redis_keys
 from streams.api.app import create_api
 from streams.events import ClickEvent, OrderLine, ProductRecord, PurchaseEvent, encode_event, event_key
-from streams.local_stack import stop_pid
 from streams.model_artifacts import ArtifactStore
 from streams.recommendation_store import decode_list
 from streams.topic_admin import ensure_topics
-from streams.worker import spawn_worker
+from tests.conftest import running_worker
 from tests.test_hot_reload import wait_for_version
 
 pytestmark = pytest.mark.integration
@@ -111,8 +110,7 @@ def test_every_reason_on_published_and_streamed_lists_is_true(stack_settings, re
     history = simulate_history(n_users=150, seed=11)
     version = train_and_publish(settings, history, None, "simulator", publish=True, step=lambda m: None).version
     truth = Truth(history, ArtifactStore(settings.artifact_dir).load(version))
-    worker = spawn_worker(settings, tmp_path / "worker.log")
-    try:
+    with running_worker(settings, tmp_path / "worker.log"):
         # The worker loads the version while it starts consuming: the stream waits until it serves it.
         warm_up = history["user_id"].unique()[-1]
         wait_for_version(settings, redis_client, warm_up, history["item_id"].iat[0], version)
@@ -157,9 +155,3 @@ def test_every_reason_on_published_and_streamed_lists_is_true(stack_settings, re
             if entry["reason"] in ("similar_to", "bought_with"):
                 assert entry["evidence_title"] == titles[entry["evidence"]]
                 assert entry["evidence_title"] in entry["text"]
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        finally:
-            stop_pid(worker.pid)

@@ -1,4 +1,5 @@
-"""A dismissal outlives a publish: the new version's lists leave the item out (real Redis)."""
+"""Publishing against real Redis: a dismissal outlives it, and it names products the platform has
+not sent yet without replacing those it has."""
 
 import asyncio
 import io
@@ -31,7 +32,10 @@ def test_a_version_published_after_a_dismissal_leaves_the_item_out_until_the_dis
     assert redis_client.ttl(redis_keys.dismissed("u1")) > 3000
     lists = pd.DataFrame({"user_id": ["u1", "u2"], "items": [["A", "B", "C"], ["B", "A"]],
                           "scores": [[0.9, 0.8, 0.7], [0.9, 0.8]]})
-    files = {"recommendations.parquet": parquet(lists),
+    items = pd.DataFrame({"item_id": ["A", "B", "C"], "category": ["mugs", "mugs", ""],
+                          "price": [2.5, float("nan"), 1.0], "title": ["WHITE MUG", "BLUE MUG", ""]})
+    redis_client.set(redis_keys.product("B"), b'{"item_id": "B", "title": "BLUE MUG, FROM THE PLATFORM"}')
+    files = {"recommendations.parquet": parquet(lists), "items.parquet": parquet(items),
              "similar_items.parquet": parquet(pd.DataFrame({"item_id": [], "items": [], "scores": []})),
              "segments.parquet": parquet(pd.DataFrame({"user_id": ["u1"], "segment": ["s"]})),
              "popular.json": json.dumps({"all": [["A", 1.0]], "segments": {}}).encode()}
@@ -40,3 +44,7 @@ def test_a_version_published_after_a_dismissal_leaves_the_item_out_until_the_dis
     # B is dismissed for another hour; C's dismissal has ended; u2 dismissed nothing.
     assert read_recommendations(redis_client, "u1").items == ["A", "C"]
     assert read_recommendations(redis_client, "u2").items == ["B", "A"]
+    assert json.loads(redis_client.get(redis_keys.product("A"))) == {"item_id": "A", "title": "WHITE MUG",
+                                                                     "category": "mugs", "price": 2.5}
+    assert json.loads(redis_client.get(redis_keys.product("B")))["title"] == "BLUE MUG, FROM THE PLATFORM"
+    assert redis_client.get(redis_keys.product("C")) is None  # no title known: nothing to name it by
