@@ -163,7 +163,9 @@ class OfflineListsWithSession(Recommender):
         (with the trainer's reason), a recent item's neighbours, a cart item's complements, else
         the popular list that filled it in. Buy-again items give their orders and last date."""
         if slot == "buyagain":
-            return [self._bought_reason(user_id, item, context) for item in items]
+            published = dict(zip((item for item, _ in self.buy_again.get(user_id, ())),
+                                 self.offline_reasons.get("buyagain", {}).get(user_id, ())))
+            return [_bought_reason(published.get(item), context.bought_times.get(item)) for item in items]
         base = (self.discover or {}).get(user_id, ()) if slot == "discover" else self.user_lists.get(user_id, ())
         wanted = set(items)
         best = self._offline_pulls(base, self.offline_reasons.get(slot, {}).get(user_id), wanted)
@@ -172,24 +174,17 @@ class OfflineListsWithSession(Recommender):
             _stronger(best, wanted, self._neighbours(recent), w.session * vote, Reason(SIMILAR_TO, recent))
         for cart_item in context.cart:
             _stronger(best, wanted, self.complements.get(cart_item, ()), w.cart, Reason(BOUGHT_WITH, cart_item))
-        fill_in = popular(context.segment) if context.segment and user_id not in self.user_lists and \
-            context.segment in self.segment_popular else Reason(TRENDING)
-        return [best[item][1] if item in best else fill_in for item in items]
+        # Fill-ins: the segment's popular items for a customer the published model never saw, else the
+        # shop's (or the session's category's) best sellers.
+        in_segment = {item for item, _ in self.segment_popular.get(context.segment, ())} \
+            if context.segment and user_id not in self.user_lists else set()
+        return [best[item][1] if item in best else popular(context.segment) if item in in_segment
+                else Reason(TRENDING) for item in items]
 
     def _offline_pulls(self, base: Scored, reasons: Sequence[Reason] | None, wanted: set[str]) -> dict:
         reasons = reasons or [Reason(DISCOVER, self.name)] * len(base)
         return {item: (weight, reason) for (item, _), weight, reason in zip(base, RANK_WEIGHTS, reasons)
                 if item in wanted}
-
-    def _bought_reason(self, user_id: str, item: str, context: Context) -> Reason:
-        times, last = context.bought_times.get(item, (0, 0.0))
-        offline = dict(zip((i for i, _ in self.buy_again.get(user_id, ())),
-                           self.offline_reasons.get("buyagain", {}).get(user_id, ()))).get(item)
-        if offline is not None and offline.code == BOUGHT_BEFORE:
-            earlier, _, date = offline.evidence.partition("|")
-            times += int(earlier)
-            last = max(last, calendar.timegm(time.strptime(date, "%Y-%m-%d")))
-        return bought_before(times, last) if times else Reason(BOUGHT_BEFORE, "")
 
     def _votes(self, recent: Sequence[str]) -> list[tuple[str, float]]:
         """Recent items with their weight: 1 for the latest, ``recency_decay`` times less for each older one."""
@@ -233,3 +228,13 @@ def _stronger(best: dict, wanted: set[str], neighbours: Scored, pull: float, rea
     for other, similarity in neighbours:
         if other in wanted and (other not in best or best[other][0] < pull * similarity):
             best[other] = (pull * similarity, reason)
+
+
+def _bought_reason(published: Reason | None, since: tuple[int, float] | None) -> Reason:
+    """Orders and last date of a buy-again item: the published history's, plus what the worker saw since."""
+    times, last = since or (0, 0.0)
+    if published is not None and published.code == BOUGHT_BEFORE and published.evidence:
+        earlier, _, date = published.evidence.partition("|")
+        times += int(earlier)
+        last = max(last, calendar.timegm(time.strptime(date, "%Y-%m-%d")))
+    return bought_before(times, last) if times else Reason(BOUGHT_BEFORE, "")

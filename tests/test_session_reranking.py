@@ -71,3 +71,23 @@ def test_the_worker_teaches_the_model_unknown_items_from_the_redis_catalog():
     asyncio.run(pipeline.handle_user_events([Msg("clicks", encode_event(ClickEvent("c1", "new", "Z", "view", 1.6e9)))]))
     assert pipeline.model.recommender.items["Z"] == ItemInfo("bags", 9.0)
     assert writer.lists["new"].items[0] == "B"  # the bags best seller, standing in for Z's neighbours
+
+
+def test_each_item_is_explained_by_its_strongest_pull_and_buy_again_adds_the_orders_seen_since():
+    from models.explanations import Reason
+
+    m = model()
+    m.offline_reasons = {"recs": {"u1": [Reason("similar_to", "X"), Reason("discover", "als"), Reason("trending")]},
+                         "buyagain": {"u1": [Reason("bought_before", "2|2011-11-01")]}}
+    m.buy_again = {"u1": [("A", 1.0)]}
+    m.discover = {}
+    context = Context(recent=["A"], cart=["K"], bought_times={"A": (1, 1_322_697_600.0)})  # 2011-12-01
+    items = [item for item, _ in m.recommend("u1", 10, context)]
+    why = dict(zip(items, m.explain("u1", items, context)))
+    assert why["A"] == Reason("similar_to", "X")  # its place on the published list, with the published reason
+    assert why["S"] == Reason("similar_to", "A") and why["W"] == Reason("bought_with", "K")
+    assert why["P"] == Reason("trending")
+    assert m.explain("u1", ["A"], context, "buyagain") == [Reason("bought_before", "3|2011-12-01")]
+    newcomer = Context(segment="lapsing")
+    listed = [item for item, _ in m.recommend("new", 3, newcomer)]
+    assert m.explain("new", listed, newcomer)[0] == Reason("popular_in_segment", "lapsing")
