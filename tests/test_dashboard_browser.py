@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from kafka import KafkaProducer
 
 from offline.release import train_and_publish
 from offline.evaluation_report import write_evaluation
 from offline.private_stack import private_stack, wait_until_processed
 from offline.replay import replay
 from offline.simulator import simulate_history
+from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event
 from streams.experiments import new_experiment, parse_arm, start_experiment
+from streams.recommendation_store import read_recommendations
 from streams.tasks import EXPERIMENT_CHECK_SECONDS
 from offline.training import evaluate_all
 
@@ -90,6 +93,23 @@ async def read_page(url: str, chromium: Path, customer: str) -> dict:
             await browser.close()
 
 
+def act_on_lists(settings, client, customers) -> int:
+    """Each customer views the first item of their list and buys it, naming the list; returns the events sent."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    now = time.time() - 30
+    for n, user in enumerate(customers):
+        listing = read_recommendations(client, user)
+        item = listing.items[0]
+        for event, topic in ((ClickEvent(f"act-v{n}", user, item, "view", now, rec_id=listing.rec_id),
+                              settings.topic_clicks),
+                             (PurchaseEvent(f"act-p{n}", user, f"act-o{n}", [OrderLine(item, 1, 2.0)], now + 1,
+                                            rec_id=listing.rec_id), settings.topic_purchases)):
+            producer.send(topic, key=user.encode(), value=encode_event(event))
+    producer.flush()
+    producer.close()
+    return 2 * len(customers)
+
+
 def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromium):
     history = simulate_history(n_users=120, days=120, seed=3)
     with private_stack("dashboard", report_dir=str(tmp_path / "reports"), archive_dir="") as stack:
@@ -106,6 +126,10 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
         stats = replay(settings, history.tail(2000))
         sent = sum(stats.sent.values())
         assert wait_until_processed(client, sent, worker, timeout=120) == sent
+        # A replay sends each order's clicks and purchase together, so few lists are served between
+        # them: some shoppers also act on the list they were just shown, as a storefront's would.
+        sent += act_on_lists(settings, client, history["user_id"].unique()[-10:])
+        assert wait_until_processed(client, sent, worker, timeout=60) == sent
         data = wait_for_timeline(url, points=2)
 
         customer = history["user_id"].iat[-1]
