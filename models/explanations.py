@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -28,7 +29,12 @@ class Reason(NamedTuple):
 
 
 def bought_before(times: int, last_ts: float) -> Reason:
-    return Reason(BOUGHT_BEFORE, f"{times}|{time.strftime('%Y-%m-%d', time.gmtime(last_ts))}")
+    return Reason(BOUGHT_BEFORE, f"{times}|{_date(int(last_ts) // 86400)}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _date(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
 
 
 def popular(segment: str) -> Reason:

@@ -1,8 +1,9 @@
 """Item categories derived from descriptions, for catalogs that have none.
 
 TF-IDF vectors, reduced by LSA and normalised (so K-Means groups by topic,
-not by description length), clustered by K-Means; each cluster is named by its
-three strongest terms.
+not by description length), clustered by K-Means; each cluster is named after its
+most typical product (the description nearest its centre), which a merchandiser
+recognises where a list of terms says little.
 
 >>> texts = pd.Series(["red tea cup", "blue tea cup", "green tea cup", "tea cup set", "tea cup saucer",
 ...                    "paper party bag", "party bag gift", "party bag set", "party paper bag", "gift bag party"])
@@ -37,12 +38,15 @@ def derive_categories(texts: pd.Series, k: int = N_CATEGORIES, seed: int = 0) ->
     dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))
     lsa = make_pipeline(TruncatedSVD(dims, random_state=seed), Normalizer(copy=False))
     reduced = lsa.fit_transform(vectors)
-    labels = KMeans(n_clusters=k, random_state=seed, n_init=5).fit_predict(reduced)
-    terms = np.array(vectorizer.get_feature_names_out())
-    names = {}
+    clusters = KMeans(n_clusters=k, random_state=seed, n_init=5).fit(reduced)
+    labels = clusters.labels_
+    originals = texts.fillna("").astype(str).str.strip().to_numpy()
+    names: dict[int, str] = {}
     for cluster in np.unique(labels):  # K-Means may leave clusters empty on repetitive text
-        weights = np.asarray(vectors[labels == cluster].mean(axis=0)).ravel()
-        names[cluster] = " / ".join(terms[np.argsort(-weights)[:3]])
+        members = np.flatnonzero(labels == cluster)
+        typical = members[np.argmax(reduced[members] @ clusters.cluster_centers_[cluster])]
+        name = f"{originals[typical][:40]} & similar"
+        names[cluster] = name if name not in names.values() else f"{name} ({cluster + 1})"
     return pd.Series([names[c] for c in labels], index=texts.index)
 
 

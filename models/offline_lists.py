@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import time
 from collections import defaultdict
@@ -14,6 +15,8 @@ from models.explanations import (BOUGHT_BEFORE, BOUGHT_WITH, DISCOVER, SIMILAR_T
                                  popular)
 
 FLOOR = 1e-3  # fill-in items score below anything personal
+TRENDING_REASON = Reason(TRENDING)
+NO_EVIDENCE = Reason(BOUGHT_BEFORE, "")
 # 1 / rank and FLOOR / rank, computed once (lists are re-ranked for every event), for lists
 # far longer than any a model keeps.
 RANK_WEIGHTS = tuple(1.0 / (rank + 1) for rank in range(10_000))
@@ -178,8 +181,9 @@ class OfflineListsWithSession(Recommender):
         # shop's (or the session's category's) best sellers.
         in_segment = {item for item, _ in self.segment_popular.get(context.segment, ())} \
             if context.segment and user_id not in self.user_lists else set()
-        return [best[item][1] if item in best else popular(context.segment) if item in in_segment
-                else Reason(TRENDING) for item in items]
+        in_segment_reason = popular(context.segment)
+        return [best[item][1] if item in best else in_segment_reason if item in in_segment else TRENDING_REASON
+                for item in items]
 
     def _offline_pulls(self, base: Scored, reasons: Sequence[Reason] | None, wanted: set[str]) -> dict:
         reasons = reasons or [Reason(DISCOVER, self.name)] * len(base)
@@ -232,9 +236,16 @@ def _stronger(best: dict, wanted: set[str], neighbours: Scored, pull: float, rea
 
 def _bought_reason(published: Reason | None, since: tuple[int, float] | None) -> Reason:
     """Orders and last date of a buy-again item: the published history's, plus what the worker saw since."""
-    times, last = since or (0, 0.0)
+    if since is None:  # most items: nothing bought since the publish
+        return published if published is not None else NO_EVIDENCE
+    times, last = since
     if published is not None and published.code == BOUGHT_BEFORE and published.evidence:
         earlier, _, date = published.evidence.partition("|")
         times += int(earlier)
-        last = max(last, calendar.timegm(time.strptime(date, "%Y-%m-%d")))
-    return bought_before(times, last) if times else Reason(BOUGHT_BEFORE, "")
+        last = max(last, _day_start(date))
+    return bought_before(times, last)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_start(date: str) -> float:
+    return calendar.timegm(time.strptime(date, "%Y-%m-%d"))

@@ -304,8 +304,14 @@ def eda(
     """Exploratory report: one HTML file with a PNG and a computed finding per chart."""
     from offline.eda_report import EdaReport
 
-    history, _, origin = training_history(source, interactions, None, download)
-    report = EdaReport(history, Path(settings().report_dir) / "eda", origin)
+    cancellations, currency = None, ""
+    if interactions is None and source in ("auto", "retail"):
+        loaded = load_history(settings().data_dir, source, download, ask=lambda q: typer.confirm(q, default=False))
+        history, origin, currency = loaded.orders, loaded.source, loaded.currency
+        cancellations = loaded.report.cancellations if loaded.report else None
+    else:
+        history, _, origin = training_history(source, interactions, None, download)
+    report = EdaReport(history, Path(settings().report_dir) / "eda", origin, cancellations, currency)
     path = report.build()
     for chart in report.charts:
         console.print(Text.assemble((chart.title, "bold"), f": {chart.finding}"))

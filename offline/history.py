@@ -8,7 +8,7 @@ from typing import Callable, Literal
 
 import pandas as pd
 
-from offline.retail_history import CleaningReport, HistoryError, load_retail, retail_path
+from offline.retail_history import CURRENCY, CleaningReport, HistoryError, load_retail, retail_path
 from offline.simulator import simulate_history
 from offline.uci_download import UCI_URL, download_online_retail
 
@@ -20,6 +20,7 @@ class History:
     orders: pd.DataFrame
     source: str
     report: CleaningReport | None = None
+    currency: str = ""  # the symbol prices are in, where the source says
 
 
 def load_history(
@@ -50,4 +51,4 @@ def load_history(
             return History(simulate_history(), f"simulator (Online Retail is not at {path}: put the file there, "
                                                f"set DATA_DIR, or pass --download to fetch it from UCI)")
     orders, report = load_retail(path)
-    return History(orders, f"Online Retail ({path})", report)
+    return History(orders, f"Online Retail ({path})", report, CURRENCY)

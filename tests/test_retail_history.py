@@ -93,3 +93,27 @@ def test_customer_table_encodes_price_band_and_country():
     assert len(table) == 50 and set(table["price_band"]) == {0, 1, 2, 3, 4}
     assert table.loc["sim00001", "country_France"] == 1 and table["country_Simland"].sum() == 49
     assert {"recency_days", "frequency", "monetary", "basket_lines", "days_between_orders"} <= set(table.columns)
+
+
+def test_an_item_with_a_single_line_is_capped_against_the_shops_typical_line():
+    rows = "".join(f"5{n:05d},2296{n % 2},JAR,{q},2010-12-01 09:41:00,1.45,14520.0,UK\n"
+                   for n, q in enumerate([6, 6, 12, 6, 4, 6]))
+    rows += "581483,23843,PAPER CRAFT LITTLE BIRDIE,80995,2011-12-09 09:15:00,2.08,16446.0,UK\n"
+    history, report = clean("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n" + rows)
+    assert history.loc[history["item_id"] == "23843", "quantity"].item() == 300  # 50 x the shop's median line of 6
+
+
+def test_cancellations_come_off_the_lines_they_cancel_for_revenue_figures():
+    from offline.retail_history import net_of_cancellations
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    rows = ("581483,23843,PAPER CRAFT,80995,2011-12-09 09:15:00,2.08,16446.0,UK\n"
+            "C581484,23843,PAPER CRAFT,-80995,2011-12-09 09:27:00,2.08,16446.0,UK\n"
+            "536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850.0,UK\n"
+            "536366,85123A,WHITE HEART,6,2010-12-02 08:26:00,2.55,17850.0,UK\n"
+            "C536367,85123A,WHITE HEART,-8,2010-12-03 08:26:00,2.55,17850.0,UK\n"
+            "C536368,71053,LANTERN,-1,2010-12-03 08:26:00,3.39,17850.0,UK\n")  # cancels nothing bought here
+    history, report = clean(header + rows)
+    assert len(history) == 3 and len(report.cancellations) == 3
+    net, matched = net_of_cancellations(history, report.cancellations)
+    assert matched == 2
+    assert net[["item_id", "quantity"]].values.tolist() == [["85123A", 4]]  # 8 came off the latest lines first
