@@ -230,8 +230,11 @@ class OfflineListsWithSession(Recommender):
 def _stronger(best: dict, wanted: set[str], neighbours: Scored, pull: float, reason: Reason) -> None:
     """Record ``reason`` for the listed items it pulls harder than their reason so far."""
     for other, similarity in neighbours:
-        if other in wanted and (other not in best or best[other][0] < pull * similarity):
-            best[other] = (pull * similarity, reason)
+        if other in wanted:
+            strength = pull * similarity
+            known = best.get(other)
+            if known is None or known[0] < strength:
+                best[other] = (strength, reason)
 
 
 def _bought_reason(published: Reason | None, since: tuple[int, float] | None) -> Reason:

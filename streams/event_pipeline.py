@@ -21,6 +21,7 @@ from streams.pipeline.commit import Commit
 from streams.pipeline.crash_guard import CrashGuard
 from streams.pipeline.decode import Decode
 from streams.pipeline.emit import Emit
+from streams.pipeline.explain import Explain
 from streams.pipeline.fold import Fold, FoldHook
 from streams.pipeline.session_snapshot import SnapshotSessions
 from streams.pipeline.hooks.archive import Archive
@@ -68,7 +69,7 @@ class EventPipeline:
         emit = Emit(outbox, self.metrics, archive, self.model)
         self.user_event_stages: list[Stage] = [
             Decode(settings, in_event_time_order=True), self.catalog, Fold(settings, sessions, self._fold_hooks()),
-            self.rank, SnapshotSessions(), commit, emit]
+            self.rank, *([Explain(self.metrics)] if settings.explain_lists else []), SnapshotSessions(), commit, emit]
         self.product_stages: list[Stage] = [Decode(settings), LearnProducts(self.model, self.catalog, archive),
                                             commit, emit]
 

@@ -104,6 +104,8 @@ class Settings:
 
     # Recommendations written to Redis.
     recs_count: int = 20
+    # Give every item of every list its reason (models.explanations); off saves the worker that work.
+    explain_lists: bool = True
     recs_ttl_seconds: int = 7 * 86400
     popularity_half_life_days: float = 7.0
     redis_max_backoff_seconds: float = 5.0

@@ -332,3 +332,13 @@ def test_a_dismissed_item_leaves_every_list_at_once_and_is_recorded_for_later_pu
     assert all(shown not in listing.items for listing in pipeline.writer.slot_lists.values())
     assert pipeline.writer.dismissals == {"u1": {shown: NOW + 5 + SETTINGS.dismiss_days * 86400}}
     assert load_features(pipeline.sessions[b"u1"]).recent_items == ["A"]
+
+
+def test_every_listed_item_has_a_reason_unless_explaining_is_switched_off(pipeline):
+    asyncio.run(pipeline.handle_user_events(clicks(("view", "A", 1))))
+    listing = pipeline.writer.lists["u1"]
+    assert len(listing.reasons) == len(listing.items) > 0 and len(pipeline.writer.popular.reasons) > 0
+    quiet = EventPipeline(Settings(recs_count=5, explain_lists=False), PopularityCooccurrenceBlend(), RecordingWriter(),
+                          {}, RecordingOutbox(), "test-v1")
+    asyncio.run(quiet.handle_user_events(clicks(("view", "A", 1))))
+    assert quiet.writer.lists["u1"].items and quiet.writer.lists["u1"].reasons is None

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
-from models.base import Recommender
+from models.base import Context, Recommender
 from streams.events import DriftAlert, FeedbackEvent, ProductRecord, RetrainRequest, UserEvent
 from streams.experiments import Experiment
 from streams.log_positions import Position, advanced, is_behind, source_of
@@ -55,6 +55,15 @@ class ServingModel:
         return self.arms[self.experiment.arm_of(user_id).name]
 
 
+class Ranked(NamedTuple):
+    """A list as it was made: what the explain stage needs to give each item its reason."""
+
+    listing: RecommendationList
+    recommender: Recommender
+    context: Context
+    slot: str  # recs, buyagain or discover
+
+
 @dataclass
 class TouchedCustomer:
     features: SessionFeatures
@@ -90,6 +99,7 @@ class BatchState:
     lists: list[RecommendationList] = field(default_factory=list)
     slot_lists: list[tuple[str, RecommendationList]] = field(default_factory=list)
     popular: RecommendationList | None = None
+    ranked: list[Ranked] = field(default_factory=list)  # every list above, with how it was made
     products: list[tuple[str, bytes]] = field(default_factory=list)  # (item_id, catalog record)
     dismissals: dict[str, dict[str, float]] = field(default_factory=dict)  # user_id -> {item: shown again after}
     session_snapshots: dict[str, bytes] = field(default_factory=dict)  # user_id -> the dashboard's view of it

@@ -7,10 +7,10 @@ import logging
 import time
 from typing import MutableMapping
 
-from models.base import Context
+from models.base import NO_CONTEXT, Context
 from streams import redis_keys
 from streams.online_metrics import OnlineMetrics
-from streams.pipeline.batch import BatchState, ServingModel, TouchedCustomer
+from streams.pipeline.batch import BatchState, Ranked, ServingModel, TouchedCustomer
 from streams.recommendation_store import RecommendationList, build_list
 from streams.session_features import ServedList, dump_features
 from streams.settings import Settings
@@ -37,7 +37,7 @@ class Rank:
         for user_id, touched in batch.touched.items():
             touched.features.positions.update(touched.positions)
             try:
-                listing, slots = self._lists(user_id, touched)
+                listing, slots = self._lists(user_id, touched, batch)
             except Exception:  # the customer keeps their current lists; their events are applied
                 log.exception("ranking %s failed", user_id)
                 self.metrics.events({"ranking_failed": 1})
@@ -50,8 +50,10 @@ class Rank:
                     batch.experiment_outcome(self.model.experiment.name, "lists", user_id)
             self.sessions[user_id.encode()] = dump_features(touched.features)
         batch.popular = self._popular_if_due()
+        if batch.popular is not None:
+            batch.ranked.append(Ranked(batch.popular, self.model.recommender, NO_CONTEXT, "recs"))
 
-    def _lists(self, user_id: str, touched: TouchedCustomer) -> tuple[RecommendationList, list]:
+    def _lists(self, user_id: str, touched: TouchedCustomer, batch: BatchState) -> tuple[RecommendationList, list]:
         features, model = touched.features, self.model
         context = Context(recent=features.recent_items, cart=features.cart, segment=features.segment,
                           exclude=features.recommendation_exclusions(), bought=features.bought_items,
@@ -62,9 +64,9 @@ class Rank:
         # A customer's events may arrive out of order across the clicks and purchases topics.
         # The list reflects everything up to their newest event; for attribution it was served
         # in answer to this batch's events, which the shopper's next actions follow.
-        built = {slot: build_list(user_id, scored, version, features.last_seen,
-                                  recommender.explain(user_id, [item for item, _ in scored], context, slot), arm or None)
+        built = {slot: build_list(user_id, scored, version, features.last_seen, arm=arm or None)
                  for slot, scored in lists.items()}
+        batch.ranked += [Ranked(slot_list, recommender, context, slot) for slot, slot_list in built.items()]
         listing = built.pop("recs")
         return listing, [(SLOT_KEYS[slot](user_id), slot_list) for slot, slot_list in built.items()]
 
@@ -72,9 +74,8 @@ class Rank:
         now = time.monotonic()
         if now - self._popular_written_at < POPULAR_REFRESH_SECONDS:
             return None
-        recommender = self.model.recommender
-        scored = recommender.recommend("", self.k)
+        scored = self.model.recommender.recommend("", self.k)
         if not scored:  # nothing popular yet: try again with the next batch, not in 5 s
             return None
         self._popular_written_at = now
-        return build_list("", scored, self.model.version, reasons=recommender.explain("", [i for i, _ in scored]))
+        return build_list("", scored, self.model.version)
