@@ -1,7 +1,7 @@
 """Memory per customer: Redis bytes for what the storefront reads, and the worker's resident memory.
 
 Redis (private server): for USERS synthetic customers, the list the worker
-writes (RECS_COUNT items, with its TTL) and the customer's segment, measured two
+writes (RECS_COUNT items with their reasons, with its TTL) and the customer's segment, measured two
 ways: growth of INFO used_memory, and MEMORY USAGE of sampled lists and of the segments' hashes. Baseline in
 the same run: one empty string key per customer, Redis' own cost of a key.
 
@@ -29,6 +29,7 @@ from rich.table import Table
 from offline.release import train_and_publish
 from offline.private_stack import private_stack, wait_until_processed
 from offline.simulator import simulate_history
+from models.explanations import Reason
 from streams import redis_keys
 from streams.events import ClickEvent, encode_event
 from streams.recommendation_store import build_list, encode_list
@@ -56,6 +57,19 @@ def fill(client: redis.Redis, users: int, write) -> int:
     return used_memory(client) - before
 
 
+def reason(rng: random.Random, catalog: list[str]) -> Reason:
+    """A reason as lists carry them: mostly a neighbouring item or an earlier purchase (the Online
+    Retail mix), some popular fill-ins and finds of other models."""
+    draw = rng.random()
+    if draw < 0.55:
+        return Reason("similar_to", rng.choice(catalog))
+    if draw < 0.8:
+        return Reason("bought_before", f"{rng.randint(1, 9)}|2011-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}")
+    if draw < 0.9:
+        return Reason("trending")
+    return Reason("discover", "als")
+
+
 def redis_per_customer(client: redis.Redis, users: int, items: int, ttl: int) -> dict:
     rng = random.Random(0)
     catalog = [f"{rng.randint(10000, 99999)}{rng.choice(['', '', 'A', 'B'])}" for _ in range(4000)]
@@ -64,7 +78,8 @@ def redis_per_customer(client: redis.Redis, users: int, items: int, ttl: int) ->
 
     def recs_and_segment(pipe, n):
         scored = [(item, 1.0 / (k + 1)) for k, item in enumerate(rng.sample(catalog, items))]
-        listing = build_list(f"{12346 + n}", scored, VERSION, event_ts=time.time())
+        listing = build_list(f"{12346 + n}", scored, VERSION, event_ts=time.time(),
+                             reasons=[reason(rng, catalog) for _ in scored])
         pipe.set(redis_keys.recs(listing.user_id), encode_list(listing), ex=ttl)
         pipe.hset(redis_keys.segment_bucket(listing.user_id), listing.user_id, SEGMENTS[n % len(SEGMENTS)])
 

@@ -18,6 +18,8 @@ class Learning(FoldHook):
     def after(self, step: FoldStep) -> None:
         event = step.event
         weight = ACTION_WEIGHTS[event.type if isinstance(event, ClickEvent) else "purchase"]
+        recommenders = self.model.recommenders
         for item in step.items:
-            for recommender in self.model.recommenders:
-                recommender.learn_one(Interaction(event.user_id, item, event.ts, weight, step.context))
+            interaction = Interaction(event.user_id, item, event.ts, weight, step.context)
+            for recommender in recommenders:
+                recommender.learn_one(interaction)
