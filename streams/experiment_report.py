@@ -49,12 +49,13 @@ def _proportion(successes: int, trials: int) -> Estimate:
 
 
 def _mean(values: np.ndarray) -> Estimate:
+    """Mean revenue with a t interval; revenue is never negative, so neither is the interval."""
     if len(values) < 2:
         mean = float(values.mean()) if len(values) else float("nan")
         return Estimate(mean, float("nan"), float("nan"))
     low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
     mean = float(values.mean())
-    return Estimate(mean, float(low) if np.isfinite(low) else mean, float(high) if np.isfinite(high) else mean)
+    return Estimate(mean, max(0.0, float(low)) if np.isfinite(low) else mean, float(high) if np.isfinite(high) else mean)
 
 
 def _proportions_differ(a: tuple[int, int], b: tuple[int, int]) -> float | None:

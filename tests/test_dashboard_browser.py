@@ -50,6 +50,19 @@ def wait_for_timeline(url: str, points: int, timeout: float = 90.0) -> dict:
     raise AssertionError(f"the dashboard feed did not fill: {data}")
 
 
+async def read_charts(page) -> dict:
+    """Each chart's traces, whether it is drawn, its empty-state message and its y axis' range and ticks."""
+    return await page.evaluate("""() => Object.fromEntries(
+        ["chart-events", "chart-freshness", "chart-quality", "chart-segments"].map((id) => {
+            const div = document.getElementById(id);
+            const axis = div._fullLayout.yaxis;
+            return [id, {traces: (div.data || []).map((t) => ({name: t.name, y: t.y})),
+                         drawn: div.querySelectorAll("svg.main-svg").length,
+                         message: (div.layout.annotations || []).map((a) => a.text).join(" "),
+                         range: axis.range, ticks: (axis._vals || []).map((tick) => tick.x)}];
+        }))""")
+
+
 async def read_customer(page, url: str, user_id: str) -> dict:
     """The customer panel, opened from a link as a support agent would follow one."""
     await page.goto(f"{url}/#customer={user_id}")
@@ -72,12 +85,7 @@ async def read_page(url: str, chromium: Path, customer: str) -> dict:
             await page.goto(url)
             await page.wait_for_selector("body[data-loaded=true]", timeout=30000)
             await page.wait_for_function("document.getElementById('kpi-events').textContent !== '–'")
-            charts = await page.evaluate("""() => Object.fromEntries(
-                ["chart-events", "chart-freshness", "chart-quality", "chart-segments"].map((id) => {
-                    const div = document.getElementById(id);
-                    return [id, {traces: (div.data || []).map((t) => ({name: t.name, y: t.y})),
-                                 drawn: div.querySelectorAll("svg.main-svg").length}];
-                }))""")
+            charts = await read_charts(page)
             cards = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.card')].map(
                 (c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent]))""")
             evaluation = await page.evaluate("""() => [...document.querySelectorAll('#evaluation tbody tr')].map(
@@ -145,6 +153,9 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
     versions = {scope["model_version"] for scope in data["window"]["scopes"]}
     assert len(quality) == 2 * len(versions) >= 2  # click-through and hit-rate per version
     assert any(value is not None and value > 0 for trace in quality for value in trace["y"]), (quality, data["window"])
+    ratio_axis = charts["chart-quality"]
+    assert 0 <= ratio_axis["range"][0] < ratio_axis["range"][1] <= 1 and ratio_axis["ticks"]
+    assert all(0 <= tick <= 1 for tick in ratio_axis["ticks"]), ratio_axis
     segments = charts["chart-segments"]["traces"]
     assert {t["name"] for t in segments} >= set(data["timeline"][-1]["segments"]) and max(segments[0]["y"]) > 0
     cards = page["cards"]
@@ -162,3 +173,32 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
     assert [slot.split(" · ")[0] for slot in shown["slots"]] == ["recs", "buy-again", "discover"]
     assert any(" · arm " in slot for slot in shown["slots"])
     assert shown["rows"] and all(len(row) == 4 and row[3] for row in shown["rows"])  # every item has its reason
+
+
+async def read_empty_page(url: str, chromium: Path) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1100})
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(url)
+            await page.wait_for_selector("body[data-loaded=true]", timeout=30000)
+            return {"charts": await read_charts(page), "errors": errors,
+                    "experiment": await page.inner_text("#experiment-note")}
+        finally:
+            await browser.close()
+
+
+def test_a_dashboard_with_nothing_to_show_says_so_instead_of_drawing_empty_axes(stack_settings, tmp_path, chromium):
+    from tests.test_events_route import serving
+
+    with serving(stack_settings.replace(report_dir=str(tmp_path / "reports"))) as url:
+        page = asyncio.run(read_empty_page(url, chromium))
+    assert page["errors"] == []
+    for name, chart in page["charts"].items():
+        assert chart["traces"] == [] and chart["message"].startswith("no "), (name, chart)
+    assert "recsys experiment start" in page["experiment"]
+
