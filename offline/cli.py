@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +16,8 @@ import redis
 import typer
 from typer.exceptions import TyperException
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -229,6 +231,22 @@ def step_printer():
     return lambda message: console.print(Text.assemble((f"{time.monotonic() - started:6.1f}s", "dim"), f" {message}"))
 
 
+@contextmanager
+def working(what: str):
+    """Timed step lines, as ``step_printer``; on a terminal, a spinner under them with the time since
+    the last step shows the work goes on between steps (plain lines otherwise)."""
+    started = time.monotonic()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(what, total=None)
+
+        def step(message: str) -> None:
+            progress.console.print(Text.assemble((f"{time.monotonic() - started:6.1f}s", "dim"), f" {message}"))
+            progress.reset(task, description=f"{what}: after {message[:50]}")
+
+        yield step
+
+
 @app.command()
 def train(
     source: str = SOURCE_OPTION,
@@ -247,19 +265,20 @@ def train(
 
     interval = parse_interval(every) if every else None
     conf = settings()
-    step = step_printer()
 
     def run() -> str:
         history, item_table, origin = training_history(source, interactions, items, download)
-        step(f"history from {origin}")
-        version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step,
-                                    validation, console).version
-        if evaluate:
-            from offline.evaluation_report import write_evaluation
-            from offline.training import evaluate_all
+        with working("training") as step:
+            step(f"history from {origin}")
+            # The spinner stands for the publishing bar too: a terminal shows one live display at a time.
+            version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step,
+                                        validation, None if console.is_terminal else console).version
+            if evaluate:
+                from offline.evaluation_report import write_evaluation
+                from offline.training import evaluate_all
 
-            report = evaluate_all(history, item_table, progress=step)
-            step(f"evaluation written to {write_evaluation(report, origin, conf.report_dir)['json']}")
+                report = evaluate_all(history, item_table, progress=step)
+                step(f"evaluation written to {write_evaluation(report, origin, conf.report_dir)['json']}")
         return version
 
     if interval is None:
@@ -289,7 +308,8 @@ def evaluate(
         raise typer.BadParameter(f"must be one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
     cut_ts = _check_date(cut, "--cut") if cut else None
     history, item_table, origin = training_history(source, interactions, items, None if download is None else download)
-    report = evaluate_all(history, item_table, cut_ts, progress=step_printer(), protocol=protocol)
+    with working("evaluating") as step:
+        report = evaluate_all(history, item_table, cut_ts, progress=step, protocol=protocol)
     paths = write_evaluation(report, origin, settings().report_dir)
     console.print(evaluation_table(report, wide))
     console.print(f"written: {paths['json']}, {paths['markdown']}")
