@@ -356,9 +356,11 @@ def segment(
     paths = write_segment_report(seg, Path(settings().report_dir) / "segments")
     curve = ", ".join(f"k={k}: {s:.3f}" for k, s in seg.silhouette.items())
     console.print(f"silhouette {curve}; chose k={seg.k}")
-    table = Table("segment", "customers", "rule", "median spend", "median orders", "median recency (d)")
+    # The segment's name and rule take the width; the medians are short numbers.
+    table = Table("segment", "customers", "rule", "spend", "orders", "days idle",
+                  caption="spend, orders, days idle: the segment's median customer")
     for p in seg.profiles.values():
-        table.add_row(p.name, f"{p.customers:,}", p.rule, f"{p.centroid['monetary']:.0f}",
+        table.add_row(p.name, f"{p.customers:,}", p.rule, f"{p.centroid['monetary']:,.0f}",
                       f"{p.centroid['frequency']:.0f}", f"{p.centroid['recency_days']:.0f}")
     console.print(table)
     if publish:
