@@ -57,12 +57,12 @@ def fill(client: redis.Redis, users: int, write) -> int:
     return used_memory(client) - before
 
 
-def reason(rng: random.Random, catalog: list[str]) -> Reason:
-    """A reason as lists carry them: mostly a neighbouring item or an earlier purchase (the Online
-    Retail mix), some popular fill-ins and finds of other models."""
+def reason(rng: random.Random, history: list[str]) -> Reason:
+    """A reason as lists carry them: mostly a neighbour of one of the customer's few items or an
+    earlier purchase (the Online Retail mix), some popular fill-ins and finds of other models."""
     draw = rng.random()
     if draw < 0.55:
-        return Reason("similar_to", rng.choice(catalog))
+        return Reason("similar_to", rng.choice(history))
     if draw < 0.8:
         return Reason("bought_before", f"{rng.randint(1, 9)}|2011-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}")
     if draw < 0.9:
@@ -78,8 +78,9 @@ def redis_per_customer(client: redis.Redis, users: int, items: int, ttl: int) ->
 
     def recs_and_segment(pipe, n):
         scored = [(item, 1.0 / (k + 1)) for k, item in enumerate(rng.sample(catalog, items))]
+        history = rng.sample(catalog, 5)  # the customer's items that evidence points to
         listing = build_list(f"{12346 + n}", scored, VERSION, event_ts=time.time(),
-                             reasons=[reason(rng, catalog) for _ in scored])
+                             reasons=[reason(rng, history) for _ in scored])
         pipe.set(redis_keys.recs(listing.user_id), encode_list(listing), ex=ttl)
         pipe.hset(redis_keys.segment_bucket(listing.user_id), listing.user_id, SEGMENTS[n % len(SEGMENTS)])
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import calendar
 import functools
 import time
 from typing import NamedTuple
@@ -29,12 +30,21 @@ class Reason(NamedTuple):
 
 
 def bought_before(times: int, last_ts: float) -> Reason:
-    return Reason(BOUGHT_BEFORE, f"{times}|{_date(int(last_ts) // 86400)}")
+    return Reason(BOUGHT_BEFORE, f"{times}|{day_to_date(int(last_ts) // DAY)}")
+
+
+DAY = 86400
 
 
 @functools.lru_cache(maxsize=4096)
-def _date(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+def day_to_date(day: int) -> str:
+    """``YYYY-MM-DD`` of a day counted from 1970-01-01."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * DAY))
+
+
+@functools.lru_cache(maxsize=4096)
+def date_to_day(date: str) -> int:
+    return calendar.timegm(time.strptime(date, "%Y-%m-%d")) // DAY
 
 
 def popular(segment: str) -> Reason:

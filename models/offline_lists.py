@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import calendar
-import functools
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
 from models.base import NO_CONTEXT, STATIC_LISTS, Context, Interaction, Recommender, Scored, top_k
-from models.explanations import (BOUGHT_BEFORE, BOUGHT_WITH, DISCOVER, SIMILAR_TO, TRENDING, Reason, bought_before,
-                                 popular)
+from models.explanations import (BOUGHT_BEFORE, BOUGHT_WITH, DAY, DISCOVER, SIMILAR_TO, TRENDING, Reason,
+                                 bought_before, date_to_day, popular)
 
 FLOOR = 1e-3  # fill-in items score below anything personal
 TRENDING_REASON = Reason(TRENDING)
@@ -245,10 +242,5 @@ def _bought_reason(published: Reason | None, since: tuple[int, float] | None) ->
     if published is not None and published.code == BOUGHT_BEFORE and published.evidence:
         earlier, _, date = published.evidence.partition("|")
         times += int(earlier)
-        last = max(last, _day_start(date))
+        last = max(last, date_to_day(date) * DAY)
     return bought_before(times, last)
-
-
-@functools.lru_cache(maxsize=4096)
-def _day_start(date: str) -> float:
-    return calendar.timegm(time.strptime(date, "%Y-%m-%d"))

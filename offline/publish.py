@@ -112,7 +112,8 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
     ttl = settings.recs_ttl_seconds
 
     def as_list(items, scores, reasons=None) -> bytes:
-        return stored_list(items, scores, new_rec_id(), version, now, reasons=reasons)
+        # Without EXPLAIN_LISTS the published lists carry no reasons either: the smallest values.
+        return stored_list(items, scores, new_rec_id(), version, now, reasons=reasons if settings.explain_lists else None)
 
     fence = fence_of(version)
 

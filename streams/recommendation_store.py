@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
 
-from models.explanations import CODE_INDEX, REASON_CODES, Reason
+from models.explanations import BOUGHT_BEFORE, CODE_INDEX, REASON_CODES, Reason, date_to_day, day_to_date
 from streams import redis_keys
 from streams.crash_loop import Attempt
 from streams.events import ProductRecord
@@ -52,7 +52,8 @@ class StoredList(msgspec.Struct, array_like=True):
     generated_at: float  # whole seconds (an integer is 4 bytes shorter)
     event_ts: float | None = None
     reason_codes: bytes = b""  # each item's reason, one byte: its index in REASON_CODES
-    evidence: list[str] = []  # each item's evidence ("" where the code needs none)
+    evidence_index: bytes = b""  # each item's evidence, one byte: its index in ``evidence``
+    evidence: list[str] = []  # the list's distinct evidence, each once (a list's items share a few)
     arm: str = ""
 
 
@@ -72,9 +73,32 @@ def encode_list(listing: RecommendationList) -> bytes:
 def stored_list(items: list[str], scores, rec_id: str, model_version: str, generated_at: float,
                 event_ts: float | None = None, reasons=None, arm: str | None = None) -> bytes:
     steps = [round(float(score) * SCORE_STEPS) for score in scores]
-    codes, evidence = (bytes(CODE_INDEX[code] for code, _ in reasons), [e for _, e in reasons]) if reasons else (b"", [])
     return _encode_stored(StoredList(list(items), steps, bytes.fromhex(rec_id), model_version, round(generated_at),
-                                     event_ts, codes, evidence, arm or ""))
+                                     event_ts, *_packed_reasons(reasons or ()), arm or ""))
+
+
+def _packed_reasons(reasons) -> tuple[bytes, bytes, list[str]]:
+    """Codes as bytes, and each item's evidence as a byte pointing into the list's distinct
+    evidence; a purchase date is kept as its day number."""
+    table: dict[str, int] = {}
+    for code, evidence in reasons:
+        table.setdefault(_pack_evidence(code, evidence), len(table))
+    return (bytes(CODE_INDEX[code] for code, _ in reasons),
+            bytes(table[_pack_evidence(code, evidence)] for code, evidence in reasons), list(table))
+
+
+def _pack_evidence(code: str, evidence: str) -> str:
+    if code != BOUGHT_BEFORE or "|" not in evidence:
+        return evidence
+    times, _, date = evidence.partition("|")
+    return f"{times}|{date_to_day(date)}"
+
+
+def _unpack_evidence(code: str, evidence: str) -> str:
+    if code != BOUGHT_BEFORE or "|" not in evidence:
+        return evidence
+    times, _, day = evidence.partition("|")
+    return f"{times}|{day_to_date(int(day))}"
 
 
 def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
@@ -84,7 +108,8 @@ def decode_list(raw: bytes, user_id: str = "") -> RecommendationList:
         listing.user_id = user_id or listing.user_id
         return listing
     stored = _decode_stored(raw)
-    reasons = [Reason(REASON_CODES[code], evidence) for code, evidence in zip(stored.reason_codes, stored.evidence)]
+    reasons = [Reason(REASON_CODES[code], _unpack_evidence(REASON_CODES[code], stored.evidence[at]))
+               for code, at in zip(stored.reason_codes, stored.evidence_index)]
     return RecommendationList(user_id, stored.items, [step / SCORE_STEPS for step in stored.score_steps],
                               stored.rec_id.hex(), stored.model_version, stored.generated_at, stored.event_ts,
                               reasons=reasons or None, arm=stored.arm or None)

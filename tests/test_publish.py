@@ -31,7 +31,9 @@ def test_a_version_published_after_a_dismissal_leaves_the_item_out_until_the_dis
     asyncio.run(writer.write(dismissals={"u1": {"B": now + 3600, "C": now - 1}}))
     assert redis_client.ttl(redis_keys.dismissed("u1")) > 3000
     lists = pd.DataFrame({"user_id": ["u1", "u2"], "items": [["A", "B", "C"], ["B", "A"]],
-                          "scores": [[0.9, 0.8, 0.7], [0.9, 0.8]]})
+                          "scores": [[0.9, 0.8, 0.7], [0.9, 0.8]],
+                          "reasons": [["bought_before", "similar_to", "trending"], ["discover", "trending"]],
+                          "evidence": [["2|2011-11-01", "A", ""], ["als", ""]]})
     items = pd.DataFrame({"item_id": ["A", "B", "C"], "category": ["mugs", "mugs", ""],
                           "price": [2.5, float("nan"), 1.0], "title": ["WHITE MUG", "BLUE MUG", ""]})
     redis_client.set(redis_keys.product("B"), b'{"item_id": "B", "title": "BLUE MUG, FROM THE PLATFORM"}')
@@ -42,9 +44,15 @@ def test_a_version_published_after_a_dismissal_leaves_the_item_out_until_the_dis
     artifact = ArtifactStore(stack_settings.artifact_dir).write("20261202T120000Z-test", files, {})
     publish_to_redis(artifact, stack_settings)
     # B is dismissed for another hour; C's dismissal has ended; u2 dismissed nothing.
-    assert read_recommendations(redis_client, "u1").items == ["A", "C"]
+    first = read_recommendations(redis_client, "u1")
+    assert first.items == ["A", "C"] and first.reasons == [("bought_before", "2|2011-11-01"), ("trending", "")]
     assert read_recommendations(redis_client, "u2").items == ["B", "A"]
     assert json.loads(redis_client.get(redis_keys.product("A"))) == {"item_id": "A", "title": "WHITE MUG",
                                                                      "category": "mugs", "price": 2.5}
     assert json.loads(redis_client.get(redis_keys.product("B")))["title"] == "BLUE MUG, FROM THE PLATFORM"
     assert redis_client.get(redis_keys.product("C")) is None  # no title known: nothing to name it by
+    # Without EXPLAIN_LISTS a version is published without reasons.
+    later = ArtifactStore(stack_settings.artifact_dir).write("20261202T130000Z-test", files, {})
+    publish_to_redis(later, stack_settings.replace(explain_lists=False))
+    plain = read_recommendations(redis_client, "u2")
+    assert plain.model_version == "20261202T130000Z-test" and plain.items == ["B", "A"] and plain.reasons is None

@@ -106,3 +106,19 @@ def test_a_write_during_an_outage_waits_for_redis_and_lands(tmp_path):
         thread.join()
         if "server" in restarted:
             stop_pid(restarted["server"].pid)
+
+
+def test_reasons_round_trip_with_each_distinct_evidence_stored_once():
+    import msgspec
+
+    from models.explanations import Reason
+    from streams.recommendation_store import StoredList, build_list, decode_list, encode_list
+
+    reasons = [Reason("similar_to", "85123A"), Reason("bought_before", "3|2011-11-29"), Reason("similar_to", "85123A"),
+               Reason("trending"), Reason("bought_with", "22632"), Reason("discover", "als")] * 3
+    listing = build_list("17850", [(f"I{n}", 1.0 / (n + 1)) for n in range(len(reasons))], "v1", reasons=reasons)
+    raw = encode_list(listing)
+    stored = msgspec.msgpack.decode(raw, type=StoredList)
+    assert sorted(stored.evidence) == sorted(["85123A", "3|15307", "", "22632", "als"])  # a date as its day
+    assert len(stored.reason_codes) == len(stored.evidence_index) == len(reasons)
+    assert decode_list(raw, "17850").reasons == reasons
