@@ -7,6 +7,7 @@ screenshot to tests/artifacts/dashboard.png.
 
 import asyncio
 import json
+from contextlib import asynccontextmanager
 import time
 import urllib.request
 from pathlib import Path
@@ -73,7 +74,9 @@ async def read_customer(page, url: str, user_id: str) -> dict:
         rows: [...document.querySelectorAll('#customer tbody tr')].map((r) => [...r.cells].map((c) => c.textContent))})""")
 
 
-async def read_page(url: str, chromium: Path, customer: str) -> dict:
+@asynccontextmanager
+async def dashboard_page(url: str, chromium: Path):
+    """The dashboard loaded in headless Chromium, and the page errors it raises."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -84,21 +87,26 @@ async def read_page(url: str, chromium: Path, customer: str) -> dict:
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(url)
             await page.wait_for_selector("body[data-loaded=true]", timeout=30000)
-            await page.wait_for_function("document.getElementById('kpi-events').textContent !== '–'")
-            charts = await read_charts(page)
-            cards = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.card')].map(
-                (c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent]))""")
-            evaluation = await page.evaluate("""() => [...document.querySelectorAll('#evaluation tbody tr')].map(
-                (row) => [...row.cells].map((cell) => cell.textContent))""")
-            experiment = await page.evaluate("""() => [...document.querySelectorAll('#experiment tbody tr')].map(
-                (row) => [...row.cells].map((cell) => cell.textContent))""")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            await page.screenshot(path=str(SCREENSHOT), full_page=True)
-            shown = await read_customer(page, url, customer)
-            return {"charts": charts, "cards": cards, "evaluation": evaluation, "experiment": experiment,
-                    "customer": shown, "errors": errors}
+            yield page, errors
         finally:
             await browser.close()
+
+
+async def read_page(url: str, chromium: Path, customer: str) -> dict:
+    async with dashboard_page(url, chromium) as (page, errors):
+        await page.wait_for_function("document.getElementById('kpi-events').textContent !== '–'")
+        charts = await read_charts(page)
+        cards = await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.card')].map(
+            (c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent]))""")
+        evaluation = await page.evaluate("""() => [...document.querySelectorAll('#evaluation tbody tr')].map(
+            (row) => [...row.cells].map((cell) => cell.textContent))""")
+        experiment = await page.evaluate("""() => [...document.querySelectorAll('#experiment tbody tr')].map(
+            (row) => [...row.cells].map((cell) => cell.textContent))""")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOT), full_page=True)
+        shown = await read_customer(page, url, customer)
+        return {"charts": charts, "cards": cards, "evaluation": evaluation, "experiment": experiment,
+                "customer": shown, "errors": errors}
 
 
 def act_on_lists(settings, client, customers) -> int:
@@ -176,20 +184,9 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
 
 
 async def read_empty_page(url: str, chromium: Path) -> dict:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1100})
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(url)
-            await page.wait_for_selector("body[data-loaded=true]", timeout=30000)
-            return {"charts": await read_charts(page), "errors": errors,
-                    "experiment": await page.inner_text("#experiment-note")}
-        finally:
-            await browser.close()
+    async with dashboard_page(url, chromium) as (page, errors):
+        return {"charts": await read_charts(page), "errors": errors,
+                "experiment": await page.inner_text("#experiment-note")}
 
 
 def test_a_dashboard_with_nothing_to_show_says_so_instead_of_drawing_empty_axes(stack_settings, tmp_path, chromium):

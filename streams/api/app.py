@@ -59,6 +59,7 @@ class Recommendations(BaseModel):
     generated_at: float
     event_ts: float | None = None
     fallback: bool = False
+    arm: str | None = None  # the experiment arm that wrote the list
 
 
 class Explanation(BaseModel):
