@@ -14,6 +14,7 @@ from streams.experiment_report import METRICS, report
 from streams.connections import redis_client
 from streams.experiments import (ExperimentError, new_experiment, parse_arm, read_experiment, read_outcomes,
                                  start_experiment, stop_experiment)
+from streams.model_artifacts import ArtifactStore
 from streams.settings import Settings
 
 experiment_app = typer.Typer(help="Experiments: customers split between model versions or settings.",
@@ -37,6 +38,9 @@ def start(
     conf = Settings.from_env()
     try:
         experiment = new_experiment(name, [parse_arm(arm) for arm in arms], conf)
+        store = ArtifactStore(conf.artifact_dir)
+        for arm in experiment.arms:  # a version workers could not load would leave its customers unserved
+            store.load(arm.version)
         start_experiment(redis_client(conf), experiment)
     except ExperimentError as exc:
         raise _experiment_error(exc) from None
