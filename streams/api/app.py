@@ -276,7 +276,7 @@ def create_api(settings: Settings) -> FastAPI:
             return JSONResponse({"error": "a valid API key is required"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
         try:
-            valid, refused = intake.sort(await request.body())
+            valid, refused = intake.split(await request.body())
         except InvalidEvent as exc:
             return error(422, str(exc))
         try:

@@ -61,7 +61,7 @@ class EventIntake:
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
-    def sort(self, body: bytes) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]:
+    def split(self, body: bytes) -> tuple[list[tuple[str, bytes, bytes]], list[dict]]:
         """(topic, key, value) of each valid event, and each refusal's index and reason.
         Raises ``InvalidEvent`` when the body is not a JSON array of at most the allowed size."""
         try:
