@@ -22,11 +22,21 @@ POPULAR_IN_SEGMENT, TRENDING, DISCOVER = "popular_in_segment", "trending", "disc
 #: Stored lists keep a code as its index here: one byte per item.
 REASON_CODES = (BOUGHT_BEFORE, SIMILAR_TO, BOUGHT_WITH, POPULAR_IN_SEGMENT, TRENDING, DISCOVER)
 CODE_INDEX = {code: n for n, code in enumerate(REASON_CODES)}
+PRODUCT_EVIDENCE = (SIMILAR_TO, BOUGHT_WITH)  # codes whose evidence is a product
 
 
 class Reason(NamedTuple):
     code: str
     evidence: str = ""
+
+
+#: What a list stored without reasons says of its items.
+UNKNOWN = Reason(DISCOVER, "")
+
+
+def products_to_name(items, reasons) -> list[str]:
+    """The products a list and its reasons mention, each once: the titles to look up."""
+    return sorted(set(items) | {evidence for code, evidence in reasons if code in PRODUCT_EVIDENCE})
 
 
 def bought_before(times: int, last_ts: float) -> Reason:

@@ -161,9 +161,9 @@ def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print
     """Print a user's recommendations as the storefront reads them (one Redis GET)."""
     import msgspec
 
-    from models.explanations import DISCOVER, Reason, describe
+    from models.explanations import UNKNOWN, describe, products_to_name
     from streams import redis_keys
-    from streams.recommendation_store import read_recommendations
+    from streams.recommendation_store import product_title, read_recommendations
 
     client = redis_client(settings())
     listing = read_recommendations(client, user_id)
@@ -173,11 +173,10 @@ def recs(user_id: str, as_json: bool = typer.Option(False, "--json", help="Print
     if as_json:
         console.print_json(msgspec.json.encode(listing).decode())
         return
-    reasons = listing.reasons or [Reason(DISCOVER, "")] * len(listing.items)
-    named = sorted(set(listing.items) | {evidence for _, evidence in reasons})
-    titles = dict(zip(named, client.mget([redis_keys.product(item) for item in named]))) if named else {}
-    names = {item: (msgspec.json.decode(record).get("title") or "").strip() if record else ""
-             for item, record in titles.items()}
+    reasons = listing.reasons or [UNKNOWN] * len(listing.items)
+    named = products_to_name(listing.items, reasons)
+    records = client.mget([redis_keys.product(item) for item in named]) if named else []
+    names = {item: product_title(record) for item, record in zip(named, records)}
     kind = "popular fallback" if listing.fallback else "personal"
     arm = f", arm {listing.arm}" if listing.arm else ""
     table = Table("rank", "item", "score", "title", "why",

@@ -67,8 +67,11 @@ def _proportions_differ(a: tuple[int, int], b: tuple[int, int]) -> float | None:
 
 
 def _means_differ(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 2 or len(b) < 2 or (a.var() == 0 and b.var() == 0):
-        return None if a.mean() != b.mean() or len(a) < 2 or len(b) < 2 else 1.0
+    """p-value of Welch's t-test that two means are equal; None where it is undefined."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if a.var() == 0 and b.var() == 0:  # constant samples: equal, or different beyond any test
+        return 1.0 if a.mean() == b.mean() else None
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 

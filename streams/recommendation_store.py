@@ -65,6 +65,16 @@ _decode_json_list = msgspec.json.Decoder(RecommendationList).decode
 _decode_product = msgspec.json.Decoder(ProductRecord).decode
 
 
+def product_title(record: bytes | None) -> str:
+    """The title of a stored catalog record (``product:{item_id}``); "" without a readable one."""
+    if record is None:
+        return ""
+    try:
+        return _decode_product(record).title.strip()
+    except msgspec.MsgspecError:
+        return ""
+
+
 def encode_list(listing: RecommendationList) -> bytes:
     return stored_list(listing.items, listing.scores, listing.rec_id, listing.model_version, listing.generated_at,
                        listing.event_ts, listing.reasons, listing.arm)

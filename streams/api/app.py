@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
-from models.explanations import BOUGHT_WITH, DISCOVER, SIMILAR_TO, Reason, describe
+from models.explanations import PRODUCT_EVIDENCE, UNKNOWN, Reason, describe, products_to_name
 from streams import redis_keys
 from streams.api.dashboard import Dashboard
 from streams.api.event_intake import EventIntake, IntakeUnavailable, authorised
@@ -32,12 +32,11 @@ from streams.api.guards import RequestGuard
 from streams.api.health import HealthCheck
 from streams.connections import async_redis_client
 from streams.online_summaries import WINDOW_STEP_SECONDS
-from streams.recommendation_store import as_served, decode_list
+from streams.recommendation_store import as_served, decode_list, product_title
 from streams.settings import Settings
 from streams.validation import ID_PATTERN, ID_RULE, InvalidEvent
 
 MAX_K = 100
-ITEM_EVIDENCE = (SIMILAR_TO, BOUGHT_WITH)  # reasons whose evidence is a product
 HERE = Path(__file__).parent
 # Found without importing plotly, whose modules would only weigh on the API's memory.
 PLOTLY_JS = Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data" / "plotly.min.js"
@@ -123,15 +122,6 @@ class Reports(StaticFiles):
         return await super().get_response(path, scope)
 
 
-def _title(record: bytes | None) -> str:
-    if record is None:
-        return ""
-    try:
-        return str(msgspec.json.decode(record).get("title") or "").strip()
-    except (msgspec.MsgspecError, AttributeError):
-        return ""
-
-
 def json_bytes(payload: bytes) -> Response:
     return Response(payload, media_type="application/json")
 
@@ -210,12 +200,12 @@ def create_api(settings: Settings) -> FastAPI:
 
     async def explanations(items: list[str], reasons: list[Reason]) -> list[dict]:
         """Each item with its reason; products are named by their catalog titles (else their ids)."""
-        named = sorted(set(items) | {evidence for code, evidence in reasons if code in ITEM_EVIDENCE})
+        reasons = reasons or [UNKNOWN] * len(items)
+        named = products_to_name(items, reasons)
         records = await client.mget([redis_keys.product(item) for item in named]) if named else []
-        titles = {item: _title(record) or item for item, record in zip(named, records)}
-        reasons = reasons or [Reason(DISCOVER, "")] * len(items)
+        titles = {item: product_title(record) or item for item, record in zip(named, records)}
         return [{"item_id": item, "title": titles[item], "reason": reason.code, "evidence": reason.evidence,
-                 "evidence_title": titles.get(reason.evidence) if reason.code in ITEM_EVIDENCE else None,
+                 "evidence_title": titles.get(reason.evidence) if reason.code in PRODUCT_EVIDENCE else None,
                  "text": describe(reason, titles.get)} for item, reason in zip(items, reasons)]
 
     @api.get("/recs/{user_id}", response_model=ExplainedRecommendations, responses=ERRORS, tags=["storefront"])

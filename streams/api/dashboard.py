@@ -53,6 +53,7 @@ class Dashboard:
         self.step_seconds = step_seconds
         self.report_dir = Path(settings.report_dir)
         self.evaluation = ReportFile(self.report_dir / "evaluation.json")
+        self._experiment: tuple[float, bytes, dict] | None = None  # (when, the record, its report)
 
     async def data(self) -> dict:
         pipe = self.client.pipeline(transaction=False)
@@ -78,12 +79,19 @@ class Dashboard:
 
     async def experiment(self) -> dict | None:
         """The current (or last) experiment's report, computed off the event loop: scipy's tests over
-        every exposed customer take milliseconds to seconds."""
-        experiment = decode_experiment(await self.client.get(CURRENT))
-        if experiment is None:
+        every exposed customer take milliseconds to seconds. Every page polls this, so a report is
+        reused for one step of the stream's timeline unless the experiment itself changed."""
+        raw = await self.client.get(CURRENT)
+        if raw is None:
             return None
+        now = time.monotonic()
+        if self._experiment is not None and self._experiment[1] == raw and now - self._experiment[0] < self.step_seconds:
+            return self._experiment[2]
+        experiment = decode_experiment(raw)
         answers = await queue_outcome_reads(self.client.pipeline(transaction=False), experiment).execute()
-        return await asyncio.to_thread(report, experiment, decode_outcomes(answers))
+        summary = await asyncio.to_thread(report, experiment, decode_outcomes(answers))
+        self._experiment = (now, raw, summary)
+        return summary
 
     def reports(self) -> list[dict]:
         """Links to the reports the trainer has written so far."""
