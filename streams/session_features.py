@@ -25,6 +25,7 @@ class ServedList(msgspec.Struct):
     at: float  # event time the list answered
     clicked: bool = False  # a view of one of its items was credited to it
     arm: str = ""  # the experiment arm that wrote it (streams.experiments), "" outside experiments
+    experiment: str = ""  # that arm's experiment: a later experiment's outcomes never count this list
 
 
 # Enough to trace a purchase back through a visit of several cart additions.

@@ -17,7 +17,7 @@ from offline.simulator import simulate_history
 from streams import redis_keys
 from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event, event_key
 from streams.experiment_report import arm_results, winners
-from streams.experiments import Arm, Experiment, ExperimentError, parse_arm
+from streams.experiments import Arm, Experiment, ExperimentError, parse_arm, read_experiment, read_outcomes
 from streams.recommendation_store import decode_list
 from streams.settings import settings_env
 from streams.topic_admin import ensure_topics
@@ -122,16 +122,17 @@ class Shoppers:
         self.producer.flush()
         self.wait_for_lists(start + 5, lambda listing: True)
 
-    def wait_for_lists(self, since: float, ready, timeout: float = 120.0) -> dict:
+    def wait_for_lists(self, since: float, ready, timeout: float = 120.0, only=None) -> dict:
+        users = list(self.liked if only is None else only)
         deadline, lists = time.monotonic() + timeout, {}
-        while time.monotonic() < deadline and len(lists) < len(self.liked):
-            for user in self.liked:
+        while time.monotonic() < deadline and len(lists) < len(users):
+            for user in users:
                 raw = self.client.get(redis_keys.recs(user))
                 listing = decode_list(raw, user) if raw else None
                 if listing is not None and (listing.event_ts or 0) >= since and ready(listing):
                     lists[user] = listing
             time.sleep(0.3)
-        assert len(lists) == len(self.liked), f"{len(lists)} of {len(self.liked)} customers got their list"
+        assert len(lists) == len(users), f"{len(lists)} of {len(users)} customers got their list"
         return lists
 
 
@@ -183,6 +184,16 @@ def test_a_planted_better_arm_wins_significantly_and_an_aa_test_finds_no_winner(
                        expect=2)
         assert "ran before" in again  # its outcomes would mix
         recsys(settings, "experiment", "start", "same", "--arm", f"A={good}:50", "--arm", f"B={good}:50")
+        shoppers.wait_for_arms("same-before")
+        # A purchase after a list of the previous experiment is not this experiment's outcome.
+        early = sorted(shoppers.liked)[0]
+        bought = sorted(shoppers.liked[early])[0]
+        bought_at = time.time() - 40
+        shoppers.send(settings.topic_purchases, PurchaseEvent("same-early", early, "same-early-order",
+                                                              [OrderLine(bought, 1, 1.0)], bought_at))
+        shoppers.producer.flush()
+        shoppers.wait_for_lists(bought_at, lambda listing: listing.arm in {"A", "B"}, only=[early])
+        assert read_outcomes(redis_client, read_experiment(redis_client))["purchases"].get(early, 0) == 0
         shoppers.visit("same")
         same = json.loads(recsys(settings, "experiment", "report", "--json"))
         print(recsys(settings, "experiment", "report"))

@@ -42,12 +42,14 @@ class Rank:
                 log.exception("ranking %s failed", user_id)
                 self.metrics.events({"ranking_failed": 1})
             else:
+                experiment = self.model.experiment.name if listing.arm else ""
                 touched.features.remember_served(ServedList(listing.rec_id, listing.model_version, listing.items,
-                                                            touched.answered_ts, arm=listing.arm or ""))
+                                                            touched.answered_ts, arm=listing.arm or "",
+                                                            experiment=experiment))
                 batch.lists.append(listing)
                 batch.slot_lists += slots
-                if listing.arm:
-                    batch.experiment_outcome(self.model.experiment.name, "lists", user_id)
+                if experiment:
+                    batch.experiment_outcome(experiment, "lists", user_id)
             self.sessions[user_id.encode()] = dump_features(touched.features)
         batch.popular = self._popular_if_due()
         if batch.popular is not None:

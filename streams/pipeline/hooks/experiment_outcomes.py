@@ -16,8 +16,8 @@ class ExperimentOutcomes(FoldHook):
 
     def after(self, step: FoldStep) -> None:
         experiment = self.model.experiment
-        # Only customers who were shown their arm's list count: exposure starts the outcome.
-        if experiment is None or step.last_served is None or not step.last_served.arm:
+        # Only customers who were shown their arm's list in this experiment count: exposure starts the outcome.
+        if experiment is None or step.last_served is None or step.last_served.experiment != experiment.name:
             return
         user_id, count = step.event.user_id, step.effects.experiment_outcome
         for _ in step.clicked_lists:
