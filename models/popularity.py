@@ -136,6 +136,17 @@ class RecentPopularity(BatchRecommender):
         return [(self.data.item_ids[j], float(counts[j])) for j in best if counts[j] > 0]
 
 
+class TrendingPopularity(RecentPopularity):
+    """Distinct buyers over a short recent stretch of the history: what is selling now, beside
+    the longer view of ``RecentPopularity``. Both feed the hybrid, whose ranker learns how much
+    each period's best sellers say about the next."""
+
+    name = "trending"
+
+    def __init__(self, recent_share: float = 0.05):
+        super().__init__(recent_share)
+
+
 class RankedVectorBlock(ScoreBlock):
     """Users that share one score vector per group (popular items overall or per segment)."""
 

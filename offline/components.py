@@ -17,7 +17,7 @@ from models.content import ContentSimilarity
 from models.cooccurrence import ItemCooccurrence
 from models.ease import EASE
 from models.factorization import ImplicitALS
-from models.popularity import RecentPopularity
+from models.popularity import RecentPopularity, TrendingPopularity
 from models.repeat_purchase import RepeatPurchase
 from models.surprise_cf import SurpriseItemKNN, SurpriseSVD
 
@@ -43,6 +43,7 @@ class ComponentSpec:
 # Popularity comes first: its chosen variant fills every other list, as it does in Redis.
 COMPONENTS = (
     ComponentSpec("popularity", RecentPopularity, ({"recent_share": 1.0}, {"recent_share": 0.1}), cheap=True),
+    ComponentSpec("trending", TrendingPopularity, ({"recent_share": 0.05}, {"recent_share": 0.02}), cheap=True),
     ComponentSpec("repeat", RepeatPurchase, ({"half_life_days": 180}, {"half_life_days": 30},
                                              {"half_life_days": 1e6}), cheap=True),
     ComponentSpec("cooccurrence", ItemCooccurrence, ({"history_half_life_days": 1e6},

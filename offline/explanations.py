@@ -3,8 +3,8 @@
 For the hybrid, that is the component that ranks the item best among its own proposals; for a
 list the guard gave to one component, that component; for popular fill-ins, popularity. The
 component then names the reason (``models.explanations``): repeat purchase -> ``bought_before``,
-item-item models -> ``similar_to`` the customer's item that pulls the item most, recent
-popularity -> ``trending``, anything else -> ``discover``.
+item-item models -> ``similar_to`` the customer's item that pulls the item most, popularity
+(recent or trending) -> ``trending``, anything else -> ``discover``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from models.base import BatchRecommender, ScoreBlock, TopN
 from models.explanations import DISCOVER, SIMILAR_TO, TRENDING, Reason, bought_before
 from models.hybrid import HybridBlock
 from models.interactions import Interactions
+from models.popularity import RecentPopularity
 
 DAY = 86400.0
 
@@ -58,7 +59,7 @@ class ListExplainer:
 
     def _reasons(self, member: BatchRecommender | None, rows, positions, cols) -> list[Reason]:
         users = rows[positions]
-        if member is None or member.name == "popularity":
+        if member is None or isinstance(member, RecentPopularity):
             return [Reason(TRENDING)] * len(cols)
         if member.name == "repeat":
             return self._bought_before(users, cols)

@@ -118,11 +118,14 @@ def item_table(trained: TrainedModels) -> pd.DataFrame:
 
 
 def popular_lists(trained: TrainedModels, k: int, categories: pd.Series | None = None) -> dict:
-    """Popular items overall, per segment and (given item categories) per category."""
+    """Popular items overall, per segment, of the shortest recent stretch (``trending``, when that
+    component was kept) and (given item categories) per category."""
     share = trained.components["popularity"].recent_share
     popularity = RecentPopularity(share, segments=trained.segmentation.labels.to_dict()).fit(trained.data)
     lists = {"all": popularity.top(k),
              "segments": {segment: popularity.top(k, segment) for segment in popularity.by_segment}}
+    if "trending" in trained.components:
+        lists["trending"] = trained.components["trending"].top(k)
     if categories is not None:
         # Recent buyers first; a category quiet of late falls back on its buyers over all time.
         alltime = trained.data.bought.astype(bool).sum(axis=0).A1

@@ -1,12 +1,13 @@
-"""Choosing what to publish, on the validation split only.
+"""Choosing what to publish, on validation periods cut from the training history only.
 
-Every component is fitted at each point of its grid and keeps its best setting;
-a component that cannot fit the data is left out with its reason. The hybrid's
-rankers are scored forward in time where the history allows (learned on an
-earlier period, scored on the validation period), else out of fold (each half of
-the validation customers ranked by a ranker learned on the other half), so the
-hybrid is compared on the same footing as its components. The guard then publishes, for each list, the
-model with the best validation MAP@10: the hybrid only where it wins.
+The validation period is the last one the protocol cuts; where the history allows, two earlier
+periods are cut the same way before it, so that what is peculiar to one period (a holiday, a
+promotion) weighs less. Every component is fitted on each period's training part at each point
+of its grid and keeps its best setting by the mean over periods (the costly components choose on
+the validation period alone); a component that cannot fit the data is left out with its reason.
+The hybrid's rankers are scored on each period by rankers learned on the others, else (one
+period) out of fold, so the hybrid is compared on the same footing as its components. The guard
+then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it wins.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Selection:
     protocol: str
     protocol_reason: str
     validation_users: int
+    periods: int = 1  # validation periods every model was scored on (scores are their mean)
     params: dict[str, dict] = field(default_factory=dict)  # kept component -> its chosen setting
     dropped: dict[str, str] = field(default_factory=dict)  # component -> why it was left out
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> view -> MAP@10
@@ -46,15 +48,21 @@ class Selection:
 
     def as_dict(self) -> dict:
         return {"protocol": self.protocol, "protocol_reason": self.protocol_reason,
-                "validation_users": self.validation_users, "params": self.params, "dropped": self.dropped,
+                "validation_users": self.validation_users, "periods": self.periods, "params": self.params, "dropped": self.dropped,
                 "validation_map@10": self.scores, "published": self.published, "reasons": self.reasons}
 
 
-def select_components(split: HoldoutSplit, selection: Selection, progress: Progress,
-                      history: Interactions) -> dict[str, BatchRecommender]:
+def select_components(periods: list[HoldoutSplit], selection: Selection, progress: Progress,
+                      history: Interactions) -> tuple[list[HoldoutSplit], list[dict[str, BatchRecommender]]]:
     """Each component at its best grid point for ``history`` (the whole history, of which the
-    split may be a sample), fitted on ``split.train``; records scores and drops."""
-    fitted: dict[str, BatchRecommender] = {}
+    periods may be samples), fitted on every period's training part and scored on its held-out
+    part; records mean scores and drops. The cheap components choose their setting over every
+    period, the costly ones on the first (the validation period). Returns the periods kept (an
+    earlier period on which a kept component cannot fit is left out, with those before it) and,
+    per period, the fitted components."""
+    periods = list(periods)
+    fitted: list[dict[str, BatchRecommender]] = [{} for _ in periods]
+    by_period: dict[str, list[dict[str, float]]] = {}
     for spec in COMPONENTS:
         best = None
         for params in spec.grid_for(len(history.events)):
@@ -62,57 +70,88 @@ def select_components(split: HoldoutSplit, selection: Selection, progress: Progr
             try:
                 if (reason := spec.build(params).refuses(history)) is not None:
                     raise CannotFit(reason)
-                model = spec.build(params).fit(split.train)
+                tried = periods if spec.cheap else periods[:1]
+                models = [spec.build(params).fit(part.train) for part in tried]
             except Exception as exc:  # a component's failure is its own: the others go on
                 reason = f"{type(exc).__name__}: {exc}"
                 log.warning("component %s %s left out: %s", spec.name, params, reason)
                 selection.dropped.setdefault(spec.name, reason)
                 continue
-            filler = fitted.get("popularity", model if spec.name == "popularity" else None)
-            result = evaluate_lists(split, model_lists(model, split, K, filler))
-            score = {view: result[view]["map"] for view in VIEWS}
-            progress(f"  {spec.name} {params or ''}: ALL {score['ALL']:.4f} NEW {score['NEW']:.4f} "
-                     f"({time.monotonic() - started:.1f} s)")
-            if best is None or sum(score.values()) > sum(best[2].values()):
-                best = (params, model, score)
-        if best is not None:
-            selection.dropped.pop(spec.name, None)
-            selection.params[spec.name], fitted[spec.name], selection.scores[spec.name] = best
-    if "popularity" not in fitted:
+            scores = [_scored(part, model, fitted[n]) for n, (part, model) in enumerate(zip(tried, models))]
+            mean = _mean(scores)
+            progress(f"  {spec.name} {params or ''}: ALL {mean['ALL']:.4f} NEW {mean['NEW']:.4f} "
+                     f"({len(scores)} period{'s' * (len(scores) > 1)}, {time.monotonic() - started:.1f} s)")
+            if best is None or sum(mean.values()) > sum(_mean(best[2]).values()):
+                best = (params, models, scores)
+        if best is None:
+            continue
+        params, models, scores = best
+        for n in range(len(models), len(periods)):
+            try:
+                models.append(spec.build(params).fit(periods[n].train))
+            except Exception as exc:  # an earlier period is smaller; the later ones still rank models
+                log.warning("validation period %d left out: %s cannot fit it: %s", n + 1, spec.name, exc)
+                del periods[n:], fitted[n:]
+                break
+            scores.append(_scored(periods[n], models[-1], fitted[n]))
+        selection.dropped.pop(spec.name, None)
+        selection.params[spec.name] = params
+        by_period[spec.name] = scores
+        for n in range(len(periods)):
+            fitted[n][spec.name] = models[n]
+    if "popularity" not in fitted[0]:
         raise ValueError("even popularity could not be fitted: " + selection.dropped.get("popularity", "no data"))
-    return fitted
+    selection.periods = len(periods)
+    selection.scores |= {name: _mean(scores[:len(periods)]) for name, scores in by_period.items()}
+    return periods, fitted
 
 
-def validate_hybrid(split: HoldoutSplit, components: dict[str, BatchRecommender], selection: Selection,
-                    earlier: list[tuple[HoldoutSplit, list[BatchRecommender]]] = (), seed: int = 0) -> dict:
-    """The hybrid's validation score per view, and its rankers learned on every validation
-    customer. With ``earlier`` splits (cut the same way from before the validation part, with
-    the components fitted on their training part) the score is forward in time: rankers learned
-    on them score the validation part, and they add examples to the published rankers. Without,
-    the score is out of fold: each half of the validation customers is scored by a ranker
-    learned on the other half."""
-    train, rows = split.train, split.user_rows
+def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> dict[str, float]:
+    """MAP@K per view of ``model``'s lists on ``part``, filled with that period's popular items."""
+    result = evaluate_lists(part, model_lists(model, part, K, fitted.get("popularity", model)))
+    return {view: result[view]["map"] for view in VIEWS}
+
+
+def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
+    return {view: float(np.mean([s[view] for s in scores])) for view in VIEWS}
+
+
+def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]], selection: Selection,
+                    seed: int = 0) -> dict:
+    """The hybrid's validation score per view, and its rankers learned on every period's
+    customers. With several periods each is ranked by rankers learned on the others, as the
+    published rankers will rank weeks they never saw: what a ranker memorised of one period's
+    items and does not carry over to another counts against it. With one, the score is out of
+    fold: each half of the customers is ranked by a ranker learned on the other half."""
     rankers = {}
     for view in VIEWS:
-        relevant = view_relevance(split, view)
-        found = labelled(candidates(train, list(components.values()), rows, PER_MODEL, view), relevant)
-        extra = [labelled(candidates(s.train, members, s.user_rows, PER_MODEL, view), view_relevance(s, view))
-                 for s, members in earlier]
-        exclude = train.bought[rows] if view == "NEW" else None
-        popular = components["popularity"].block(rows).top_n(K, exclude)
-        scores = _forward_scores(found, extra, seed) if extra else _out_of_fold_scores(found, len(rows), seed)
-        ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
-        lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
-        selection.scores.setdefault("hybrid", {})[view] = list_metrics(lists, relevant, K)["map"]
-        rankers[view] = fit_ranker(_joined([found, *extra]), seed)
+        found = [labelled(candidates(part.train, list(members.values()), part.user_rows, PER_MODEL, view),
+                          view_relevance(part, view)) for part, members in zip(periods, fitted)]
+        maps = []
+        for n, (part, members) in enumerate(zip(periods, fitted)):
+            others = [f for m, f in enumerate(found) if m != n]
+            scores = _held_out_scores(found[n], others, seed) if others else \
+                _out_of_fold_scores(found[n], len(part.test_users), seed)
+            maps.append(_hybrid_map(part, members, found[n], scores, view))
+        selection.scores.setdefault("hybrid", {})[view] = float(np.mean(maps))
+        rankers[view] = fit_ranker(_joined(found), seed)
     return rankers
 
 
-def _forward_scores(found: Candidates, earlier: list[Candidates], seed: int) -> np.ndarray:
-    """``found`` scored by a ranker learned on the earlier periods only, as the published rankers
-    will score the weeks after training: what a ranker memorised of one period's items does not
-    carry over to the next, and this score shows it."""
-    return fit_ranker(_joined(earlier), seed).predict_proba(found.features)[:, 1] + 1.0
+def _hybrid_map(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates, scores: np.ndarray,
+                view: str) -> float:
+    """MAP@K of the lists that ``scores`` of ``found`` candidates make, filled with popular items."""
+    train, rows = part.train, part.user_rows
+    exclude = train.bought[rows] if view == "NEW" else None
+    popular = members["popularity"].block(rows).top_n(K, exclude)
+    ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
+    lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
+    return list_metrics(lists, view_relevance(part, view), K)["map"]
+
+
+def _held_out_scores(found: Candidates, others: list[Candidates], seed: int) -> np.ndarray:
+    """``found`` scored by a ranker learned on the other periods only."""
+    return fit_ranker(_joined(others), seed).predict_proba(found.features)[:, 1] + 1.0
 
 
 def _out_of_fold_scores(found: Candidates, n_customers: int, seed: int) -> np.ndarray:

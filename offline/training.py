@@ -29,7 +29,7 @@ from offline.validation import resolve_protocol, validation_split
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 VALIDATION_USERS = 8000  # customers scored on validation; enough to rank models, bounded in time
-EARLIER_SPLITS = 2  # periods before validation that the hybrid's rankers also learn from
+EARLIER_SPLITS = 2  # periods cut before the validation period: models are scored on all of them
 LISTS = {"ALL": "recs", "NEW": "discover"}
 
 
@@ -85,12 +85,11 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
                          "the history is too short to train on")
     selection = Selection(chosen.name, chosen.reason, len(split.test_users))
     progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
-    fitted = select_components(split, selection, progress, data)
+    periods, fitted = select_components([split, *_earlier_periods(split, chosen.name)], selection, progress, data)
     clock("components")
     try:
-        earlier = _earlier_splits(split, chosen.name, selection)
-        rankers = validate_hybrid(split, fitted, selection, earlier)
-        scored = "rankers from earlier splits" if earlier else "out of fold"
+        rankers = validate_hybrid(periods, fitted, selection)
+        scored = f"ranked by rankers of the other {len(periods) - 1} periods" if len(periods) > 1 else "out of fold"
         progress(f"  hybrid ({scored}): ALL {selection.scores['hybrid']['ALL']:.4f} "
                  f"NEW {selection.scores['hybrid']['NEW']:.4f}")
     except ValueError as exc:
@@ -98,10 +97,10 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
         selection.dropped["hybrid"] = str(exc)
         progress(f"  hybrid left out: {exc}")
     clock("hybrid validation")
-    guard(selection, {name: model.capabilities for name, model in fitted.items()})
+    guard(selection, {name: model.capabilities for name, model in fitted[0].items()})
     for view, reason in selection.reasons.items():
         progress(f"{LISTS[view]} list: {selection.published[view]} ({reason})")
-    fresh = [SPECS[name].build(selection.params[name]) for name in fitted]
+    fresh = [SPECS[name].build(selection.params[name]) for name in fitted[0]]
     hybrid = LearnedHybrid(fresh, rankers, PER_MODEL) if rankers else None
     components = {c.name: c for c in (hybrid.fit(data).components if hybrid else [c.fit(data) for c in fresh])}
     clock("final fit")
@@ -109,21 +108,14 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
 
 
-def _earlier_splits(split: HoldoutSplit, protocol: str, selection: Selection, count: int = EARLIER_SPLITS):
-    """The same protocol applied ``count`` more times, each before the previous part, with the
-    kept components fitted on what precedes it: the hybrid's rankers learn from several periods,
-    so what is peculiar to one weighs less."""
+def _earlier_periods(split: HoldoutSplit, protocol: str, count: int = EARLIER_SPLITS) -> list[HoldoutSplit]:
+    """The same protocol applied ``count`` more times, each to what precedes the previous part."""
     earlier, part = [], split
     for seed in range(1, count + 1):
         part = validation_split(part.train, protocol).sample(VALIDATION_USERS, seed=seed)
         if len(part.test_users) == 0:
             break
-        try:
-            members = [SPECS[name].build(params).fit(part.train) for name, params in selection.params.items()]
-        except Exception as exc:  # an earlier part is smaller; without it the rankers still learn
-            log.warning("no earlier validation split for the hybrid: %s", exc)
-            break
-        earlier.append((part, members))
+        earlier.append(part)
     return earlier
 
 

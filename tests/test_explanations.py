@@ -33,7 +33,7 @@ class Truth:
             self.bought[user].add(item)
         self.viewed, self.carted = defaultdict(set), defaultdict(set)
         popular = artifact.json("popular.json")
-        self.trending = {item for item, _ in popular["all"]}
+        self.trending = {item for item, _ in popular["all"] + popular.get("trending", [])}
         self.trending |= {item for entries in popular.get("categories", {}).values() for item, _ in entries}
         self.segment_popular = {name: {item for item, _ in entries} for name, entries in popular["segments"].items()}
         self.offline_segment = dict(artifact.frame("segments.parquet").itertuples(index=False))
@@ -41,16 +41,16 @@ class Truth:
 
     def falsehoods(self, user, item, reason, current_segment):
         code, evidence = reason
-        checks = {
-            "bought_before": item in self.bought[user] and int(evidence.partition("|")[0] or 1) >= 1,
-            "similar_to": evidence in self.bought[user] | self.viewed[user],
-            "bought_with": evidence in self.carted[user],
-            "popular_in_segment": evidence in {current_segment, self.offline_segment.get(user)}
-                                  and item in self.segment_popular.get(evidence, ()),
-            "trending": item in self.trending,
-            "discover": evidence in self.finders,
+        checks = {  # each evaluated only for its own code
+            "bought_before": lambda: item in self.bought[user] and int(evidence.partition("|")[0] or 1) >= 1,
+            "similar_to": lambda: evidence in self.bought[user] | self.viewed[user],
+            "bought_with": lambda: evidence in self.carted[user],
+            "popular_in_segment": lambda: evidence in {current_segment, self.offline_segment.get(user)}
+                                          and item in self.segment_popular.get(evidence, ()),
+            "trending": lambda: item in self.trending,
+            "discover": lambda: evidence in self.finders,
         }
-        return [] if checks[code] else [(user, item, code, evidence)]
+        return [] if checks[code]() else [(user, item, code, evidence)]
 
 
 def send_stream(settings, history, truth) -> dict[str, float]:
