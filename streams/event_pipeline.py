@@ -6,6 +6,8 @@ through an ``Outbox`` and to Redis through a ``RecommendationWriter``.
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Awaitable, Callable, MutableMapping, Sequence
 
 from models.base import Recommender
@@ -59,6 +61,10 @@ class EventPipeline:
         self.writer = writer
         self.sessions = sessions
         self.outbox = outbox
+        # Cleared by a worker until it has tried to load the latest published model: lists computed
+        # with the streaming model before then would be refused by the version fence.
+        self.model_ready = asyncio.Event()
+        self.model_ready.set()
         self.archive = archive
         self.metrics = metrics or OnlineMetrics()
         self.hit_rate_monitor = hit_rate_monitor or HitRateMonitor()
@@ -101,9 +107,11 @@ class EventPipeline:
         self.rank.forget()
 
     async def handle_user_events(self, messages: Sequence[Message]) -> None:
+        await self.model_ready.wait()
         await self.guard(messages, self._run(self.user_event_stages))
 
     async def handle_products(self, messages: Sequence[Message]) -> None:
+        await self.model_ready.wait()
         await self.guard(messages, self._run(self.product_stages))
 
     @staticmethod

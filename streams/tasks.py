@@ -110,10 +110,16 @@ class ExperimentFollower:
 
 def register_tasks(app: faust.App, settings: Settings, topology: Topology, pipeline: EventPipeline,
                    feed: DashboardFeed, dead_letter_tail: KafkaDeadLetterTail) -> None:
+    pipeline.model_ready.clear()
+
+    async def serve(version: str) -> None:
+        await use_version(settings, pipeline, version)
+        pipeline.model_ready.set()  # loaded, or nothing (loadable) published: events flow
+
     @app.task
     @exit_on_failure("following model updates")
     async def follow_models():
-        await follow_model_updates(settings, lambda version: use_version(settings, pipeline, version))
+        await follow_model_updates(settings, serve)
 
     experiments = ExperimentFollower(settings, pipeline)
 

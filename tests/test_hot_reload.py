@@ -109,3 +109,32 @@ def test_published_version_reaches_redis_and_a_running_worker_switches(stack_set
         worker.terminate()
         worker.wait(timeout=20)
         stop_pid(worker.pid)
+
+
+def test_a_worker_started_after_a_publish_answers_its_first_events_with_that_version(stack_settings, redis_client,
+                                                                                    tmp_path):
+    settings = stack_settings.replace(artifact_dir=str(tmp_path / "artifacts"))
+    ensure_topics(settings)
+    history = simulate_history(n_users=600, seed=6)
+    version = train_and_publish(settings, history, None, "simulator", publish=True, step=lambda m: None).version
+    shoppers = list(history["user_id"].unique()[:20])
+    item = history["item_id"].iat[0]
+    # The events wait in the topic: the worker meets them the moment it joins, while it loads the model.
+    for n, shopper in enumerate(shoppers):
+        click(settings, shopper, item, f"first-{n}")
+    worker = spawn_worker(settings, tmp_path / "worker.log")
+    try:
+        deadline, answered = time.monotonic() + 60, {}
+        while time.monotonic() < deadline and len(answered) < len(shoppers):
+            for shopper in shoppers:
+                listing = read_recommendations(redis_client, shopper)
+                if listing is not None and listing.event_ts is not None:
+                    answered[shopper] = listing.model_version
+            time.sleep(0.2)
+        # A list computed before the model was loaded would have been refused (older than the
+        # published one), leaving the shopper's first event unanswered.
+        assert answered == {shopper: version for shopper in shoppers}
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+        stop_pid(worker.pid)
