@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
-from models.hybrid import VIEWS, Candidates, candidates, fit_ranker, labelled
+from models.hybrid import CANDIDATES_PER_SLOT, VIEWS, Candidates, candidates, fit_ranker, labelled
 from models.interactions import Interactions
 from offline.components import COMPONENTS
 from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
@@ -48,7 +48,8 @@ class Selection:
 
     def as_dict(self) -> dict:
         return {"protocol": self.protocol, "protocol_reason": self.protocol_reason,
-                "validation_users": self.validation_users, "periods": self.periods, "params": self.params, "dropped": self.dropped,
+                "validation_users": self.validation_users, "periods": self.periods, "params": self.params,
+                "dropped": self.dropped,
                 "validation_map@10": self.scores, "published": self.published, "reasons": self.reasons}
 
 
@@ -130,9 +131,13 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
         maps = []
         for n, (part, members) in enumerate(zip(periods, fitted)):
             others = [f for m, f in enumerate(found) if m != n]
-            scores = _held_out_scores(found[n], others, seed) if others else \
-                _out_of_fold_scores(found[n], len(part.test_users), seed)
-            maps.append(_hybrid_map(part, members, found[n], scores, view))
+            if others:  # ranked as published lists of K are: from each component's best K candidates
+                ranks = found[n].features[:, 1:2 * len(members):2]
+                ranked = _subset(found[n], (ranks < CANDIDATES_PER_SLOT * K).any(axis=1))
+                scores = _held_out_scores(ranked, others, seed)
+            else:
+                ranked, scores = found[n], _out_of_fold_scores(found[n], len(part.test_users), seed)
+            maps.append(_hybrid_map(part, members, ranked, scores, view))
         selection.scores.setdefault("hybrid", {})[view] = float(np.mean(maps))
         rankers[view] = fit_ranker(_joined(found), seed)
     return rankers
