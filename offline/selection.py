@@ -42,7 +42,8 @@ class Selection:
     periods: int = 1  # validation periods every model was scored on (scores are their mean)
     params: dict[str, dict] = field(default_factory=dict)  # kept component -> its chosen setting
     dropped: dict[str, str] = field(default_factory=dict)  # component -> why it was left out
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> view -> MAP@10
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> view -> mean MAP@10
+    by_period: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # model -> per period: view -> MAP@10
     published: dict[str, str] = field(default_factory=dict)  # view -> model
     reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
 
@@ -50,7 +51,8 @@ class Selection:
         return {"protocol": self.protocol, "protocol_reason": self.protocol_reason,
                 "validation_users": self.validation_users, "periods": self.periods, "params": self.params,
                 "dropped": self.dropped,
-                "validation_map@10": self.scores, "published": self.published, "reasons": self.reasons}
+                "validation_map@10": self.scores, "validation_map@10_by_period": self.by_period,
+                "published": self.published, "reasons": self.reasons}
 
 
 def select_components(periods: list[HoldoutSplit], selection: Selection, progress: Progress,
@@ -63,7 +65,6 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     per period, the fitted components."""
     periods = list(periods)
     fitted: list[dict[str, BatchRecommender]] = [{} for _ in periods]
-    by_period: dict[str, list[dict[str, float]]] = {}
     for spec in COMPONENTS:
         best = None
         for params in spec.grid_for(len(history.events)):
@@ -97,13 +98,14 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
             scores.append(_scored(periods[n], models[-1], fitted[n]))
         selection.dropped.pop(spec.name, None)
         selection.params[spec.name] = params
-        by_period[spec.name] = scores
+        selection.by_period[spec.name] = scores
         for n in range(len(periods)):
             fitted[n][spec.name] = models[n]
     if "popularity" not in fitted[0]:
         raise ValueError("even popularity could not be fitted: " + selection.dropped.get("popularity", "no data"))
     selection.periods = len(periods)
-    selection.scores |= {name: _mean(scores[:len(periods)]) for name, scores in by_period.items()}
+    selection.by_period = {name: scores[:len(periods)] for name, scores in selection.by_period.items()}
+    selection.scores |= {name: _mean(scores) for name, scores in selection.by_period.items()}
     return periods, fitted
 
 
@@ -138,6 +140,8 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
             else:
                 ranked, scores = found[n], _out_of_fold_scores(found[n], len(part.test_users), seed)
             maps.append(_hybrid_map(part, members, ranked, scores, view))
+        for n, score in enumerate(maps):
+            selection.by_period.setdefault("hybrid", [{} for _ in periods])[n][view] = score
         selection.scores.setdefault("hybrid", {})[view] = float(np.mean(maps))
         rankers[view] = fit_ranker(_joined(found), seed)
     return rankers

@@ -89,6 +89,12 @@ def test_published_lists_fill_their_slots_and_keep_their_promises(stack_settings
     manifest = ArtifactStore(stack_settings.artifact_dir).load(release.version).manifest
     validation = manifest["validation"]
     scores, published = validation["validation_map@10"], validation["published"]
+    # Every model is scored on the same validation periods, and its score is their mean.
+    by_period = validation["validation_map@10_by_period"]
+    assert validation["periods"] == 3 and set(by_period) == set(scores)
+    for name, periods in by_period.items():
+        assert len(periods) == 3
+        assert scores[name]["NEW"] == pytest.approx(sum(p["NEW"] for p in periods) / 3)
     # The guard's choice is the validation winner; the hybrid ships only where it wins.
     assert scores[published["ALL"]]["ALL"] == max(s["ALL"] for s in scores.values())
     assert scores[published["NEW"]]["NEW"] >= scores.get("hybrid", {"NEW": 0.0})["NEW"]
