@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import joblib
 import numpy as np
@@ -30,43 +32,57 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048) -> dict[str, pd.DataFrame]:
+def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048,
+               threads: int | None = None) -> dict[str, pd.DataFrame]:
     """Every customer's three lists: ``recs`` (the guard's ALL model), ``buyagain`` (items they
     bought, by repeat score) and ``discover`` (the guard's NEW model, never-bought items only);
-    recs and discover are filled with popular items."""
+    recs and discover are filled with popular items. Chunks of customers are ranked on
+    ``threads`` threads (default: one per core): most of the work is in numpy, scipy and the
+    ranker, which release the GIL."""
+    data = trained.data
+    explainer = ListExplainer(data)
+    chunks = [np.arange(start, min(start + chunk, data.n_users)) for start in range(0, data.n_users, chunk)]
+    # The first chunk alone fills the caches the others share (traits, transposed similarities).
+    done = [_chunk_lists(trained, explainer, rows, k) for rows in chunks[:1]]
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        done += pool.map(lambda rows: _chunk_lists(trained, explainer, rows, k), chunks[1:])
+    out = {}
+    for slot in SLOTS:
+        items, scores, reasons = ([value for part in done for value in part[slot][n]] for n in range(3))
+        out[slot] = pd.concat([pd.DataFrame({"user_id": data.user_ids, "items": items, "scores": scores}),
+                               reason_columns(reasons)], axis=1)
+    return out
+
+
+def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndarray, k: int) -> dict[str, tuple]:
+    """The three lists of the customers at ``rows``: per slot, (items, scores, reasons) per customer."""
     data = trained.data
     popularity, repeat = trained.components["popularity"], trained.components["repeat"]
     recs_model, discover_model = trained.published("ALL"), trained.published("NEW")
-    explainer = ListExplainer(data)
-    rows_out = {slot: ([], [], []) for slot in SLOTS}
-    for start in range(0, data.n_users, chunk):
-        rows = np.arange(start, min(start + chunk, data.n_users))
-        bought = data.bought[rows]
-        popular = popularity.block(rows)
-        recs_block = recs_model.block(rows)
-        discover_block = recs_block if discover_model is recs_model else discover_model.block(rows)
-        repeat_block = repeat.block(rows)
-        proposed = {"recs": recs_block.top_n(k), "buyagain": repeat_block.top_n(k),
-                    "discover": discover_block.top_n(k, bought)}
-        tops = {
-            "recs": filled(proposed["recs"], popular.top_n(k), k=k),
-            "buyagain": proposed["buyagain"],
-            "discover": filled(proposed["discover"], popular.top_n(k, bought), k=k),
-        }
-        explained = {
-            "recs": (recs_model, recs_block, None), "buyagain": (repeat, repeat_block, None),
-            "discover": (discover_model, discover_block, bought)}
-        for slot, top in tops.items():
-            items, scores, reasons = rows_out[slot]
-            model, block, exclude = explained[slot]
-            reasons += explainer.explain(model, block, rows, top, proposed[slot], exclude)
-            for row_items, row_scores in zip(top.items, top.scores):
-                valid = row_items >= 0
-                items.append(data.item_ids[row_items[valid]].tolist())
-                scores.append(np.round(np.where(np.isfinite(row_scores[valid]), row_scores[valid], 0.0), 4).tolist())
-    return {slot: pd.concat([pd.DataFrame({"user_id": data.user_ids, "items": items, "scores": scores}),
-                             reason_columns(reasons)], axis=1)
-            for slot, (items, scores, reasons) in rows_out.items()}
+    bought = data.bought[rows]
+    popular = popularity.block(rows)
+    recs_block = recs_model.block(rows)
+    discover_block = recs_block if discover_model is recs_model else discover_model.block(rows)
+    repeat_block = repeat.block(rows)
+    proposed = {"recs": recs_block.top_n(k), "buyagain": repeat_block.top_n(k),
+                "discover": discover_block.top_n(k, bought)}
+    tops = {
+        "recs": filled(proposed["recs"], popular.top_n(k), k=k),
+        "buyagain": proposed["buyagain"],
+        "discover": filled(proposed["discover"], popular.top_n(k, bought), k=k),
+    }
+    explained = {
+        "recs": (recs_model, recs_block, None), "buyagain": (repeat, repeat_block, None),
+        "discover": (discover_model, discover_block, bought)}
+    out = {}
+    for slot, top in tops.items():
+        model, block, exclude = explained[slot]
+        valid = top.items >= 0
+        items = [data.item_ids[row[ok]].tolist() for row, ok in zip(top.items, valid)]
+        scores = [np.round(np.where(np.isfinite(row[ok]), row[ok], 0.0), 4).tolist()
+                  for row, ok in zip(top.scores, valid)]
+        out[slot] = (items, scores, explainer.explain(model, block, rows, top, proposed[slot], exclude))
+    return out
 
 
 def _neighbours(similarity: sp.csr_matrix, item_ids: np.ndarray, k: int) -> pd.DataFrame:

@@ -10,8 +10,9 @@ from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
+from offline.model_export import slot_lists
 from offline.simulator import planted_category, simulate_history
-from offline.training import item_catalog
+from offline.training import item_catalog, train_all
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,11 @@ def test_segments_the_rules_name_alike_are_told_apart_by_spend():
     seg.features, seg.k = features, 3
     names = {cluster: profile.name for cluster, profile in seg._name_clusters(np.array([0] * 20 + [1] * 5 + [2] * 5)).items()}
     assert names == {0: "steady regular", 1: "lapsing, higher spend", 2: "lapsing, lower spend"}
+
+
+def test_lists_ranked_on_several_threads_equal_those_ranked_on_one():
+    trained = train_all(simulate_history(n_users=300, seed=3), None, progress=lambda m: None)
+    one, two = slot_lists(trained, 20, chunk=32, threads=1), slot_lists(trained, 20, chunk=32, threads=2)
+    for slot in ("recs", "buyagain", "discover"):
+        assert len(one[slot]) == trained.data.n_users
+        pd.testing.assert_frame_equal(one[slot], two[slot])
