@@ -1,7 +1,8 @@
 """Training and evaluating every model on a purchase history.
 
 ``train_models`` picks the validation protocol that fits the data, tunes and
-scores every component and the hybrid on that validation split, lets the guard
+scores every component and the hybrid on the validation split and two earlier
+periods cut the same way (``offline.selection``), lets the guard
 choose what each list publishes, and refits the kept models on the whole
 history. ``evaluate_all`` holds out a test part first (the protocol of the
 caller's choice), trains on the rest exactly as publishing would, and scores
