@@ -7,7 +7,6 @@ through an ``Outbox`` and to Redis through a ``RecommendationWriter``.
 from __future__ import annotations
 
 import asyncio
-
 from typing import Awaitable, Callable, MutableMapping, Sequence
 
 from models.base import Recommender
