@@ -15,6 +15,7 @@ from streams.dead_letter_log import DeadLetterLog, KafkaDeadLetterTail
 from streams.event_archive import EventArchive
 from streams.event_pipeline import EventPipeline
 from streams.kafka_transport import WorkerApp
+from streams.log_reader import read_ranges
 from streams.online_summaries import WINDOW_STEP_SECONDS
 from streams.outbox import KafkaOutbox
 from streams.pages import register_pages
@@ -25,6 +26,8 @@ from streams.topology import declare
 
 # The streaming model serves until an offline version is published.
 MODEL_VERSION = "online-popularity-cooccurrence-1"
+# How long a batch waits for messages its consumer skipped to be read back from Kafka.
+READ_BACK_SECONDS = 10.0
 
 
 def configured_app(settings: Settings) -> faust.App:
@@ -74,6 +77,8 @@ def create_app(settings: Settings) -> faust.App:
         model_version=MODEL_VERSION,
         archive=EventArchive(settings.archive_dir) if settings.archive_dir else None,
         dead_letters=DeadLetterLog(outbox, redis_client, dead_letter_tail, settings.app_id, writer.retry),
+        read_back=lambda ranges: read_ranges(settings, ranges, READ_BACK_SECONDS),
+        acknowledge=lambda message: app.consumer.ack(message),
     )
     register_agents(app, settings, topology, pipeline, outbox)
     register_pages(app, topology, pipeline)

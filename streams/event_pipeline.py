@@ -24,6 +24,7 @@ from streams.pipeline.decode import Decode
 from streams.pipeline.emit import Emit
 from streams.pipeline.explain import Explain
 from streams.pipeline.fold import Fold, FoldHook
+from streams.pipeline.missing_messages import MissingMessages, ReadRanges
 from streams.pipeline.session_snapshot import SnapshotSessions
 from streams.pipeline.hooks.archive import Archive
 from streams.pipeline.hooks.attribution import Attribution
@@ -54,6 +55,8 @@ class EventPipeline:
         metrics: OnlineMetrics | None = None,
         hit_rate_monitor: HitRateMonitor | None = None,
         dead_letters: DeadLetters | None = None,
+        read_back: ReadRanges | None = None,
+        acknowledge: Callable[[Message], object] = lambda message: None,
     ):
         self.settings = settings
         self.model = ServingModel(recommender, model_version)
@@ -67,7 +70,9 @@ class EventPipeline:
         self.archive = archive
         self.metrics = metrics or OnlineMetrics()
         self.hit_rate_monitor = hit_rate_monitor or HitRateMonitor()
-        self.guard = CrashGuard(settings.app_id, writer, self.metrics)
+        # ``read_back`` reads offsets from Kafka: messages the consumer skipped are recovered with it.
+        missing = MissingMessages(read_back, self.metrics, acknowledge) if read_back is not None else None
+        self.guard = CrashGuard(settings.app_id, writer, self.metrics, missing)
         self.catalog = Catalog(self.model, writer)
         self.rank = Rank(settings, self.model, sessions, self.metrics)
         commit = Commit(settings.app_id, self.model, writer, dead_letters or DirectDeadLetters(outbox), self.metrics)

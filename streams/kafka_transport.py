@@ -26,14 +26,12 @@ started over restarts its offsets but not its clock.
 from __future__ import annotations
 
 import logging
-import time
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as driver
 
-from streams.connections import aiokafka_options, async_redis_client
+from streams.connections import async_redis_client
+from streams.log_reader import read_ranges
 from streams.recommendation_store import RecommendationWriter
 from streams.settings import Settings
 
@@ -93,31 +91,9 @@ async def counted_positions(settings: Settings, partitions: list) -> dict:
 async def record_times(settings: Settings, offsets: dict, timeout_seconds: float = 3.0) -> dict:
     """For the partitions of ``offsets`` (partition -> offset) that hold a record at that offset,
     the record's Kafka time in seconds."""
-    if not offsets:
-        return {}
-    consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False,
-                                auto_offset_reset="none", fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
-    wanted = {TopicPartition(tp.topic, tp.partition): (tp, offset) for tp, offset in offsets.items()}
-    present = {}
-    try:
-        await consumer.start()
-        consumer.assign(list(wanted))
-        for partition, (_, offset) in wanted.items():
-            consumer.seek(partition, offset)
-        deadline = time.monotonic() + timeout_seconds
-        while len(present) < len(wanted) and time.monotonic() < deadline:
-            fetched = await consumer.getmany(timeout_ms=int(1000 * (deadline - time.monotonic())) + 1)
-            for partition, records in fetched.items():
-                consumer.pause(partition)
-                tp, offset = wanted[partition]
-                for record in records:
-                    if record.offset == offset:
-                        present[tp] = record.timestamp / 1000
-    except KafkaError as exc:  # out of range, or no answer: the records are not there
-        log.info("reading back committed records failed (%s)", exc)
-    finally:
-        await consumer.stop()
-    return present
+    found = await read_ranges(settings, {(tp.topic, tp.partition): (offset, offset) for tp, offset in offsets.items()},
+                              timeout_seconds)
+    return {tp: found[tp.topic, tp.partition][0].timestamp / 1000 for tp in offsets if found[tp.topic, tp.partition]}
 
 
 class WorkerApp(faust.App):

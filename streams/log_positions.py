@@ -9,7 +9,7 @@ mistaken for ones already seen.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Mapping, NamedTuple, Protocol, Sequence
 
 
 class Located(Protocol):
@@ -47,3 +47,27 @@ def advanced(position: Position | tuple | None, message: Located) -> Position:
     if position is None or (message.offset < position[0] and message.timestamp > position[1]):
         return Position(message.offset, message.timestamp)
     return Position(max(position[0], message.offset), max(position[1], message.timestamp))
+
+
+def missing_ranges(messages: Sequence[Located], counted: Mapping[str, Position]) -> dict[str, list[tuple[int, int]]]:
+    """Per source, the offset ranges (first, last) that lie between the position counted and the
+    messages at hand, or between two of them, without a message. A source with no position counted
+    yet is measured from its first message; one whose log started over, from offset 0."""
+    by_source: dict[str, list[Located]] = {}
+    for message in messages:
+        by_source.setdefault(source_of(message), []).append(message)
+    missing = {}
+    for source, located in by_source.items():
+        position = counted.get(source)
+        started_over = position is not None and any(
+            message.offset < position.offset and message.timestamp > position.timestamp for message in located)
+        offsets = sorted({message.offset for message in located})
+        previous = -1 if started_over else position.offset if position is not None else offsets[0] - 1
+        ranges = []
+        for offset in offsets:
+            if offset > previous + 1:
+                ranges.append((previous + 1, offset - 1))
+            previous = max(previous, offset)
+        if ranges:
+            missing[source] = ranges
+    return missing

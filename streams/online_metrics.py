@@ -44,6 +44,8 @@ class OnlineMetrics:
         self.experiment_outcomes = Counter("recsys_experiment_outcomes", "What an experiment's customers did, per "
                                            "arm: lists written, clicked lists, purchases, hits, revenue",
                                            ["experiment", "arm", "outcome"], registry=self.registry)
+        self.recovered_messages = Counter("recsys_recovered_messages", "Messages the consumer did not deliver "
+                                          "(lost in a rebalance), read back from Kafka", registry=self.registry)
         self.crash_loop_skips = Counter("recsys_crash_loop_skips", "Messages dead-lettered because workers kept "
                                         "stopping while processing them", registry=self.registry)
 

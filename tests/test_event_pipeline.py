@@ -4,11 +4,12 @@ import asyncio
 from collections import Counter
 
 import pytest
+from aiokafka import ConsumerRecord
 
 from models.session_blend import PopularityCooccurrenceBlend
 from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event
 from streams.event_pipeline import EventPipeline
-from streams.log_positions import Position
+from streams.log_positions import Position, missing_ranges
 from streams.session_features import load_features
 from streams.settings import Settings
 from tests.fakes import Msg, RecordingOutbox, RecordingWriter
@@ -262,6 +263,47 @@ def test_after_a_crash_each_event_is_folded_once_and_counted_once():
                      offset=n, timestamp=1.0) for n in range(2)]
     asyncio.run(p.handle_user_events(restarted))
     assert p.writer.counters == {"valid:clicks": 6} and load_features(p.sessions[b"u1"]).counts == {"view": 6}
+
+
+def test_messages_the_consumer_skipped_are_read_back_in_place_counted_and_acknowledged():
+    log = [ConsumerRecord("clicks", 2, 100 + n, 1000 * n, 0, b"u1", encode_event(ClickEvent(f"g{n}", "u1", item, "view",
+                                                                                           NOW + n)), None, 2, 100, [])
+           for n, item in enumerate("ABCDEF")]
+    reads, acknowledged = [], []
+
+    async def read_back(ranges):
+        reads.append(dict(ranges))
+        return {(topic, partition): [r for r in log if r.partition == partition and first <= r.offset <= last]
+                for (topic, partition), (first, last) in ranges.items()}
+
+    def delivered(*records):
+        return [Msg(r.topic, r.value, partition=r.partition, offset=r.offset, timestamp=r.timestamp / 1000)
+                for r in records]
+
+    p = new_pipeline(read_back=read_back, acknowledge=acknowledged.append)
+    asyncio.run(p.handle_user_events(delivered(log[0])))
+    asyncio.run(p.handle_user_events(delivered(log[1], log[3], log[5])))  # 102 and 104 never came
+    assert reads == [{("clicks", 2): (102, 104)}]
+    assert [message.offset for message in acknowledged] == [102, 104]
+    assert p.writer.counters["valid:clicks"] == 6 and p.writer.positions["clicks:2"].offset == 105
+    assert load_features(p.sessions[b"u1"]).recent_items == list("ABCDEF")
+    asyncio.run(p.handle_user_events(delivered(log[5])))  # a redelivery is no gap: nothing read
+    assert len(reads) == 1 and p.writer.counters["valid:clicks"] == 6
+
+
+def test_missing_ranges_run_from_the_counted_position_and_between_messages():
+    def at(*offsets, timestamp=5.0):
+        return [Msg("clicks", b"", partition=0, offset=offset, timestamp=timestamp) for offset in offsets]
+
+    assert missing_ranges(at(11, 12), {"clicks:0": Position(10, 5.0)}) == {}
+    assert missing_ranges(at(14, 12, 18), {"clicks:0": Position(10, 5.0)}) == {"clicks:0": [(11, 11), (13, 13),
+                                                                                          (15, 17)]}
+    assert missing_ranges(at(3, 5), {}) == {"clicks:0": [(4, 4)]}  # nothing counted yet: from the first
+    # Below the counted position all was counted: only what lies beyond it can be missing.
+    assert missing_ranges(at(7, 9, 13), {"clicks:0": Position(10, 5.0)}) == {"clicks:0": [(11, 12)]}
+    # A log that started over (lower offsets, later times) is measured from its start.
+    assert missing_ranges(at(0, 1, timestamp=9.0), {"clicks:0": Position(10, 5.0)}) == {}
+    assert missing_ranges(at(2, 3, timestamp=9.0), {"clicks:0": Position(10, 5.0)}) == {"clicks:0": [(0, 1)]}
 
 
 def test_a_key_other_than_the_user_id_is_dead_lettered(pipeline):

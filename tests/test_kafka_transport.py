@@ -9,6 +9,7 @@ from faust.types import TP
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.kafka_transport import record_times
+from streams.log_reader import read_ranges
 from streams.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -34,3 +35,17 @@ def test_record_times_read_the_log_not_the_reported_end(stack_settings):
     assert set(found) == {written}, reported_end
     assert started - 1 <= found[written] <= time.time() + 1
     assert asyncio.run(record_times(settings, {written: 5000})) == {}
+
+
+def test_read_ranges_return_the_records_asked_for_without_waiting_out_the_timeout(stack_settings):
+    settings = stack_settings
+    ensure_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    for n in range(10):
+        producer.send(settings.topic_clicks, key=b"k", value=f"m{n}".encode(), partition=1)
+    producer.flush()
+    producer.close()
+    started = time.monotonic()
+    found = asyncio.run(read_ranges(settings, {(settings.topic_clicks, 1): (3, 6)}, timeout_seconds=30))
+    assert [(r.offset, r.value) for r in found[settings.topic_clicks, 1]] == [(n, f"m{n}".encode()) for n in (3, 4, 5, 6)]
+    assert time.monotonic() - started < 15  # done once the consumer is past the range

@@ -1,29 +1,42 @@
 """Run a batch under the crash-loop breaker (``streams.crash_loop``): after a crash, one message at a
-time, and without a message that stopped workers too often."""
+time, and without a message that stopped workers too often. Messages the consumer did not deliver
+are read back first (``streams.pipeline.missing_messages``)."""
 
 from __future__ import annotations
 
 from typing import Awaitable, Callable, Sequence
 
-from streams.crash_loop import judge, next_attempts
-from streams.log_positions import source_of
+from streams.crash_loop import Attempt, judge, next_attempts
+from streams.log_positions import Position, source_of
 from streams.online_metrics import OnlineMetrics
 from streams.outbox import Message
 from streams.pipeline.batch import BatchState
+from streams.pipeline.missing_messages import MissingMessages
 from streams.recommendation_store import RecommendationWriter
 
 Process = Callable[[BatchState], Awaitable[None]]
 
 
 class CrashGuard:
-    def __init__(self, group: str, writer: RecommendationWriter, metrics: OnlineMetrics):
+    def __init__(self, group: str, writer: RecommendationWriter, metrics: OnlineMetrics,
+                 missing: MissingMessages | None = None):
         self.group = group
         self.writer = writer
         self.metrics = metrics
+        self.missing = missing
 
     async def __call__(self, messages: Sequence[Message], process: Process) -> None:
         sources = sorted({source_of(message) for message in messages})
         counted, recorded = await self.writer.read_progress(self.group, sources)
+        recovered: list[Message] = []
+        if self.missing is not None:
+            messages, recovered = await self.missing(messages, counted)
+        await self._run(messages, counted, recorded, process)
+        for message in recovered:
+            self.missing.acknowledge(message)
+
+    async def _run(self, messages: Sequence[Message], counted: dict[str, Position], recorded: dict[str, Attempt],
+                   process: Process) -> None:
         attempts = next_attempts(messages, counted, recorded)
         if attempts:
             await self.writer.record_crash_attempts(self.group, attempts)
