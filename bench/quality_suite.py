@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench_results import save_results
+from models.base import DenseBlock
 from models.cooccurrence import ItemCooccurrence
 from models.ease import EASE
 from models.factorization import ImplicitALS
@@ -42,7 +43,7 @@ from offline.history import load_history
 from offline.interactions_loader import load_interactions, load_items, rating_weight
 from offline.private_stack import private_stack
 from offline.release import train_and_publish
-from offline.simulator import simulate_history
+from offline.simulator import planted_preferences, simulate_history
 from offline.training import interactions, test_split
 from streams import redis_keys
 from streams.connections import redis_client
@@ -59,7 +60,9 @@ from Redis as the storefront reads them. Baselines and each of the hybrid's own 
 fitted on the same training part in the same run; their lists are filled with popular items,
 as the published ones are. Datasets: UCI Online Retail under two protocols, the built-in
 simulator, Ta-Feng (grocery baskets, by day) under two protocols, Book-Crossing (ratings, no
-timestamps, 340k ISBNs) with a seeded random 20% per customer held out.
+timestamps, 340k ISBNs) with a seeded random 20% per customer held out. On the simulator, whose
+truth is known, the ceiling row ranks items by each customer's planted chance of buying them: the
+best lists possible in expectation, left out of the ratio's "best other".
 
 """
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -70,8 +73,11 @@ def retail() -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return load_history(str(DATA), "retail").orders, None
 
 
+SIMULATOR = {"n_users": 2000, "n_items": 600, "orders_per_user": 6, "days": 180, "seed": 11}
+
+
 def simulator() -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    return simulate_history(n_users=2000, n_items=600, orders_per_user=6, days=180, seed=11), None
+    return simulate_history(**SIMULATOR), None
 
 
 def ta_feng() -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -111,6 +117,21 @@ DATASETS = {
     "ta-feng-basket": (ta_feng, "last-basket"),
     "book-crossing": (book_crossing, "random-items"),
 }
+
+
+# Where the truth is known (the simulator's planted preferences), the best lists possible: the
+# ceiling any model's score is bounded by, in expectation, shown beside the rows but not one of them.
+CEILINGS = {"simulator": lambda: planted_preferences(**SIMULATOR)}
+CEILING_ROW = "ceiling: planted preferences"
+
+
+def ceiling_lists(preferences: pd.DataFrame, split: HoldoutSplit) -> dict[str, np.ndarray]:
+    """The test customers' top-k items by their true chance of being bought, in both views."""
+    train = split.train
+    scores = preferences.reindex(index=train.user_ids[split.user_rows], columns=train.item_ids).fillna(0.0)
+    block = DenseBlock(scores.to_numpy(dtype=np.float32))
+    bought = train.bought[split.user_rows]
+    return {"ALL": block.top_n(K).items[:, :K], "NEW": block.top_n(K, bought).items[:, :K]}
 
 
 def generic_history(history: pd.DataFrame) -> pd.DataFrame:
@@ -189,6 +210,8 @@ def run_dataset(name: str, stack) -> dict:
     result = evaluate_lists(split, published)
     rows = {"published (from Redis)": {"ALL": result["ALL"], "NEW": result["NEW"]}}
     rows |= baselines(split)
+    if name in CEILINGS:
+        rows[CEILING_ROW] = evaluate_lists(split, ceiling_lists(CEILINGS[name](), split))
     trained = release.trained
     popularity = trained.components["popularity"]
     # The release indexes the same customers and items in its own order.
@@ -215,7 +238,8 @@ def report(results: list[dict]) -> str:
              "published / best other row of the same run.", ""]
     for result in results:
         rows = result["rows"]
-        best = {view: max(r[view]["map"] for name, r in rows.items() if not name.startswith("published"))
+        best = {view: max(r[view]["map"] for name, r in rows.items() if name not in ("published (from Redis)",
+                                                                                     CEILING_ROW))
                 for view in ("ALL", "NEW")}
         v = result["validation"]
         lines += [f"### {result['dataset']} ({result['protocol']} test; {result['train_users']:,} customers, "
@@ -230,6 +254,11 @@ def report(results: list[dict]) -> str:
         published = rows["published (from Redis)"]
         lines += ["", f"Published / best other: ALL {published['ALL']['map'] / max(best['ALL'], 1e-9):.3f}, "
                       f"NEW {published['NEW']['map'] / max(best['NEW'], 1e-9):.3f}", ""]
+        if CEILING_ROW in rows:
+            ceiling = rows[CEILING_ROW]
+            lines += [f"Ceiling / best other: ALL {ceiling['ALL']['map'] / max(best['ALL'], 1e-9):.3f}, "
+                      f"NEW {ceiling['NEW']['map'] / max(best['NEW'], 1e-9):.3f} (no model can beat the best other "
+                      "row by more than this, in expectation)", ""]
     return "\n".join(lines)
 
 

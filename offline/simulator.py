@@ -23,6 +23,42 @@ def simulate_history(
     start: str = "2024-01-01",
 ) -> pd.DataFrame:
     """Orders in the history schema (see ``offline.retail_history.HISTORY_COLUMNS``)."""
+    return _simulated(n_users, n_items, orders_per_user, days, preference_strength, seed, start)[0]
+
+
+def planted_preferences(
+    n_users: int = 300,
+    n_items: int = 240,
+    orders_per_user: float = 4.0,
+    days: int = 120,
+    preference_strength: float = 0.85,
+    seed: int = 7,
+    start: str = "2024-01-01",
+) -> pd.DataFrame:
+    """The chance that an order line of each customer (rows, by user_id) is each item (columns, by
+    item_id), in the history ``simulate_history`` makes with the same arguments. Lines are drawn
+    independently of the past, so ranking by it is the best any recommender can do on that
+    history: the ceiling its scores are measured against."""
+    _, favourites, appeal, item_category = _simulated(n_users, n_items, orders_per_user, days,
+                                                      preference_strength, seed, start)
+    n_categories = len(CATEGORIES)
+    category_share = np.zeros(n_items)
+    for category in range(n_categories):
+        members = item_category == category
+        category_share[members] = appeal[members] / appeal[members].sum()
+    in_category = item_category[None, :] == np.arange(n_categories)[:, None]  # categories x items
+    per_category = in_category * category_share  # the chance of each item, given the line's category
+    chosen = np.zeros((n_users, n_categories))
+    for user, liked in enumerate(favourites):
+        chosen[user, liked] = preference_strength / len(liked)
+    chosen += (1 - preference_strength) / n_categories
+    return pd.DataFrame(chosen @ per_category, index=[f"sim{user:05d}" for user in range(n_users)],
+                        columns=[f"{10000 + item}" for item in range(n_items)])
+
+
+def _simulated(n_users: int, n_items: int, orders_per_user: float, days: int, preference_strength: float,
+               seed: int, start: str) -> tuple[pd.DataFrame, list[np.ndarray], np.ndarray, np.ndarray]:
+    """The history, each customer's favourite categories, each item's appeal and category."""
     rng = np.random.default_rng(seed)
     item_category = np.arange(n_items) % len(CATEGORIES)
     # Zipf-like popularity inside each category.
@@ -31,10 +67,12 @@ def simulate_history(
     by_category = [np.flatnonzero(item_category == c) for c in range(len(CATEGORIES))]
 
     rows = []
+    favourites_of = []
     start_ts = pd.Timestamp(start)
     order_no = 100000
     for user in range(n_users):
         favourites = rng.choice(len(CATEGORIES), size=rng.integers(1, 3), replace=False)
+        favourites_of.append(favourites)
         for _ in range(max(1, rng.poisson(orders_per_user))):
             order_no += 1
             when = start_ts + pd.Timedelta(seconds=int(rng.integers(0, days * 86400)))
@@ -49,7 +87,8 @@ def simulate_history(
     history = pd.DataFrame(rows, columns=["order_id", "user_id", "item_id", "description", "quantity",
                                           "price", "timestamp", "country"])
     history = history.drop_duplicates(["order_id", "item_id"])
-    return history.sort_values(["timestamp", "order_id"], kind="stable").reset_index(drop=True)
+    history = history.sort_values(["timestamp", "order_id"], kind="stable").reset_index(drop=True)
+    return history, favourites_of, appeal, item_category
 
 
 def planted_category(item_id: str, n_categories: int = len(CATEGORIES)) -> str:

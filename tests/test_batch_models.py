@@ -11,7 +11,7 @@ from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
 from offline.model_export import slot_lists
-from offline.simulator import planted_category, simulate_history
+from offline.simulator import planted_category, planted_preferences, simulate_history
 from offline.training import item_catalog, train_all
 
 
@@ -119,3 +119,18 @@ def test_lists_ranked_on_several_threads_equal_those_ranked_on_one():
     for slot in ("recs", "buyagain", "discover"):
         assert len(one[slot]) == trained.data.n_users
         pd.testing.assert_frame_equal(one[slot], two[slot])
+
+
+def test_planted_preferences_are_the_chances_the_simulated_history_was_drawn_from():
+    history = simulate_history(n_users=400, seed=5)
+    chances = planted_preferences(n_users=400, seed=5)
+    assert np.allclose(chances.sum(axis=1), 1.0) and (chances.to_numpy() > 0).all()
+    # The category each customer bought most from is one of their likeliest (two favourites tie).
+    by_category = chances.T.groupby(lambda item: planted_category(item)).sum()
+    bought_most = history.groupby("user_id")["item_id"].agg(lambda items: items.map(planted_category).mode()[0])
+    chance_of_most = np.array([by_category.at[category, user] for user, category in bought_most.items()])
+    agree = np.mean(chance_of_most >= by_category[bought_most.index].max().to_numpy() - 1e-9)
+    assert agree > 0.9, agree
+    # Lines were drawn from these chances: the bought items are far likelier than a uniform draw.
+    drawn = chances.stack().reindex(pd.MultiIndex.from_frame(history[["user_id", "item_id"]]))
+    assert np.log(drawn).mean() > np.log(1 / chances.shape[1]) + 0.5
