@@ -7,6 +7,8 @@ category. A recommender that learns anything should find that structure.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 
@@ -26,21 +28,16 @@ def simulate_history(
     return _simulated(n_users, n_items, orders_per_user, days, preference_strength, seed, start)[0]
 
 
-def planted_preferences(
-    n_users: int = 300,
-    n_items: int = 240,
-    orders_per_user: float = 4.0,
-    days: int = 120,
-    preference_strength: float = 0.85,
-    seed: int = 7,
-    start: str = "2024-01-01",
-) -> pd.DataFrame:
+def planted_preferences(**shop) -> pd.DataFrame:
     """The chance that an order line of each customer (rows, by user_id) is each item (columns, by
-    item_id), in the history ``simulate_history`` makes with the same arguments. Lines are drawn
-    independently of the past, so ranking by it is the best any recommender can do on that
-    history: the ceiling its scores are measured against."""
-    _, favourites, appeal, item_category = _simulated(n_users, n_items, orders_per_user, days,
-                                                      preference_strength, seed, start)
+    item_id), in the history ``simulate_history(**shop)`` makes. Lines are drawn independently of
+    the past, so ranking by it is the best any recommender can do on that history: the ceiling
+    its scores are measured against."""
+    arguments = inspect.signature(simulate_history).bind(**shop)
+    arguments.apply_defaults()
+    _, favourites, appeal, item_category = _simulated(**arguments.arguments)
+    n_users, n_items, preference_strength = (arguments.arguments[name] for name in
+                                             ("n_users", "n_items", "preference_strength"))
     n_categories = len(CATEGORIES)
     category_share = np.zeros(n_items)
     for category in range(n_categories):
