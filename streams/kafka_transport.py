@@ -20,7 +20,9 @@ its word: Tansu answers the first offset of the partition's last record batch,
 short of its true end, which made a restarted worker read its whole history again.
 So the last record Redis counted for the partition (``offsets:{APP_ID}``: its offset and
 Kafka time) is read back: the same time at the same offset means the same log; a log that
-started over restarts its offsets but not its clock.
+started over restarts its offsets but not its clock. Partitions Redis does not count (the
+online summaries) keep their committed offset while the record before it is there: reading them
+from the start after every rebalance added every summary to the online metrics again.
 """
 
 from __future__ import annotations
@@ -56,14 +58,10 @@ class _Consumer(driver.Consumer):
         streams = [tp for tp in committed if tp.topic not in changelogs]
         ends = await self.highwaters(*[tp for tp in streams if committed[tp]])
         beyond = [tp for tp in streams if committed[tp] and ends.get(tp) is not None and committed[tp] > ends[tp]]
-        counted = await counted_positions(self.app.settings, beyond)
-        found = await record_times(self.app.settings, {tp: position.offset for tp, position in counted.items()})
-        for tp in beyond:
-            end = ends[tp]
-            if tp not in counted or abs(found.get(tp, -1.0) - counted[tp].timestamp) > 0.0005:
-                log.warning("%s[%d] ends at offset %d but %d was committed: its log started over; "
-                            "reading it from the start", tp.topic, tp.partition, end, committed[tp])
-                committed[tp] = None  # Faust then forgets the offset it read up to, too
+        for tp in await logs_started_over(self.app.settings, {tp: committed[tp] for tp in beyond}):
+            log.warning("%s[%d] ends at offset %d but %d was committed: its log started over; "
+                        "reading it from the start", tp.topic, tp.partition, ends[tp], committed[tp])
+            committed[tp] = None  # Faust then forgets the offset it read up to, too
         from_start = [tp for tp in streams if not committed[tp]]
         if from_start:
             await self._thread.seek_to_beginning(*from_start)
@@ -72,6 +70,18 @@ class _Consumer(driver.Consumer):
 
 class _Transport(driver.Transport):
     Consumer = _Consumer
+
+
+async def logs_started_over(settings: Settings, committed: dict) -> list:
+    """Of the partitions in ``committed`` (partition -> committed offset, beyond the end the broker
+    reports), those whose log really started over. Where Redis counted the partition, the record it
+    counted last must still be there with the same Kafka time; elsewhere (the online-metrics topic,
+    which Redis does not count) the record before the committed offset must be there."""
+    counted = await counted_positions(settings, list(committed))
+    found = await record_times(settings, {tp: counted[tp].offset if tp in counted else offset - 1
+                                          for tp, offset in committed.items()})
+    return [tp for tp in committed
+            if tp not in found or (tp in counted and abs(found[tp] - counted[tp].timestamp) > 0.0005)]
 
 
 async def counted_positions(settings: Settings, partitions: list) -> dict:
