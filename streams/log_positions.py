@@ -49,6 +49,19 @@ def advanced(position: Position | tuple | None, message: Located) -> Position:
     return Position(max(position[0], message.offset), max(position[1], message.timestamp))
 
 
+def distinct(messages: Sequence[Located]) -> list[Located]:
+    """``messages`` with each record once (a consumer that sought back during a rebalance can hand
+    over the same record twice in one batch), in the order first seen."""
+    seen: set[tuple[str, int, float]] = set()
+    once = []
+    for message in messages:
+        key = (source_of(message), message.offset, message.timestamp)
+        if key not in seen:
+            seen.add(key)
+            once.append(message)
+    return once
+
+
 def missing_ranges(messages: Sequence[Located], counted: Mapping[str, Position]) -> dict[str, list[tuple[int, int]]]:
     """Per source, the offset ranges (first, last) that lie between the position counted and the
     messages at hand, or between two of them, without a message. A source with no position counted

@@ -291,6 +291,15 @@ def test_messages_the_consumer_skipped_are_read_back_in_place_counted_and_acknow
     assert len(reads) == 1 and p.writer.counters["valid:clicks"] == 6
 
 
+def test_a_record_handed_over_twice_in_one_batch_counts_and_dead_letters_once():
+    p = new_pipeline()
+    good = Msg("clicks", encode_event(ClickEvent("t1", "u1", "A", "view", NOW)), partition=3, offset=7)
+    bad = Msg("clicks", b"{oops", key=b"u1", partition=3, offset=8)
+    asyncio.run(p.handle_user_events([good, bad, good, bad]))
+    assert len(p.outbox.dead) == 1
+    assert p.writer.counters == {"valid:clicks": 1, "dead_letter:clicks": 1}
+
+
 def test_missing_ranges_run_from_the_counted_position_and_between_messages():
     def at(*offsets, timestamp=5.0):
         return [Msg("clicks", b"", partition=0, offset=offset, timestamp=timestamp) for offset in offsets]

@@ -1,13 +1,14 @@
 """Run a batch under the crash-loop breaker (``streams.crash_loop``): after a crash, one message at a
-time, and without a message that stopped workers too often. Messages the consumer did not deliver
-are read back first (``streams.pipeline.missing_messages``)."""
+time, and without a message that stopped workers too often. First a record handed over twice is
+kept once, and messages the consumer did not deliver are read back
+(``streams.pipeline.missing_messages``)."""
 
 from __future__ import annotations
 
 from typing import Awaitable, Callable, Sequence
 
 from streams.crash_loop import Attempt, judge, next_attempts
-from streams.log_positions import Position, source_of
+from streams.log_positions import Position, distinct, source_of
 from streams.online_metrics import OnlineMetrics
 from streams.outbox import Message
 from streams.pipeline.batch import BatchState
@@ -26,6 +27,7 @@ class CrashGuard:
         self.missing = missing
 
     async def __call__(self, messages: Sequence[Message], process: Process) -> None:
+        messages = distinct(messages)
         sources = sorted({source_of(message) for message in messages})
         counted, recorded = await self.writer.read_progress(self.group, sources)
         recovered: list[Message] = []
