@@ -4,10 +4,10 @@ Kafka hands a consumer each partition in offset order, but a rebalance can lose 
 way: Faust drops what was fetched while the group changed and, after seeking back to the committed
 offsets, may resume past some of them; a commit can run ahead of what was processed. Redis knows
 the last offset counted per partition, so a batch that starts beyond the next one, or has a hole
-inside, shows what is missing. Those offsets are read back and put into the batch before the message that follows them. A range without a
-record (a transaction marker, a compacted log) reads back empty and costs one read. Once a batch
-with the messages read back is written, Redis counts them like any other; acknowledged to the
-consumer as well, they let its commits move on.
+inside, shows what is missing. Those offsets are read back and put into the batch before the
+message that follows them. A range without a record (a transaction marker, a compacted log) reads
+back empty and costs one read. Once a batch with the messages read back is written, Redis counts
+them like any other; acknowledged to the consumer as well, they let its commits move on.
 """
 
 from __future__ import annotations
