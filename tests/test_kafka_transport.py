@@ -49,7 +49,8 @@ def test_read_ranges_return_the_records_asked_for_without_waiting_out_the_timeou
     producer.close()
     started = time.monotonic()
     found = asyncio.run(read_ranges(settings, {(settings.topic_clicks, 1): (3, 6)}, timeout_seconds=30))
-    assert [(r.offset, r.value) for r in found[settings.topic_clicks, 1]] == [(n, f"m{n}".encode()) for n in (3, 4, 5, 6)]
+    assert [(r.offset, r.value) for r in found[settings.topic_clicks, 1]] == [(n, f"m{n}".encode())
+                                                                              for n in (3, 4, 5, 6)]
     assert time.monotonic() - started < 15  # done once the consumer is past the range
 
 

@@ -46,7 +46,8 @@ class MissingMessages:
         missing = missing_ranges(messages, counted)
         if not missing:
             return messages, []
-        described = ", ".join(f"{source} {first}-{last}" for source, ranges in missing.items() for first, last in ranges)
+        described = ", ".join(f"{source} {first}-{last}"
+                              for source, ranges in missing.items() for first, last in ranges)
         if sum(last - first + 1 for ranges in missing.values() for first, last in ranges) > MAX_READ_BACK:
             log.error("more than %d offsets are missing before this batch (%s): not read back", MAX_READ_BACK,
                       described)
