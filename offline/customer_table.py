@@ -16,8 +16,15 @@ def customer_feature_table(history: pd.DataFrame, data: Interactions) -> pd.Data
     mean unit price; ``country_*`` one-hot encodes the most common countries, the rest as other."""
     table = customer_features(data)
     table["price_band"] = pd.qcut(table["avg_unit_price"].rank(method="first"), PRICE_BANDS, labels=False).astype(int)
-    country = history.groupby("user_id")["country"].agg(lambda s: s.mode().iat[0] if not s.mode().empty else "")
+    country = _most_common(history, "country")
     top = country.value_counts().head(TOP_COUNTRIES).index
     country = country.where(country.isin(top), "other").reindex(table.index).fillna("other")
     dummies = pd.get_dummies(country, prefix="country", dtype=int)
     return table.join(dummies)
+
+
+def _most_common(history: pd.DataFrame, column: str) -> pd.Series:
+    """Each customer's most frequent value of ``column`` (ties: the first in sort order)."""
+    counts = history.groupby(["user_id", column], observed=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["user_id", "n", column], ascending=[True, False, True], kind="stable")
+    return counts.drop_duplicates("user_id").set_index("user_id")[column]

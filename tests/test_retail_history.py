@@ -95,6 +95,14 @@ def test_customer_table_encodes_price_band_and_country():
     assert {"recency_days", "frequency", "monetary", "basket_lines", "days_between_orders"} <= set(table.columns)
 
 
+def test_a_customers_country_is_the_one_most_of_their_lines_name():
+    import pandas as pd
+    from offline.customer_table import _most_common
+    history = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b", "c"],
+                            "country": ["Spain", "France", "Spain", "Peru", "Chile", None]})
+    assert _most_common(history, "country").to_dict() == {"a": "Spain", "b": "Chile"}  # tie: sort order
+
+
 def test_an_item_with_a_single_line_is_capped_against_the_shops_typical_line():
     rows = "".join(f"5{n:05d},2296{n % 2},JAR,{q},2010-12-01 09:41:00,1.45,14520.0,UK\n"
                    for n, q in enumerate([6, 6, 12, 6, 4, 6]))
