@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import get_lapack_funcs
 
 from models.base import DenseBlock, ItemItemRecommender, ScoreBlock, TopN, sparse_top_n
 from models.interactions import Interactions
@@ -31,7 +32,7 @@ class EASE(ItemItemRecommender):
         X = data.bought[:, self.columns]
         gram = (X.T @ X).toarray().astype(np.float32)
         gram[np.diag_indices_from(gram)] += self.l2
-        precision = np.linalg.inv(gram)  # float32 halves the time; lambda keeps it well conditioned
+        precision = _spd_inverse(gram)
         weights = -precision / np.diag(precision)
         np.fill_diagonal(weights, 0.0)
         self.weights = weights.astype(np.float32)
@@ -46,6 +47,21 @@ class EASE(ItemItemRecommender):
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         return _SubsetBlock(np.asarray(self.data.bought[user_rows][:, self.columns] @ self.weights),
                             self.columns, self.data.n_items)
+
+
+def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix (a Gram matrix plus lambda I), by
+    Cholesky: a quarter of the time of a general inverse. float32 halves it again; lambda keeps
+    the matrix well conditioned."""
+    factorise, invert = get_lapack_funcs(("potrf", "potri"), (matrix,))
+    factor, failed = factorise(matrix, lower=True, clean=True, overwrite_a=True)
+    if failed:
+        raise np.linalg.LinAlgError(f"the item Gram matrix is not positive definite (LAPACK potrf {failed})")
+    inverse, failed = invert(factor, lower=True, overwrite_c=True)
+    if failed:
+        raise np.linalg.LinAlgError(f"the item Gram matrix is singular (LAPACK potri {failed})")
+    lower = np.tril(inverse)
+    return lower + np.tril(lower, -1).T
 
 
 class _SubsetBlock(DenseBlock):

@@ -14,7 +14,7 @@ ALL lets items bought before count; NEW drops them from both the list and the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ class HoldoutSplit:
     test_users: np.ndarray  # raw user ids, in train
     relevant: list[set[int]]  # per test user: item columns bought in the held-out part
     protocol: str = "global-time"
+    new_relevant: list[set[int]] | None = field(default=None, repr=False)  # ``view_relevance``'s NEW sets, once known
 
     @property
     def user_rows(self) -> np.ndarray:
@@ -143,8 +144,12 @@ def view_relevance(split: HoldoutSplit, view: str) -> list[set[int]]:
     """The relevant sets of a view: NEW leaves out what the user bought in train."""
     if view == "ALL":
         return split.relevant
-    bought = split.train.bought[split.user_rows]
-    return [wanted - set(bought[n].indices) for n, wanted in enumerate(split.relevant)]
+    if split.new_relevant is None:
+        bought = split.train.bought[split.user_rows]
+        starts, bought_items = bought.indptr, bought.indices
+        split.new_relevant = [wanted.difference(bought_items[starts[n]:starts[n + 1]].tolist())
+                              for n, wanted in enumerate(split.relevant)]
+    return split.new_relevant
 
 
 def evaluate_lists(split: HoldoutSplit, lists: dict[str, np.ndarray], k: int = 10) -> dict[str, dict[str, float]]:

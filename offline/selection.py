@@ -127,9 +127,8 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     items and does not carry over to another counts against it. With one, the score is out of
     fold: each half of the customers is ranked by a ranker learned on the other half."""
     rankers = {}
-    for view in VIEWS:
-        found = [labelled(candidates(part.train, list(members.values()), part.user_rows, PER_MODEL, view),
-                          view_relevance(part, view)) for part, members in zip(periods, fitted)]
+    found_by_view = _labelled_candidates(periods, fitted)
+    for view, found in found_by_view.items():
         maps = []
         for n, (part, members) in enumerate(zip(periods, fitted)):
             others = [f for m, f in enumerate(found) if m != n]
@@ -145,6 +144,19 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
         selection.scores.setdefault("hybrid", {})[view] = float(np.mean(maps))
         rankers[view] = fit_ranker(_joined(found), seed)
     return rankers
+
+
+def _labelled_candidates(periods: list[HoldoutSplit],
+                         fitted: list[dict[str, BatchRecommender]]) -> dict[str, list[Candidates]]:
+    """Per view, each period's labelled candidates; both views draw on the same component blocks."""
+    found: dict[str, list[Candidates]] = {view: [] for view in VIEWS}
+    for part, members in zip(periods, fitted):
+        components = list(members.values())
+        blocks = [component.block(part.user_rows) for component in components]
+        for view in VIEWS:
+            found[view].append(labelled(candidates(part.train, components, part.user_rows, PER_MODEL, view, blocks),
+                                        view_relevance(part, view)))
+    return found
 
 
 def _hybrid_map(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates, scores: np.ndarray,
