@@ -39,9 +39,14 @@ class FactorBlock(ScoreBlock):
         valid = (ids >= 0) & np.isfinite(scores) & (scores > -1e30)
         return pad_top_n(TopN(np.where(valid, ids, -1), np.where(valid, scores, -np.inf).astype(np.float32)), n)
 
-    def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def at(self, positions: np.ndarray, cols: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         users, items = self._with_bias()
-        return np.einsum("ij,ij->i", users[positions], items[cols]).astype(np.float32)
+        out = np.empty(len(positions), dtype=np.float32)
+        # In chunks: the gathered factor rows of millions of pairs would take gigabytes.
+        for start in range(0, len(positions), chunk):
+            part = slice(start, start + chunk)
+            out[part] = np.einsum("ij,ij->i", users[positions[part]], items[cols[part]])
+        return out
 
 
 class ImplicitALS(BatchRecommender):

@@ -7,9 +7,13 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from typing import Iterator
+
 import joblib
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from models.item_categories import derive_categories
@@ -23,7 +27,10 @@ from offline.training import TrainedModels
 SIMILAR_ITEMS = 20
 # Similar items: co-bought items first, descriptions fill in for rarely bought ones.
 SIMILARITY_BLEND = {"cooccurrence": 0.7, "content": 0.3}
-SLOTS = ("recs", "buyagain", "discover")
+SLOT_FILES = {"recs": "recommendations.parquet", "buyagain": "buy_again.parquet", "discover": "discover.parquet"}
+SLOTS = tuple(SLOT_FILES)
+LIST_SCHEMA = pa.schema([("user_id", pa.string()), ("items", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
+                         ("reasons", pa.list_(pa.string())), ("evidence", pa.list_(pa.string()))])
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
@@ -34,28 +41,44 @@ def _parquet(frame: pd.DataFrame) -> bytes:
 
 def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048,
                threads: int | None = None) -> dict[str, pd.DataFrame]:
-    """Every customer's three lists: ``recs`` (the guard's ALL model), ``buyagain`` (items they
-    bought, by repeat score) and ``discover`` (the guard's NEW model, never-bought items only);
-    recs and discover are filled with popular items. Chunks of customers are ranked on
-    ``threads`` threads (default: one per core): most of the work is in numpy, scipy and the
-    ranker, which release the GIL."""
+    """Every customer's three lists, as one frame per slot (see ``slot_list_chunks``)."""
+    parts = list(slot_list_chunks(trained, k, chunk, threads))
+    return {slot: pd.concat([part[slot] for part in parts], ignore_index=True) for slot in SLOTS}
+
+
+def slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
+                     threads: int | None = None) -> Iterator[dict[str, pd.DataFrame]]:
+    """Every customer's three lists, a chunk of customers at a time, in customer order: ``recs``
+    (the guard's ALL model), ``buyagain`` (items they bought, by repeat score) and ``discover``
+    (the guard's NEW model, never-bought items only); recs and discover are filled with popular
+    items. Chunks are ranked on ``threads`` threads (default: one per core): most of the work is
+    in numpy, scipy and the ranker, which release the GIL."""
     data = trained.data
     explainer = ListExplainer(data)
     chunks = [np.arange(start, min(start + chunk, data.n_users)) for start in range(0, data.n_users, chunk)]
+    if not chunks:
+        return
     # The first chunk alone fills the caches the others share (traits, transposed similarities).
-    done = [_chunk_lists(trained, explainer, rows, k) for rows in chunks[:1]]
+    yield _chunk_lists(trained, explainer, chunks[0], k)
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-        done += pool.map(lambda rows: _chunk_lists(trained, explainer, rows, k), chunks[1:])
-    out = {}
-    for slot in SLOTS:
-        items, scores, reasons = ([value for part in done for value in part[slot][n]] for n in range(3))
-        out[slot] = pd.concat([pd.DataFrame({"user_id": data.user_ids, "items": items, "scores": scores}),
-                               reason_columns(reasons)], axis=1)
-    return out
+        yield from pool.map(lambda rows: _chunk_lists(trained, explainer, rows, k), chunks[1:])
 
 
-def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndarray, k: int) -> dict[str, tuple]:
-    """The three lists of the customers at ``rows``: per slot, (items, scores, reasons) per customer."""
+def slot_files(trained: TrainedModels, k: int, chunk: int = 2048) -> dict[str, bytes]:
+    """Each slot's lists as Parquet, written chunk by chunk: only the encoded lists are held,
+    never every customer's lists as objects."""
+    sinks = {slot: io.BytesIO() for slot in SLOTS}
+    writers = {slot: pq.ParquetWriter(sink, LIST_SCHEMA) for slot, sink in sinks.items()}
+    for part in slot_list_chunks(trained, k, chunk):
+        for slot, frame in part.items():
+            writers[slot].write_table(pa.Table.from_pandas(frame, schema=LIST_SCHEMA, preserve_index=False))
+    for writer in writers.values():
+        writer.close()
+    return {SLOT_FILES[slot]: sink.getvalue() for slot, sink in sinks.items()}
+
+
+def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndarray, k: int) -> dict[str, pd.DataFrame]:
+    """The three lists of the customers at ``rows``, one frame per slot."""
     data = trained.data
     popularity, repeat = trained.components["popularity"], trained.components["repeat"]
     recs_model, discover_model = trained.published("ALL"), trained.published("NEW")
@@ -81,7 +104,9 @@ def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndar
         items = [data.item_ids[row[ok]].tolist() for row, ok in zip(top.items, valid)]
         scores = [np.round(np.where(np.isfinite(row[ok]), row[ok], 0.0), 4).tolist()
                   for row, ok in zip(top.scores, valid)]
-        out[slot] = (items, scores, explainer.explain(model, block, rows, top, proposed[slot], exclude))
+        reasons = explainer.explain(model, block, rows, top, proposed[slot], exclude)
+        out[slot] = pd.concat([pd.DataFrame({"user_id": data.user_ids[rows], "items": items, "scores": scores}),
+                               reason_columns(reasons)], axis=1)
     return out
 
 
@@ -162,11 +187,8 @@ def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[
         "segments": [vars(p) for p in segmentation.profiles.values()],
     }
     items = item_table(trained)
-    lists = slot_lists(trained, k)
     files = {
-        "recommendations.parquet": _parquet(lists["recs"]),
-        "buy_again.parquet": _parquet(lists["buyagain"]),
-        "discover.parquet": _parquet(lists["discover"]),
+        **slot_files(trained, k),
         "similar_items.parquet": _parquet(similar_items(trained)),
         "complements.parquet": _parquet(complements(trained)),
         "items.parquet": _parquet(items),

@@ -1,5 +1,7 @@
 """Every batch model honours the contract; each learns the simulator's planted structure."""
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
-from offline.model_export import slot_lists
+from offline.model_export import SLOT_FILES, slot_files, slot_lists
 from offline.simulator import planted_category, planted_preferences, simulate_history
 from offline.training import item_catalog, train_all
 
@@ -119,6 +121,15 @@ def test_lists_ranked_on_several_threads_equal_those_ranked_on_one():
     for slot in ("recs", "buyagain", "discover"):
         assert len(one[slot]) == trained.data.n_users
         pd.testing.assert_frame_equal(one[slot], two[slot])
+
+
+def test_lists_written_to_parquet_chunk_by_chunk_read_back_whole():
+    trained = train_all(simulate_history(n_users=300, seed=3), None, progress=lambda m: None)
+    files, frames = slot_files(trained, 20, chunk=32), slot_lists(trained, 20, chunk=32, threads=1)
+    for slot, name in SLOT_FILES.items():
+        read = pd.read_parquet(io.BytesIO(files[name]))
+        assert len(read) == trained.data.n_users and read["items"].map(len).max() == 20
+        pd.testing.assert_frame_equal(read.map(lambda v: list(v) if isinstance(v, np.ndarray) else v), frames[slot])
 
 
 def test_planted_preferences_are_the_chances_the_simulated_history_was_drawn_from():
