@@ -78,11 +78,24 @@ class ListExplainer:
         if member.name not in self._columns_of:
             self._columns_of[member.name] = member.similarity.T.tocsr()
         pulls = member.history(rows)[positions].multiply(self._columns_of[member.name][cols]).tocsr()
-        strongest = np.asarray(pulls.argmax(axis=1)).ravel()
-        found = np.asarray(pulls.max(axis=1).todense()).ravel() > 0
+        strongest, found = _strongest_positive(pulls)
         item_ids = self.data.item_ids
         return [Reason(SIMILAR_TO, str(item_ids[j])) if ok else Reason(DISCOVER, member.name)
                 for j, ok in zip(strongest, found)]
+
+
+def _strongest_positive(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the column of its largest stored value (ties: the first column) and whether
+    that value is positive; sorted once, rather than scanned row by row."""
+    matrix.sum_duplicates()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    order = np.lexsort((matrix.indices, -matrix.data, rows))
+    filled = np.diff(matrix.indptr) > 0
+    first = order[matrix.indptr[:-1][filled]]
+    strongest = np.zeros(matrix.shape[0], dtype=np.int64)
+    found = np.zeros(matrix.shape[0], dtype=bool)
+    strongest[filled], found[filled] = matrix.indices[first], matrix.data[first] > 0
+    return strongest, found
 
 
 def reason_columns(reasons: list[list[Reason]]) -> pd.DataFrame:
