@@ -6,7 +6,6 @@ import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-
 from typing import Iterator
 
 import joblib
