@@ -38,13 +38,6 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def slot_lists(trained: TrainedModels, k: int, chunk: int = 2048,
-               threads: int | None = None) -> dict[str, pd.DataFrame]:
-    """Every customer's three lists, as one frame per slot (see ``slot_list_chunks``)."""
-    parts = list(slot_list_chunks(trained, k, chunk, threads))
-    return {slot: pd.concat([part[slot] for part in parts], ignore_index=True) for slot in SLOTS}
-
-
 def slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
                      threads: int | None = None) -> Iterator[dict[str, pd.DataFrame]]:
     """Every customer's three lists, a chunk of customers at a time, in customer order: ``recs``
@@ -63,12 +56,12 @@ def slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
         yield from pool.map(lambda rows: _chunk_lists(trained, explainer, rows, k), chunks[1:])
 
 
-def slot_files(trained: TrainedModels, k: int, chunk: int = 2048) -> dict[str, bytes]:
+def slot_files(trained: TrainedModels, k: int, chunk: int = 2048, threads: int | None = None) -> dict[str, bytes]:
     """Each slot's lists as Parquet, written chunk by chunk: only the encoded lists are held,
     never every customer's lists as objects."""
     sinks = {slot: io.BytesIO() for slot in SLOTS}
     writers = {slot: pq.ParquetWriter(sink, LIST_SCHEMA) for slot, sink in sinks.items()}
-    for part in slot_list_chunks(trained, k, chunk):
+    for part in slot_list_chunks(trained, k, chunk, threads):
         for slot, frame in part.items():
             writers[slot].write_table(pa.Table.from_pandas(frame, schema=LIST_SCHEMA, preserve_index=False))
     for writer in writers.values():

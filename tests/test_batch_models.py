@@ -12,7 +12,7 @@ from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
-from offline.model_export import SLOT_FILES, slot_files, slot_lists
+from offline.model_export import SLOT_FILES, slot_files
 from offline.simulator import planted_category, planted_preferences, simulate_history
 from offline.training import item_catalog, train_all
 
@@ -115,21 +115,18 @@ def test_segments_the_rules_name_alike_are_told_apart_by_spend():
     assert names == {0: "steady regular", 1: "lapsing, higher spend", 2: "lapsing, lower spend"}
 
 
-def test_lists_ranked_on_several_threads_equal_those_ranked_on_one():
-    trained = train_all(simulate_history(n_users=300, seed=3), None, progress=lambda m: None)
-    one, two = slot_lists(trained, 20, chunk=32, threads=1), slot_lists(trained, 20, chunk=32, threads=2)
-    for slot in ("recs", "buyagain", "discover"):
-        assert len(one[slot]) == trained.data.n_users
-        pd.testing.assert_frame_equal(one[slot], two[slot])
+def _read_lists(files: dict[str, bytes]) -> dict[str, pd.DataFrame]:
+    return {slot: pd.read_parquet(io.BytesIO(files[name])).map(lambda v: list(v) if isinstance(v, np.ndarray) else v)
+            for slot, name in SLOT_FILES.items()}
 
 
-def test_lists_written_to_parquet_chunk_by_chunk_read_back_whole():
+def test_lists_ranked_on_several_threads_and_written_chunk_by_chunk_equal_those_ranked_at_once():
     trained = train_all(simulate_history(n_users=300, seed=3), None, progress=lambda m: None)
-    files, frames = slot_files(trained, 20, chunk=32), slot_lists(trained, 20, chunk=32, threads=1)
-    for slot, name in SLOT_FILES.items():
-        read = pd.read_parquet(io.BytesIO(files[name]))
-        assert len(read) == trained.data.n_users and read["items"].map(len).max() == 20
-        pd.testing.assert_frame_equal(read.map(lambda v: list(v) if isinstance(v, np.ndarray) else v), frames[slot])
+    at_once = _read_lists(slot_files(trained, 20, chunk=4096, threads=1))
+    by_chunks = _read_lists(slot_files(trained, 20, chunk=32, threads=2))
+    for slot in SLOT_FILES:
+        assert len(at_once[slot]) == trained.data.n_users and at_once[slot]["items"].map(len).max() == 20
+        pd.testing.assert_frame_equal(at_once[slot], by_chunks[slot])
 
 
 def test_planted_preferences_are_the_chances_the_simulated_history_was_drawn_from():
