@@ -12,7 +12,8 @@ the resident memory of the whole process tree. Runs:
 Targets: 1M interactions and 50k items in <= 3 min and <= 4 GB; 10M interactions,
 1M customers and 100k items in <= 15 min and <= 12 GB.
 
-Prints a table; writes bench/results/offline_cost.json.
+Prints a table (wall time of training plus export, the export's share of it, CPU seconds of the
+whole run, data generation included, and peak RSS); writes bench/results/offline_cost.json.
 
 Run: .venv/bin/python bench/offline_cost.py [--points 1000000:50000:100000 10000000:100000:1000000] [--no-retail]
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,8 +51,11 @@ print(f"lines={len(history)} customers={history['user_id'].nunique()} items={his
 started = time.perf_counter()
 trained = train_all(history, catalog, progress=lambda m: print(f"{time.perf_counter() - started:7.1f}s {m}",
                                                                flush=True))
+trained_at = time.perf_counter()
 files = export_files(trained, history, 20)
-print(f"generate_seconds={generated:.1f} train_seconds={time.perf_counter() - started:.1f}", flush=True)
+done = time.perf_counter()
+print(f"generate_seconds={generated:.1f} export_seconds={done - trained_at:.1f} train_seconds={done - started:.1f}",
+      flush=True)
 """
 
 
@@ -58,6 +63,7 @@ def measured(command: list[str], env: dict) -> dict:
     """Wall time, peak tree RSS and the first output line of ``command``; its output goes on to
     bench/results/offline_cost.log as it runs."""
     started = time.perf_counter()
+    cpu_before = _children_cpu_seconds()
     LOG.parent.mkdir(exist_ok=True)
     log = LOG.open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -80,8 +86,16 @@ def measured(command: list[str], env: dict) -> dict:
     timing = dict(re.findall(r"(\w+_seconds)=([\d.]+)", output))
     seconds = round(time.perf_counter() - started, 1)
     return {"seconds": float(timing.get("train_seconds", seconds)), "generate_seconds": float(timing.get(
-            "generate_seconds", 0.0)), "peak_rss_mib": round(peak / 2**20), "detail": sizes[0] if sizes else "",
-            "log": output.splitlines()[-40:]}
+            "generate_seconds", 0.0)), "export_seconds": float(timing.get("export_seconds", 0.0)),
+            "cpu_seconds": round(_children_cpu_seconds() - cpu_before, 1), "peak_rss_mib": round(peak / 2**20),
+            "detail": sizes[0] if sizes else "", "log": output.splitlines()[-40:]}
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of the finished child processes: steadier than wall time on a
+    machine whose neighbours take a varying share of the cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -105,9 +119,11 @@ def main() -> None:
                                 f"{int(users):,} customers", **run})
             console.print({k: v for k, v in rows[-1].items() if k != "log"})
             console.print("\n".join(run["log"][-25:]))
-    table = Table("run", "data", "train wall (s)", "peak RSS (MiB)", title="offline training cost, 2 cores")
+    table = Table("run", "data", "train + export wall (s)", "of which export (s)", "CPU (s)", "peak RSS (MiB)",
+                  title="offline training cost, 2 cores")
     for row in rows:
-        table.add_row(row["run"], row["detail"][:60], f"{row['seconds']:.0f}", f"{row['peak_rss_mib']:,}")
+        table.add_row(row["run"], row["detail"][:60], f"{row['seconds']:.0f}", f"{row['export_seconds']:.0f}",
+                      f"{row['cpu_seconds']:.0f}", f"{row['peak_rss_mib']:,}")
     console.print(table)
     save_results("offline_cost", {"rows": rows})
 
