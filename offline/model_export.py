@@ -38,7 +38,7 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
+def _slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
                      threads: int | None = None) -> Iterator[dict[str, pd.DataFrame]]:
     """Every customer's three lists, a chunk of customers at a time, in customer order: ``recs``
     (the guard's ALL model), ``buyagain`` (items they bought, by repeat score) and ``discover``
@@ -48,10 +48,8 @@ def slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
     data = trained.data
     explainer = ListExplainer(data)
     chunks = [np.arange(start, min(start + chunk, data.n_users)) for start in range(0, data.n_users, chunk)]
-    if not chunks:
-        return
     # The first chunk alone fills the caches the others share (traits, transposed similarities).
-    yield _chunk_lists(trained, explainer, chunks[0], k)
+    yield from (_chunk_lists(trained, explainer, rows, k) for rows in chunks[:1])
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
         yield from pool.map(lambda rows: _chunk_lists(trained, explainer, rows, k), chunks[1:])
 
@@ -61,7 +59,7 @@ def slot_files(trained: TrainedModels, k: int, chunk: int = 2048, threads: int |
     never every customer's lists as objects."""
     sinks = {slot: io.BytesIO() for slot in SLOTS}
     writers = {slot: pq.ParquetWriter(sink, LIST_SCHEMA) for slot, sink in sinks.items()}
-    for part in slot_list_chunks(trained, k, chunk, threads):
+    for part in _slot_list_chunks(trained, k, chunk, threads):
         for slot, frame in part.items():
             writers[slot].write_table(pa.Table.from_pandas(frame, schema=LIST_SCHEMA, preserve_index=False))
     for writer in writers.values():

@@ -127,8 +127,7 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     items and does not carry over to another counts against it. With one, the score is out of
     fold: each half of the customers is ranked by a ranker learned on the other half."""
     rankers = {}
-    found_by_view = _labelled_candidates(periods, fitted)
-    for view, found in found_by_view.items():
+    for view, found in _labelled_candidates(periods, fitted).items():
         maps = []
         for n, (part, members) in enumerate(zip(periods, fitted)):
             others = [f for m, f in enumerate(found) if m != n]

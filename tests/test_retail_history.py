@@ -96,7 +96,6 @@ def test_customer_table_encodes_price_band_and_country():
 
 
 def test_a_customers_country_is_the_one_most_of_their_lines_name():
-    import pandas as pd
     from offline.customer_table import _most_common
     history = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b", "c"],
                             "country": ["Spain", "France", "Spain", "Peru", "Chile", None]})
