@@ -16,7 +16,7 @@ import heapq
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Collection, Mapping, NamedTuple, Sequence
+from typing import Callable, Collection, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -175,6 +175,39 @@ def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None
     items, values = np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
     items = np.where(np.isfinite(values), items, -1)
     return pad_top_n(TopN(items.astype(np.int64), values), n)
+
+
+def top_n_with_and_without(block: "ScoreBlock", n: int, exclude: sp.csr_matrix,
+                           block_of: Callable[[np.ndarray], "ScoreBlock"]) -> tuple[TopN, TopN]:
+    """``block.top_n(n)`` and ``block.top_n(n, exclude)`` from one ranking of each row's ``2 n``
+    best items: the second is the first less the excluded items, for a block whose excluding
+    list is exactly that (every component's is; the hybrid's discovery ranking is not). Rows
+    for which too few of those remain are ranked again by ``block_of(their block rows)``."""
+    wide = block.top_n(2 * n)
+    kept = ~_stored_in(exclude, wide.items)
+    order = np.argsort(~kept, axis=1, kind="stable")[:, :n]
+    items = np.take_along_axis(np.where(kept, wide.items, -1), order, axis=1)
+    scores = np.take_along_axis(np.where(kept, wide.scores, -np.inf), order, axis=1).astype(np.float32)
+    # A row is short only if its wide ranking was full (more items may follow) and lost too many.
+    short = np.flatnonzero((wide.items[:, -1] >= 0) & (kept.sum(axis=1) < n))
+    if len(short):
+        again = block_of(short).top_n(n, exclude[short])
+        items[short], scores[short] = again.items, again.scores
+    return TopN(wide.items[:, :n], wide.scores[:, :n]), TopN(items, scores)
+
+
+def _stored_in(matrix: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
+    """For each entry of ``cols`` (rows x m column indices, -1 for none), whether ``matrix``
+    stores a value at (its row, that column)."""
+    if matrix.nnz == 0:
+        return np.zeros(cols.shape, dtype=bool)
+    matrix = matrix.tocsr()
+    matrix.sort_indices()  # row-major keys in ascending order: look-ups by binary search
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    stored = rows * matrix.shape[1] + matrix.indices
+    wanted = np.arange(cols.shape[0], dtype=np.int64)[:, None] * matrix.shape[1] + cols
+    at = np.minimum(np.searchsorted(stored, wanted), len(stored) - 1)
+    return (cols >= 0) & (stored[at] == wanted)
 
 
 def pad_top_n(top: TopN, n: int) -> TopN:

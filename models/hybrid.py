@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN
+from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN, top_n_with_and_without
 from models.interactions import Interactions
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
@@ -46,22 +46,42 @@ def feature_names(components: list[BatchRecommender]) -> list[str]:
                     "user_idle_days", "user_items"]
 
 
-def candidates(data: Interactions, components: list[BatchRecommender], rows: np.ndarray, per_model: int,
-               view: str, blocks: list[ScoreBlock] | None = None, keep: int | None = None) -> Candidates:
-    """Each component's ``per_model`` best items for the users at ``rows`` (NEW: never-bought
-    items only), with their features; only each one's ``keep`` best when given (the ranks stay
-    those among ``per_model``). ``blocks``: the components' blocks for ``rows``, if at hand."""
-    exclude = data.bought[rows] if view == "NEW" else None
-    blocks = blocks or [component.block(rows) for component in components]
-    tops = [block.top_n(per_model, exclude) for block in blocks]
+class ComponentScores:
+    """The components' scores for the customers at ``rows``: their blocks, and each one's
+    ``per_model`` best items in both views (NEW: never-bought items only), ranked once for both."""
+
+    def __init__(self, data: Interactions, components: list[BatchRecommender], rows: np.ndarray, per_model: int):
+        self.data = data
+        self.components = components
+        self.rows = rows
+        self.per_model = per_model
+        self.blocks = [component.block(rows) for component in components]
+        self._tops: dict[str, list[TopN]] = {}
+
+    def tops(self, view: str) -> list[TopN]:
+        if not self._tops:
+            exclude = self.data.bought[self.rows]
+            both = [top_n_with_and_without(block, self.per_model, exclude,
+                                           lambda at, component=component: component.block(self.rows[at]))
+                    for component, block in zip(self.components, self.blocks)]
+            self._tops = {"ALL": [every for every, _ in both], "NEW": [new for _, new in both]}
+        return self._tops[view]
+
+
+def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> Candidates:
+    """Each component's ``per_model`` best items in ``view`` for the customers of ``scores``,
+    with their features; only each one's ``keep`` best when given (the ranks stay those among
+    ``per_model``)."""
+    data, per_model = scores.data, scores.per_model
+    tops = scores.tops(view)
     tops_kept = [TopN(top.items[:, :keep], top.scores[:, :keep]) for top in tops] if keep else tops
     keys = np.sort(np.concatenate([_keys(top, data.n_items)[0] for top in tops_kept]))
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     columns = []
-    for block, top in zip(blocks, tops):
+    for block, top in zip(scores.blocks, tops):
         columns += [block.at(positions, cols), _rank(top, positions, cols, data.n_items, per_model)]
-    columns += _pair_traits(data, rows, positions, cols)
+    columns += _pair_traits(data, scores.rows, positions, cols)
     return Candidates(positions, cols, np.column_stack(columns).astype(np.float32))
 
 
@@ -119,7 +139,7 @@ class HybridBlock(ScoreBlock):
     def __init__(self, hybrid: LearnedHybrid, rows: np.ndarray):
         self.hybrid = hybrid
         self.rows = rows
-        self._blocks: list[ScoreBlock] | None = None  # the components' blocks, shared by both views
+        self._scores: ComponentScores | None = None  # shared by both views
         self._by_view: dict[tuple[str, int | None], SparseBlock] = {}
         self._candidates: dict[tuple[str, int | None], Candidates] = {}
 
@@ -130,9 +150,9 @@ class HybridBlock(ScoreBlock):
 
     def _rank_candidates(self, view: str, keep: int | None) -> sp.csr_matrix:
         h = self.hybrid
-        if self._blocks is None:
-            self._blocks = [component.block(self.rows) for component in h.components]
-        found = candidates(h.data, h.components, self.rows, h.per_model, view, self._blocks, keep)
+        if self._scores is None:
+            self._scores = ComponentScores(h.data, h.components, self.rows, h.per_model)
+        found = candidates(self._scores, view, keep)
         self._candidates[view, keep] = found
         # +1 keeps every candidate stored, even at probability 0.
         probability = h.rankers[view].predict_proba(found.features)[:, 1] + 1.0

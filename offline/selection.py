@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
-from models.hybrid import CANDIDATES_PER_SLOT, VIEWS, Candidates, candidates, fit_ranker, labelled
+from models.hybrid import CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, candidates, fit_ranker, labelled
 from models.interactions import Interactions
 from offline.components import COMPONENTS
 from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
@@ -147,14 +147,12 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
 
 def _labelled_candidates(periods: list[HoldoutSplit],
                          fitted: list[dict[str, BatchRecommender]]) -> dict[str, list[Candidates]]:
-    """Per view, each period's labelled candidates; both views draw on the same component blocks."""
+    """Per view, each period's labelled candidates; both views draw on one scoring of the components."""
     found: dict[str, list[Candidates]] = {view: [] for view in VIEWS}
     for part, members in zip(periods, fitted):
-        components = list(members.values())
-        blocks = [component.block(part.user_rows) for component in components]
+        scores = ComponentScores(part.train, list(members.values()), part.user_rows, PER_MODEL)
         for view in VIEWS:
-            found[view].append(labelled(candidates(part.train, components, part.user_rows, PER_MODEL, view, blocks),
-                                        view_relevance(part, view)))
+            found[view].append(labelled(candidates(scores, view), view_relevance(part, view)))
     return found
 
 

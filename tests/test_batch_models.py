@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.base import Context, ItemItemRecommender
+from models.base import Context, ItemItemRecommender, top_n_with_and_without
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
@@ -44,6 +44,27 @@ def test_contract(name, data):
     recs = model.recommend(user, 5, Context(exclude={data.item_ids[0]}))
     assert len(recs) <= 5 and data.item_ids[0] not in [i for i, _ in recs]
     assert model.recommend("unknown-user", k=5) == []
+
+
+@pytest.mark.parametrize("name", COMPONENT_NAMES)
+@pytest.mark.parametrize("n", [3, 20])
+def test_both_views_from_one_ranking_equal_the_two_rankings(name, n, data):
+    model = make_component(name).fit(data)
+    rows = np.arange(data.n_users)
+    bought = data.bought[rows]
+    block = model.block(rows)
+    asked_for = []
+    every, new = top_n_with_and_without(block, n, bought, lambda at: asked_for.append(at) or model.block(rows[at]))
+    for got, expected in ((every, block.top_n(n)), (new, block.top_n(n, bought))):
+        assert np.allclose(np.nan_to_num(got.scores, neginf=-9), np.nan_to_num(expected.scores, neginf=-9), atol=1e-6)
+        # The same scores, each that of the item listed (ties may list another item of equal score).
+        positions, ranks = np.nonzero(got.items >= 0)
+        listed = got.items[positions, ranks]
+        assert np.allclose(block.at(positions, listed), got.scores[positions, ranks], rtol=1e-4)
+    positions, ranks = np.nonzero(new.items >= 0)
+    assert not any(bought[p, new.items[p, r]] for p, r in zip(positions, ranks))  # nothing bought in NEW
+    if n == 3:  # customers who bought many of their best six are ranked again, and only they
+        assert asked_for and len(asked_for[0]) < len(rows)
 
 
 @pytest.mark.parametrize("name", ["cooccurrence", "ease", "content", "surprise-knn"])
