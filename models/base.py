@@ -291,6 +291,13 @@ class BatchRecommender(ABC):
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         """Scores of the users at ``user_rows`` (indices into ``data.user_ids``)."""
 
+    def top_n_views(self, block: ScoreBlock, user_rows: np.ndarray, n: int,
+                    exclude: sp.csr_matrix) -> tuple[TopN, TopN]:
+        """``block`` (this model's for ``user_rows``): each user's ``n`` best items, and their
+        ``n`` best outside ``exclude``. A model whose list outside ``exclude`` is not simply its
+        full list less those items ranks the two apart."""
+        return top_n_with_and_without(block, n, exclude, lambda at: self.block(user_rows[at]))
+
     def refuses(self, data) -> str | None:
         """Why this model cannot be fitted on ``data`` (a size limit, say), known before any
         work; None when it can. Lets a trainer that chooses on a sample skip what the whole

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN, top_n_with_and_without
+from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN
 from models.interactions import Interactions
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
@@ -61,8 +61,7 @@ class ComponentScores:
     def tops(self, view: str) -> list[TopN]:
         if not self._tops:
             exclude = self.data.bought[self.rows]
-            both = [top_n_with_and_without(block, self.per_model, exclude,
-                                           lambda at, component=component: component.block(self.rows[at]))
+            both = [component.top_n_views(block, self.rows, self.per_model, exclude)
                     for component, block in zip(self.components, self.blocks)]
             self._tops = {"ALL": [every for every, _ in both], "NEW": [new for _, new in both]}
         return self._tops[view]
@@ -133,6 +132,10 @@ class LearnedHybrid(BatchRecommender):
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         return HybridBlock(self, np.asarray(user_rows))
+
+    def top_n_views(self, block: ScoreBlock, user_rows: np.ndarray, n: int,
+                    exclude: sp.csr_matrix) -> tuple[TopN, TopN]:
+        return block.top_n(n), block.top_n(n, exclude)  # discovery has a ranker of its own
 
 
 class HybridBlock(ScoreBlock):

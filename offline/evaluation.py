@@ -175,12 +175,10 @@ def model_lists(model, split: HoldoutSplit, k: int, filler=None, chunk: int = 10
     out = {view: [] for view in VIEWS}
     for start in range(0, len(rows), chunk):
         block_rows = rows[start:start + chunk]
-        blocks = [model.block(block_rows)] + ([filler.block(block_rows)] if filler is not None else [])
         bought = split.train.bought[block_rows]
-        for view in VIEWS:
-            exclude = bought if view == "NEW" else None
-            top = filled(*(block.top_n(k, exclude) for block in blocks), k=k)
-            out[view].append(top.items[:, :k])
+        tops = [m.top_n_views(m.block(block_rows), block_rows, k, bought) for m in (model, filler) if m is not None]
+        for n, view in enumerate(VIEWS):  # VIEWS: ALL, then NEW
+            out[view].append(filled(*(top[n] for top in tops), k=k).items[:, :k])
     return {view: np.vstack(parts) if parts else np.zeros((0, k), dtype=np.int64) for view, parts in out.items()}
 
 
