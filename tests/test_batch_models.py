@@ -141,8 +141,23 @@ def _read_lists(files: dict[str, bytes]) -> dict[str, pd.DataFrame]:
             for slot, name in SLOT_FILES.items()}
 
 
-def test_lists_ranked_on_several_threads_and_written_chunk_by_chunk_equal_those_ranked_at_once():
-    trained = train_all(simulate_history(n_users=300, seed=3), None, progress=lambda m: None)
+@pytest.fixture(scope="module")
+def trained():
+    return train_all(simulate_history(n_users=300, seed=3), None, progress=lambda m: None)
+
+
+def test_the_hybrid_ranks_its_discovery_list_with_a_ranker_of_its_own(trained):
+    hybrid, rows = trained.hybrid, np.arange(trained.data.n_users)
+    bought = trained.data.bought[rows]
+    block = hybrid.block(rows)
+    every, new = hybrid.top_n_views(block, rows, 10, bought)
+    assert (every.items == block.top_n(10).items).all() and (new.items == block.top_n(10, bought).items).all()
+    # Not its full list less bought items, which one ranking of both views would give.
+    _, less_bought = top_n_with_and_without(block, 10, bought, lambda at: hybrid.block(rows[at]))
+    assert (less_bought.items != new.items).any()
+
+
+def test_lists_ranked_on_several_threads_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):
     at_once = _read_lists(slot_files(trained, 20, chunk=4096, threads=1))
     by_chunks = _read_lists(slot_files(trained, 20, chunk=32, threads=2))
     for slot in SLOT_FILES:
