@@ -184,7 +184,9 @@ def top_n_with_and_without(block: "ScoreBlock", n: int, exclude: sp.csr_matrix,
     list is exactly that (every component's is; the hybrid's discovery ranking is not). Rows
     for which too few of those remain are ranked again by ``block_of(their block rows)``."""
     wide = block.top_n(2 * n)
-    kept = ~_stored_in(exclude, wide.items)
+    rows = np.repeat(np.arange(len(wide.items)), wide.items.shape[1])
+    excluded = np.asarray(exclude[rows, np.maximum(wide.items, 0).ravel()]).reshape(wide.items.shape) != 0
+    kept = (wide.items < 0) | ~excluded
     order = np.argsort(~kept, axis=1, kind="stable")[:, :n]
     items = np.take_along_axis(np.where(kept, wide.items, -1), order, axis=1)
     scores = np.take_along_axis(np.where(kept, wide.scores, -np.inf), order, axis=1).astype(np.float32)
@@ -194,20 +196,6 @@ def top_n_with_and_without(block: "ScoreBlock", n: int, exclude: sp.csr_matrix,
         again = block_of(short).top_n(n, exclude[short])
         items[short], scores[short] = again.items, again.scores
     return TopN(wide.items[:, :n], wide.scores[:, :n]), TopN(items, scores)
-
-
-def _stored_in(matrix: sp.csr_matrix, cols: np.ndarray) -> np.ndarray:
-    """For each entry of ``cols`` (rows x m column indices, -1 for none), whether ``matrix``
-    stores a value at (its row, that column)."""
-    if matrix.nnz == 0:
-        return np.zeros(cols.shape, dtype=bool)
-    matrix = matrix.tocsr()
-    matrix.sort_indices()  # row-major keys in ascending order: look-ups by binary search
-    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-    stored = rows * matrix.shape[1] + matrix.indices
-    wanted = np.arange(cols.shape[0], dtype=np.int64)[:, None] * matrix.shape[1] + cols
-    at = np.minimum(np.searchsorted(stored, wanted), len(stored) - 1)
-    return (cols >= 0) & (stored[at] == wanted)
 
 
 def pad_top_n(top: TopN, n: int) -> TopN:
