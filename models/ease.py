@@ -45,8 +45,10 @@ class EASE(ItemItemRecommender):
         return self
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
-        return _SubsetBlock(np.asarray(self.data.bought[user_rows][:, self.columns] @ self.weights),
-                            self.columns, self.data.n_items)
+        # float32 on both sides: a float64 history would make scipy copy the whole of B as float64
+        # for every block, thirty times the cost of the product itself.
+        history = self.data.bought[user_rows][:, self.columns].astype(np.float32)
+        return _SubsetBlock(np.asarray(history @ self.weights), self.columns, self.data.n_items)
 
 
 def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
