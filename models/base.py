@@ -120,21 +120,25 @@ def sparse_top_n(scores: sp.csr_matrix, n: int, max_cells: int = 8_000_000) -> T
     """The ``n`` best stored entries of each row, best first.
 
     Rows are laid out side by side in dense strips no wider than their longest row, so a
-    linear-time partition finds each row's best (a full sort of every entry is far slower)."""
+    linear-time partition finds each row's best (a full sort of every entry is far slower).
+    Rows are grouped by length first: one long row among short ones would otherwise pad the
+    whole strip to its width."""
     scores = scores.tocsr()
     counts = np.diff(scores.indptr)
+    by_length = np.argsort(counts, kind="stable")
+    ordered, counts = scores[by_length], counts[by_length]
     n_rows = scores.shape[0]
     items = np.full((n_rows, n), -1, dtype=np.int64)
     best = np.full((n_rows, n), -np.inf, dtype=np.float32)
     start = 0
     while start < n_rows:
+        # Rows are in ascending length: a strip's width is its last row's.
         stop = start + 1
-        width = max(int(counts[start]), 1)
-        while stop < n_rows and max(width, counts[stop]) * (stop + 1 - start) <= max_cells:
-            width = max(width, int(counts[stop]))
+        while stop < n_rows and max(int(counts[stop]), 1) * (stop + 1 - start) <= max_cells:
             stop += 1
-        _strip_top_n(scores, start, stop, width, n, items, best)
+        _strip_top_n(ordered, start, stop, max(int(counts[stop - 1]), 1), n, items, best)
         start = stop
+    items[by_length], best[by_length] = items.copy(), best.copy()
     return TopN(items, best)
 
 
