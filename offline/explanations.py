@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, ScoreBlock, TopN
-from models.explanations import DISCOVER, SIMILAR_TO, TRENDING, Reason, bought_before
+from models.explanations import BOUGHT_BEFORE, DISCOVER, SIMILAR_TO, TRENDING, bought_before
 from models.hybrid import HybridBlock
 from models.interactions import Interactions
 from models.popularity import RecentPopularity
@@ -30,12 +30,12 @@ class ListExplainer:
         self._columns_of: dict[str, sp.csr_matrix] = {}
 
     def explain(self, model: BatchRecommender, block: ScoreBlock, rows: np.ndarray, top: TopN, proposed: TopN,
-                exclude: sp.csr_matrix | None = None) -> list[list[Reason]]:
-        """Each row's reasons for ``top``: the model's own ``proposed`` (``block.top_n(n, exclude)``),
-        then popular fill-ins."""
+                exclude: sp.csr_matrix | None = None) -> pd.DataFrame:
+        """Each row's reasons for ``top`` (columns ``reasons``: codes, ``evidence``): the model's
+        own ``proposed`` (``block.top_n(n, exclude)``), then popular fill-ins."""
         n = proposed.items.shape[1]
         proposed = proposed.items
-        positions, slots = np.nonzero(top.items >= 0)
+        positions, slots = np.nonzero(top.items >= 0)  # row by row, each row's slots in order
         cols = top.items[positions, slots]
         own = (proposed[positions] == cols[:, None]).any(axis=1)
         components = np.full(len(cols), -1)
@@ -45,43 +45,40 @@ class ListExplainer:
         else:
             components[own] = 0
             members = [model]
-        reasons: list[list[Reason]] = [[] for _ in rows]
-        for code_of, pairs in self._by_component(members, components, rows, positions, cols):
-            for pair, reason in zip(pairs, code_of):
-                reasons[positions[pair]].append((slots[pair], reason))
-        return [[reason for _, reason in sorted(row)] for row in reasons]
-
-    def _by_component(self, members, components, rows, positions, cols):
+        codes, evidence = np.empty(len(cols), dtype=object), np.empty(len(cols), dtype=object)
         for index in np.unique(components):
             pairs = np.flatnonzero(components == index)
             member = members[index] if index >= 0 else None
-            yield self._reasons(member, rows, positions[pairs], cols[pairs]), pairs
+            codes[pairs], evidence[pairs] = self._reasons(member, rows, positions[pairs], cols[pairs])
+        row_starts = np.searchsorted(positions, np.arange(1, len(rows)))
+        return pd.DataFrame({"reasons": [part.tolist() for part in np.split(codes, row_starts)],
+                             "evidence": [part.tolist() for part in np.split(evidence, row_starts)]})
 
-    def _reasons(self, member: BatchRecommender | None, rows, positions, cols) -> list[Reason]:
+    def _reasons(self, member: BatchRecommender | None, rows, positions, cols) -> tuple[list, list]:
+        """Reason codes and their evidence for the pairs ``member`` contributed."""
         users = rows[positions]
         if member is None or isinstance(member, RecentPopularity):
-            return [Reason(TRENDING)] * len(cols)
+            return [TRENDING] * len(cols), [""] * len(cols)
         if member.name == "repeat":
-            return self._bought_before(users, cols)
+            return [BOUGHT_BEFORE] * len(cols), self._bought_before(users, cols)
         if "item_neighbours" in member.capabilities:
             return self._similar_to(member, rows, positions, cols)
-        return [Reason(DISCOVER, member.name)] * len(cols)
+        return [DISCOVER] * len(cols), [member.name] * len(cols)
 
-    def _bought_before(self, users, cols) -> list[Reason]:
+    def _bought_before(self, users, cols) -> list[str]:
         times = np.asarray(self.data.orders[users, cols]).ravel()
         age = np.asarray(self.data.last_age_days[users, cols]).ravel() - 1.0
         last = self.data.end.timestamp() - age * DAY
-        return [bought_before(int(t), float(ts)) for t, ts in zip(times, last)]
+        return [bought_before(int(t), float(ts)).evidence for t, ts in zip(times, last)]
 
-    def _similar_to(self, member, rows, positions, cols) -> list[Reason]:
+    def _similar_to(self, member, rows, positions, cols) -> tuple[list, list]:
         """The customer's item that pulls each item most (history weight x similarity)."""
         if member.name not in self._columns_of:
             self._columns_of[member.name] = member.similarity.T.tocsr()
         pulls = member.history(rows)[positions].multiply(self._columns_of[member.name][cols]).tocsr()
         strongest, found = _strongest_positive(pulls)
-        item_ids = self.data.item_ids
-        return [Reason(SIMILAR_TO, str(item_ids[j])) if ok else Reason(DISCOVER, member.name)
-                for j, ok in zip(strongest, found)]
+        return (np.where(found, SIMILAR_TO, DISCOVER).tolist(),
+                np.where(found, self.data.item_ids[strongest], member.name).tolist())
 
 
 def _strongest_positive(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +93,3 @@ def _strongest_positive(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     found = np.zeros(matrix.shape[0], dtype=bool)
     strongest[filled], found[filled] = matrix.indices[first], matrix.data[first] > 0
     return strongest, found
-
-
-def reason_columns(reasons: list[list[Reason]]) -> pd.DataFrame:
-    return pd.DataFrame({"reasons": [[r.code for r in row] for row in reasons],
-                         "evidence": [[r.evidence for r in row] for row in reasons]})

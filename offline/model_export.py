@@ -21,7 +21,7 @@ from models.popularity import RecentPopularity
 from offline.customer_table import customer_feature_table
 from models.base import sparse_top_n
 from offline.evaluation import filled
-from offline.explanations import ListExplainer, reason_columns
+from offline.explanations import ListExplainer
 from offline.training import TrainedModels
 
 SIMILAR_ITEMS = 20
@@ -99,13 +99,17 @@ def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndar
     for slot, top in tops.items():
         model, block, exclude = explained[slot]
         valid = top.items >= 0
-        items = [data.item_ids[row[ok]].tolist() for row, ok in zip(top.items, valid)]
-        scores = [np.round(np.where(np.isfinite(row[ok]), row[ok], 0.0), 4).tolist()
-                  for row, ok in zip(top.scores, valid)]
+        scores = np.round(np.where(np.isfinite(top.scores[valid]), top.scores[valid], 0.0), 4)
+        lists = pd.DataFrame({"user_id": data.user_ids[rows], "items": _per_row(data.item_ids[top.items[valid]], valid),
+                              "scores": _per_row(scores, valid)})
         reasons = explainer.explain(model, block, rows, top, proposed[slot], exclude)
-        out[slot] = pd.concat([pd.DataFrame({"user_id": data.user_ids[rows], "items": items, "scores": scores}),
-                               reason_columns(reasons)], axis=1)
+        out[slot] = pd.concat([lists, reasons], axis=1)
     return out
+
+
+def _per_row(values: np.ndarray, valid: np.ndarray) -> list[list]:
+    """``values`` of the ``valid`` cells (in row order) as one list per row of ``valid``."""
+    return [part.tolist() for part in np.split(values, np.cumsum(valid.sum(axis=1))[:-1])]
 
 
 def _neighbours(similarity: sp.csr_matrix, item_ids: np.ndarray, k: int) -> pd.DataFrame:
