@@ -81,7 +81,10 @@ def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> C
     for block, top in zip(scores.blocks, tops):
         columns += [block.at(positions, cols), _rank(top, positions, cols, data.n_items, per_model)]
     columns += _pair_traits(data, scores.rows, positions, cols)
-    return Candidates(positions, cols, np.column_stack(columns).astype(np.float32))
+    features = np.empty((len(cols), len(columns)), dtype=np.float32)  # no float64 copy of millions of rows
+    for n, column in enumerate(columns):
+        features[:, n] = column
+    return Candidates(positions, cols, features)
 
 
 def labelled(found: Candidates, relevant: list[set[int]]) -> Candidates:
