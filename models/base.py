@@ -138,7 +138,7 @@ def sparse_top_n(scores: sp.csr_matrix, n: int, max_cells: int = 8_000_000) -> T
             stop += 1
         _strip_top_n(ordered, start, stop, max(int(counts[stop - 1]), 1), n, items, best)
         start = stop
-    items[by_length], best[by_length] = items.copy(), best.copy()
+    items[by_length], best[by_length] = items.copy(), best.copy()  # back in the caller's row order
     return TopN(items, best)
 
 

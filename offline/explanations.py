@@ -35,7 +35,8 @@ class ListExplainer:
         own ``proposed`` (``block.top_n(n, exclude)``), then popular fill-ins."""
         n = proposed.items.shape[1]
         proposed = proposed.items
-        positions, slots = np.nonzero(top.items >= 0)  # row by row, each row's slots in order
+        listed = top.items >= 0
+        positions, slots = np.nonzero(listed)
         cols = top.items[positions, slots]
         own = (proposed[positions] == cols[:, None]).any(axis=1)
         components = np.full(len(cols), -1)
@@ -50,9 +51,7 @@ class ListExplainer:
             pairs = np.flatnonzero(components == index)
             member = members[index] if index >= 0 else None
             codes[pairs], evidence[pairs] = self._reasons(member, rows, positions[pairs], cols[pairs])
-        row_starts = np.searchsorted(positions, np.arange(1, len(rows)))
-        return pd.DataFrame({"reasons": [part.tolist() for part in np.split(codes, row_starts)],
-                             "evidence": [part.tolist() for part in np.split(evidence, row_starts)]})
+        return pd.DataFrame({"reasons": per_row(codes, listed), "evidence": per_row(evidence, listed)})
 
     def _reasons(self, member: BatchRecommender | None, rows, positions, cols) -> tuple[list, list]:
         """Reason codes and their evidence for the pairs ``member`` contributed."""
@@ -79,6 +78,11 @@ class ListExplainer:
         strongest, found = _strongest_positive(pulls)
         return (np.where(found, SIMILAR_TO, DISCOVER).tolist(),
                 np.where(found, self.data.item_ids[strongest], member.name).tolist())
+
+
+def per_row(values: np.ndarray, cells: np.ndarray) -> list[list]:
+    """``values`` of the true ``cells`` (a boolean matrix, read row by row) as one list per row."""
+    return [part.tolist() for part in np.split(values, np.cumsum(cells.sum(axis=1))[:-1])]
 
 
 def _strongest_positive(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
