@@ -31,8 +31,9 @@ class ListExplainer:
 
     def explain(self, model: BatchRecommender, block: ScoreBlock, rows: np.ndarray, top: TopN, proposed: TopN,
                 exclude: sp.csr_matrix | None = None) -> pd.DataFrame:
-        """Each row's reasons for ``top`` (columns ``reasons``: codes, ``evidence``): the model's
-        own ``proposed`` (``block.top_n(n, exclude)``), then popular fill-ins."""
+        """Each customer's reasons for ``top``, a frame row per customer (``reasons``: the codes, and
+        their ``evidence``): the model's own ``proposed`` (``block.top_n(n, exclude)``), then
+        popular fill-ins."""
         n = proposed.items.shape[1]
         proposed = proposed.items
         listed = top.items >= 0

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.base import Context, ItemItemRecommender, top_n_with_and_without
+from models.base import Context, ItemItemRecommender, sparse_top_n, top_n_with_and_without
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
@@ -92,6 +92,24 @@ def test_factor_models_rank_bought_categories_above_chance(name, data):
         favourite = pd.Series([planted_category(i) for i in data.item_ids[bought[row]]]).mode().iat[0]
         hits.append(np.mean([planted_category(data.item_ids[j]) == favourite for j in top.items[row] if j >= 0]))
     assert np.mean(hits) > 1.25 / 8  # chance is 1/8
+
+
+@pytest.mark.parametrize("max_cells", [40, 1_000, 8_000_000])
+def test_sparse_top_n_of_rows_of_very_different_lengths_is_each_rows_best_in_order(max_cells):
+    """Rows of very different lengths (strips are cut by length) keep their own order and best."""
+    rng = np.random.default_rng(7)
+    lengths = np.minimum((rng.pareto(0.8, 300) * 3).astype(int), 400)
+    rows = np.repeat(np.arange(300), lengths)
+    cols = np.concatenate([rng.choice(400, n, replace=False) for n in lengths])
+    scores = sp.csr_matrix((rng.permutation(len(rows)).astype(np.float32) + 1, (rows, cols)), shape=(300, 400))
+    top = sparse_top_n(scores, 7, max_cells=max_cells)
+    assert lengths.max() > 50 * max(np.median(lengths), 1)  # one long row among short ones
+    for row in range(300):
+        stored = scores[row].toarray().ravel()
+        expected = np.argsort(-stored, kind="stable")[:min(7, lengths[row])]
+        assert top.items[row, :len(expected)].tolist() == expected.tolist()
+        assert (top.items[row, len(expected):] == -1).all()
+        assert np.array_equal(top.scores[row, :len(expected)], stored[expected])
 
 
 def test_item_caps_keep_dense_models_small(data):
