@@ -53,13 +53,13 @@ def _slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
     chunks = [np.arange(start, min(start + chunk, data.n_users)) for start in range(0, data.n_users, chunk)]
     # The first chunk alone fills the caches the others share (traits, transposed similarities).
     yield from (_chunk_lists(trained, explainer, rows, k) for rows in chunks[:1])
+
+    def ranked_on_one_openmp_thread(rows: np.ndarray) -> dict[str, pd.DataFrame]:
+        with threadpool_limits(1, "openmp"):
+            return _chunk_lists(trained, explainer, rows, k)
+
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool, threadpool_limits(1, "blas"):
-        yield from pool.map(lambda rows: _one_openmp_thread(_chunk_lists, trained, explainer, rows, k), chunks[1:])
-
-
-def _one_openmp_thread(work, *args):
-    with threadpool_limits(1, "openmp"):
-        return work(*args)
+        yield from pool.map(ranked_on_one_openmp_thread, chunks[1:])
 
 
 def slot_files(trained: TrainedModels, k: int, chunk: int = 2048, threads: int | None = None) -> dict[str, bytes]:
@@ -99,7 +99,8 @@ def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndar
     for slot, top in tops.items():
         model, block, exclude = explained[slot]
         valid = top.items >= 0
-        scores = np.round(np.where(np.isfinite(top.scores[valid]), top.scores[valid], 0.0), 4)
+        listed = top.scores[valid]
+        scores = np.round(np.where(np.isfinite(listed), listed, 0.0), 4)
         lists = pd.DataFrame({"user_id": data.user_ids[rows],
                               "items": per_row(data.item_ids[top.items[valid]], valid), "scores": per_row(scores, valid)})
         reasons = explainer.explain(model, block, rows, top, proposed[slot], exclude)
