@@ -42,7 +42,7 @@ def feature_names(components: list[BatchRecommender]) -> list[str]:
     names = []
     for component in components:
         names += [component.name, f"{component.name}_rank"]
-    return names + ["orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders",
+    return names + ["votes", "rank_fusion", "orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders",
                     "user_idle_days", "user_items"]
 
 
@@ -80,6 +80,7 @@ def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> C
     columns = []
     for block, top in zip(scores.blocks, tops):
         columns += [block.at(positions, cols), _rank(top, positions, cols, data.n_items, per_model)]
+    columns += _agreement(columns[1::2], per_model)
     columns += _pair_traits(data, scores.rows, positions, cols)
     features = np.empty((len(cols), len(columns)), dtype=np.float32)  # no float64 copy of millions of rows
     for n, column in enumerate(columns):
@@ -203,6 +204,15 @@ def _rank(top: TopN, positions: np.ndarray, cols: np.ndarray, n_items: int, abse
         return np.full(len(wanted), absent, dtype=np.float32)
     at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
     return np.where(keys[at] == wanted, ranks[at], absent).astype(np.float32)
+
+
+def _agreement(ranks: list[np.ndarray], absent: int) -> list[np.ndarray]:
+    """How many components propose each pair, and their reciprocal-rank fusion: items that
+    several components rank high are the surest, a signal trees find hard to piece together
+    from each component's rank alone."""
+    stacked = np.vstack(ranks)
+    proposed = stacked < absent
+    return [proposed.sum(axis=0), np.where(proposed, 1.0 / (10.0 + stacked), 0.0).sum(axis=0)]
 
 
 def _pair_traits(data: Interactions, rows: np.ndarray, positions: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
