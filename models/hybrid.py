@@ -1,9 +1,10 @@
 """The hybrid: every component's opinion on a customer's candidates, blended by a learned ranker.
 
 Candidates are each component's ``per_model`` best items for the customer. A
-candidate's features are each component's score and rank for it, plus repeat
-signals (how often and how long ago the customer bought it) and item and
-customer traits. A gradient-boosted classifier, one per view, learns from
+candidate's features are each component's score and rank for it, and the score
+relative to the customer's best from that component; how many components propose
+it and their reciprocal-rank fusion; repeat signals (how often and how long ago the
+customer bought it) and item and customer traits. A gradient-boosted classifier, one per view, learns from
 labelled candidates (did the customer buy it in a held-out period?) how much to
 trust each component. The ``ALL`` view ranks every candidate; the ``NEW`` view
 (discovery) ranks only items the customer never bought.
@@ -25,6 +26,7 @@ from models.interactions import Interactions
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
 VIEWS = ("ALL", "NEW")
+COLUMNS_PER_COMPONENT = 3  # score, rank, score relative to the customer's best
 CANDIDATES_PER_SLOT = 1  # a list of n ranks each component's best n items
 
 
@@ -41,7 +43,7 @@ class Candidates:
 def feature_names(components: list[BatchRecommender]) -> list[str]:
     names = []
     for component in components:
-        names += [component.name, f"{component.name}_rank"]
+        names += [component.name, f"{component.name}_rank", f"{component.name}_relative"]
     return names + ["votes", "rank_fusion", "orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders",
                     "user_idle_days", "user_items"]
 
@@ -78,14 +80,20 @@ def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> C
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     columns = []
-    for block, top in zip(scores.blocks, tops):
-        columns += [block.at(positions, cols), _rank(top, positions, cols, data.n_items, per_model)]
-    columns += _agreement(columns[1::2], per_model)
+    for block, top, best in zip(scores.blocks, tops, scores.tops("ALL")):
+        score = block.at(positions, cols)
+        columns += [score, _rank(top, positions, cols, data.n_items, per_model), score / _scale(best)[positions]]
+    columns += _agreement(columns[1::COLUMNS_PER_COMPONENT], per_model)
     columns += _pair_traits(data, scores.rows, positions, cols)
     features = np.empty((len(cols), len(columns)), dtype=np.float32)  # no float64 copy of millions of rows
     for n, column in enumerate(columns):
         features[:, n] = column
     return Candidates(positions, cols, features)
+
+
+def component_ranks(features: np.ndarray, n_components: int) -> np.ndarray:
+    """The components' rank columns of candidate ``features``."""
+    return features[:, 1:COLUMNS_PER_COMPONENT * n_components:COLUMNS_PER_COMPONENT]
 
 
 def labelled(found: Candidates, relevant: list[set[int]]) -> Candidates:
@@ -184,7 +192,7 @@ class HybridBlock(ScoreBlock):
         n_items = self.hybrid.data.n_items
         keys = found.positions.astype(np.int64) * n_items + found.cols
         at = np.searchsorted(keys, positions.astype(np.int64) * n_items + cols)
-        ranks = found.features[np.minimum(at, len(keys) - 1)][:, 1:2 * len(self.hybrid.components):2]
+        ranks = component_ranks(found.features[np.minimum(at, len(keys) - 1)], len(self.hybrid.components))
         return np.argmin(ranks, axis=1)
 
 
@@ -204,6 +212,16 @@ def _rank(top: TopN, positions: np.ndarray, cols: np.ndarray, n_items: int, abse
         return np.full(len(wanted), absent, dtype=np.float32)
     at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
     return np.where(keys[at] == wanted, ranks[at], absent).astype(np.float32)
+
+
+def _scale(top: TopN) -> np.ndarray:
+    """Each customer's best score from a component: its scores are features relative to that.
+    Raw scores grow with the length of the history a component was fitted on (co-occurrence
+    counts, order counts), so a ranker learned on shorter validation histories would misread
+    the full history's; relative scores mean the same on both (the raw ones stay beside them,
+    for what their level says)."""
+    best = np.abs(top.scores[:, 0]) if top.scores.shape[1] else np.ones(len(top.scores), dtype=np.float32)
+    return np.where(np.isfinite(best) & (best > 0), best, 1.0)
 
 
 def _agreement(ranks: list[np.ndarray], absent: int) -> list[np.ndarray]:

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
-from models.hybrid import CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, candidates, fit_ranker, labelled
+from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, candidates, component_ranks,
+                           fit_ranker, labelled)
 from models.interactions import Interactions
 from offline.components import COMPONENTS
 from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
@@ -132,7 +133,7 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
         for n, (part, members) in enumerate(zip(periods, fitted)):
             others = [f for m, f in enumerate(found) if m != n]
             if others:  # ranked as published lists of K are: from each component's best K candidates
-                ranks = found[n].features[:, 1:2 * len(members):2]
+                ranks = component_ranks(found[n].features, len(members))
                 ranked = _subset(found[n], (ranks < CANDIDATES_PER_SLOT * K).any(axis=1))
                 scores = _held_out_scores(ranked, others, seed)
             else:

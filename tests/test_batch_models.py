@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from models.base import Context, ItemItemRecommender, sparse_top_n, top_n_with_and_without
+from models.hybrid import ComponentScores, candidates, component_ranks
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
@@ -173,6 +174,28 @@ def test_the_hybrid_ranks_its_discovery_list_with_a_ranker_of_its_own(trained):
     # Not its full list less bought items, which one ranking of both views would give.
     _, less_bought = top_n_with_and_without(block, 10, bought, lambda at: hybrid.block(rows[at]))
     assert (less_bought.items != new.items).any()
+
+
+def test_candidate_features_agree_with_each_components_own_lists(trained):
+    hybrid, rows = trained.hybrid, np.arange(40)
+    scores = ComponentScores(trained.data, hybrid.components, rows, per_model=10)
+    found = candidates(scores, "ALL")
+    names = hybrid.feature_names
+    assert found.features.shape[1] == len(names)
+    ranks = component_ranks(found.features, len(hybrid.components))
+    for n, (component, top) in enumerate(zip(hybrid.components, scores.tops("ALL"))):
+        column = names.index(component.name)
+        relative = found.features[:, names.index(f"{component.name}_relative")]
+        # The customer's best item from a component scores 1 relative to itself.
+        first = ranks[:, n] == 0
+        assert first.any() and np.allclose(np.abs(relative[first]), 1.0, atol=1e-5), component.name
+        assert np.allclose(relative[first] * np.abs(top.scores[found.positions[first], 0]),
+                           found.features[first, column], rtol=1e-4)
+    proposed = (ranks < 10).sum(axis=1)
+    assert (found.features[:, names.index("votes")] == proposed).all() and proposed.min() >= 1
+    fusion = found.features[:, names.index("rank_fusion")]
+    assert np.allclose(fusion, np.where(ranks < 10, 1 / (10 + ranks), 0).sum(axis=1), rtol=1e-5)
+    assert fusion[proposed == proposed.max()].mean() > fusion[proposed == 1].mean()
 
 
 def test_lists_ranked_on_several_threads_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):
