@@ -4,10 +4,10 @@ Candidates are each component's ``per_model`` best items for the customer. A
 candidate's features are each component's score and rank for it, and the score
 relative to the customer's best from that component; how many components propose
 it and their reciprocal-rank fusion; repeat signals (how often and how long ago the
-customer bought it) and item and customer traits. A gradient-boosted classifier, one per view, learns from
-labelled candidates (did the customer buy it in a held-out period?) how much to
-trust each component. The ``ALL`` view ranks every candidate; the ``NEW`` view
-(discovery) ranks only items the customer never bought.
+customer bought it) and item and customer traits. A gradient-boosted classifier,
+one per view, learns from labelled candidates (did the customer buy it in a
+held-out period?) how much to trust each component. The ``ALL`` view ranks every
+candidate; the ``NEW`` view (discovery) ranks only items the customer never bought.
 
 Where the labelled candidates come from (a validation split that mirrors how the
 data is used) is the trainer's business: see ``offline.validation``.
@@ -44,8 +44,8 @@ def feature_names(components: list[BatchRecommender]) -> list[str]:
     names = []
     for component in components:
         names += [component.name, f"{component.name}_rank", f"{component.name}_relative"]
-    return names + ["votes", "rank_fusion", "orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders",
-                    "user_idle_days", "user_items"]
+    return names + ["votes", "rank_fusion", "orders", "days_since", "due", "item_repeat_rate", "item_buyers",
+                    "user_orders", "user_idle_days", "user_items"]
 
 
 class ComponentScores:
