@@ -40,12 +40,15 @@ class Candidates:
     labels: np.ndarray | None = None
 
 
+TRAITS = ["orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders", "user_idle_days",
+          "user_items"]
+
+
 def feature_names(components: list[BatchRecommender]) -> list[str]:
     names = []
     for component in components:
         names += [component.name, f"{component.name}_rank", f"{component.name}_relative"]
-    return names + ["votes", "rank_fusion", "orders", "days_since", "due", "item_repeat_rate", "item_buyers",
-                    "user_orders", "user_idle_days", "user_items"]
+    return names + ["votes", "rank_fusion"] + TRAITS
 
 
 class ComponentScores:
@@ -79,14 +82,16 @@ def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> C
     keys = np.sort(np.concatenate([_keys(top, data.n_items)[0] for top in tops_kept]))
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
-    columns = []
-    for block, top, best in zip(scores.blocks, tops, scores.tops("ALL")):
-        score = block.at(positions, cols)
-        columns += [score, _rank(top, positions, cols, data.n_items, per_model), score / _scale(best)[positions]]
-    columns += _agreement(columns[1::COLUMNS_PER_COMPONENT], per_model)
-    columns += _pair_traits(data, scores.rows, positions, cols)
-    features = np.empty((len(cols), len(columns)), dtype=np.float32)  # no float64 copy of millions of rows
-    for n, column in enumerate(columns):
+    # Filled column by column: no float64 copy of millions of rows, nor a list of their columns.
+    features = np.empty((len(cols), COLUMNS_PER_COMPONENT * len(tops) + 2 + len(TRAITS)), dtype=np.float32)
+    for n, (block, top, best) in enumerate(zip(scores.blocks, tops, scores.tops("ALL"))):
+        at = COLUMNS_PER_COMPONENT * n
+        features[:, at] = block.at(positions, cols)
+        features[:, at + 1] = _rank(top, positions, cols, data.n_items, per_model)
+        features[:, at + 2] = features[:, at] / _scale(best)[positions]
+    tail = _agreement(component_ranks(features, len(tops)), per_model)
+    tail += _pair_traits(data, scores.rows, positions, cols)
+    for n, column in enumerate(tail, start=COLUMNS_PER_COMPONENT * len(tops)):
         features[:, n] = column
     return Candidates(positions, cols, features)
 
@@ -110,15 +115,19 @@ def new_ranker(seed: int = 0) -> HistGradientBoostingClassifier:
                                           l2_regularization=1.0, random_state=seed)
 
 
-def fit_ranker(found: Candidates, seed: int = 0, max_rows: int = 200_000) -> HistGradientBoostingClassifier:
-    """A ranker on labelled candidates; negatives are sampled down to ``max_rows`` examples."""
-    X, y = found.features, found.labels
+def fit_ranker(parts: list[Candidates], seed: int = 0, max_rows: int = 200_000) -> HistGradientBoostingClassifier:
+    """A ranker on labelled candidates of one or more splits; negatives are sampled down to
+    ``max_rows`` examples in all, each split before they are joined (never a copy of all)."""
     rng = np.random.default_rng(seed)
-    negatives = max(int((~y).sum()), 1)
-    keep = y | (rng.random(len(y)) < min(1.0, (max_rows - y.sum()) / negatives))
-    if y[keep].all() or not y[keep].any():
+    positives = sum(int(part.labels.sum()) for part in parts)
+    negatives = max(sum(len(part.labels) for part in parts) - positives, 1)
+    share = min(1.0, (max_rows - positives) / negatives)
+    kept = [part.labels | (rng.random(len(part.labels)) < share) for part in parts]
+    y = np.concatenate([part.labels[keep] for part, keep in zip(parts, kept)])
+    if y.all() or not y.any():
         raise ValueError("the validation period gives no bought and unbought candidates to learn from")
-    return new_ranker(seed).fit(X[keep], y[keep])
+    X = np.concatenate([part.features[keep] for part, keep in zip(parts, kept)])
+    return new_ranker(seed).fit(X, y)
 
 
 class LearnedHybrid(BatchRecommender):
@@ -224,13 +233,13 @@ def _scale(top: TopN) -> np.ndarray:
     return np.where(np.isfinite(best) & (best > 0), best, 1.0)
 
 
-def _agreement(ranks: list[np.ndarray], absent: int) -> list[np.ndarray]:
-    """How many components propose each pair, and their reciprocal-rank fusion: items that
-    several components rank high are the surest, a signal trees find hard to piece together
-    from each component's rank alone."""
-    stacked = np.vstack(ranks)
-    proposed = stacked < absent
-    return [proposed.sum(axis=0), np.where(proposed, 1.0 / (10.0 + stacked), 0.0).sum(axis=0)]
+def _agreement(ranks: np.ndarray, absent: int) -> list[np.ndarray]:
+    """How many components propose each pair (``ranks``: pairs x components), and their
+    reciprocal-rank fusion: items that several components rank high are the surest, a signal
+    trees find hard to piece together from each component's rank alone."""
+    by_component = np.ascontiguousarray(ranks.T)  # summed component after component, in order
+    proposed = by_component < absent
+    return [proposed.sum(axis=0), np.where(proposed, 1.0 / (10.0 + by_component), 0.0).sum(axis=0)]
 
 
 def _pair_traits(data: Interactions, rows: np.ndarray, positions: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:

@@ -142,7 +142,7 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
         for n, score in enumerate(maps):
             selection.by_period.setdefault("hybrid", [{} for _ in periods])[n][view] = score
         selection.scores.setdefault("hybrid", {})[view] = float(np.mean(maps))
-        rankers[view] = fit_ranker(_joined(found), seed)
+        rankers[view] = fit_ranker(found, seed)
     return rankers
 
 
@@ -170,7 +170,7 @@ def _hybrid_map(part: HoldoutSplit, members: dict[str, BatchRecommender], found:
 
 def _held_out_scores(found: Candidates, others: list[Candidates], seed: int) -> np.ndarray:
     """``found`` scored by a ranker learned on the other periods only."""
-    return fit_ranker(_joined(others), seed).predict_proba(found.features)[:, 1] + 1.0
+    return fit_ranker(others, seed).predict_proba(found.features)[:, 1] + 1.0
 
 
 def _out_of_fold_scores(found: Candidates, n_customers: int, seed: int) -> np.ndarray:
@@ -179,14 +179,8 @@ def _out_of_fold_scores(found: Candidates, n_customers: int, seed: int) -> np.nd
     scores = np.zeros(len(found.cols))
     for held in (True, False):
         learn = fold[found.positions] != held
-        scores[~learn] = fit_ranker(_subset(found, learn), seed).predict_proba(found.features[~learn])[:, 1] + 1.0
+        scores[~learn] = fit_ranker([_subset(found, learn)], seed).predict_proba(found.features[~learn])[:, 1] + 1.0
     return scores
-
-
-def _joined(parts: list[Candidates]) -> Candidates:
-    """Labelled candidates of several splits as one training set (positions are not comparable)."""
-    return Candidates(np.concatenate([p.positions for p in parts]), np.concatenate([p.cols for p in parts]),
-                      np.vstack([p.features for p in parts]), np.concatenate([p.labels for p in parts]))
 
 
 def _subset(found: Candidates, mask: np.ndarray) -> Candidates:
