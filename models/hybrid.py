@@ -40,6 +40,7 @@ class Candidates:
     labels: np.ndarray | None = None
 
 
+AGREEMENT = ["votes", "rank_fusion"]  # how far the components agree on a candidate
 TRAITS = ["orders", "days_since", "due", "item_repeat_rate", "item_buyers", "user_orders", "user_idle_days",
           "user_items"]
 
@@ -48,7 +49,7 @@ def feature_names(components: list[BatchRecommender]) -> list[str]:
     names = []
     for component in components:
         names += [component.name, f"{component.name}_rank", f"{component.name}_relative"]
-    return names + ["votes", "rank_fusion"] + TRAITS
+    return names + AGREEMENT + TRAITS
 
 
 class ComponentScores:
@@ -83,7 +84,7 @@ def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> C
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     # Filled column by column: no float64 copy of millions of rows, nor a list of their columns.
-    features = np.empty((len(cols), COLUMNS_PER_COMPONENT * len(tops) + 2 + len(TRAITS)), dtype=np.float32)
+    features = np.empty((len(cols), COLUMNS_PER_COMPONENT * len(tops) + len(AGREEMENT) + len(TRAITS)), dtype=np.float32)
     for n, (block, top, best) in enumerate(zip(scores.blocks, tops, scores.tops("ALL"))):
         at = COLUMNS_PER_COMPONENT * n
         features[:, at] = block.at(positions, cols)
