@@ -84,7 +84,7 @@ def candidates(scores: ComponentScores, view: str, keep: int | None = None) -> C
     keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
     positions, cols = keys // data.n_items, keys % data.n_items
     # Filled column by column: no float64 copy of millions of rows, nor a list of their columns.
-    features = np.empty((len(cols), COLUMNS_PER_COMPONENT * len(tops) + len(AGREEMENT) + len(TRAITS)), dtype=np.float32)
+    features = np.empty((len(cols), len(feature_names(scores.components))), dtype=np.float32)
     for n, (block, top, best) in enumerate(zip(scores.blocks, tops, scores.tops("ALL"))):
         at = COLUMNS_PER_COMPONENT * n
         features[:, at] = block.at(positions, cols)
