@@ -1,8 +1,8 @@
 """Sanity check of the Surprise install: SVD's 5-fold RMSE on MovieLens-100K.
 
 Surprise publishes 0.934 for SVD on ML-100K. The data comes from the recbole 1.2.1
-wheel on PyPI (downloaded at run time into bench/.cache, never committed), file
-recbole/dataset_example/ml-100k/ml-100k.inter. BaselineOnly and NormalPredictor
+wheel on PyPI (downloaded at run time into bench/.cache, never committed), files
+recbole/dataset_example/ml-100k/ml-100k.*. BaselineOnly and NormalPredictor
 are measured in the same run as references.
 
 Run: .venv/bin/python bench/surprise_ml100k.py
@@ -25,10 +25,12 @@ from surprise.model_selection import cross_validate
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 PUBLISHED_SVD_RMSE = 0.934
-INTER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+FOLDER = "recbole/dataset_example/ml-100k"
 
 
-def ml100k() -> pd.DataFrame:
+def ml100k_file(kind: str = "inter") -> pd.DataFrame:
+    """A MovieLens-100K table of the recbole wheel (``inter``: ratings with their times; ``item``:
+    film titles, years and genres), columns named without their type suffixes."""
     CACHE.mkdir(exist_ok=True)
     wheels = list(CACHE.glob("recbole-1.2.1-*.whl"))
     if not wheels:
@@ -36,10 +38,15 @@ def ml100k() -> pd.DataFrame:
                         "recbole==1.2.1"], check=True)
         wheels = list(CACHE.glob("recbole-1.2.1-*.whl"))
     with zipfile.ZipFile(wheels[0]) as wheel:
-        raw = wheel.read(INTER)
-    frame = pd.read_csv(io.BytesIO(raw), sep="\t")
+        raw = wheel.read(f"{FOLDER}/ml-100k.{kind}")
+    frame = pd.read_csv(io.BytesIO(raw), sep="\t", dtype=str)
     frame.columns = [c.split(":")[0] for c in frame.columns]
-    return frame[["user_id", "item_id", "rating"]]
+    return frame
+
+
+def ml100k() -> pd.DataFrame:
+    frame = ml100k_file("inter")
+    return frame[["user_id", "item_id"]].assign(rating=pd.to_numeric(frame["rating"]))
 
 
 def main() -> None:
