@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,33 +48,55 @@ class PrivateStack:
 
 
 @contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """A SIGTERM (``kill``, a service manager, a CI timeout) ends the block as an exception
+    would, so that what it started is stopped rather than left running. Only the main thread
+    may set a signal handler; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def private_stack(name: str, **overrides) -> Iterator[PrivateStack]:
-    """Start Tansu and Redis on free loopback ports with settings of their own; stop all on exit.
-    Its folder (state, logs) is removed afterwards, and kept when the block failed, for its logs."""
+    """Start Tansu and Redis on free loopback ports with settings of their own; stop all on exit,
+    SIGTERM included. Its folder (state, logs) is removed afterwards, and kept when the block
+    failed or was stopped, for its logs."""
     workdir = Path(tempfile.mkdtemp(prefix=f"recsys-{name}-"))
     stack = LocalStack(workdir)
     private = None
     failed = True
-    try:
-        services = stack.up(environ={})
-        settings = Settings.from_env().replace(
-            kafka_bootstrap_servers=services["kafka"].url, redis_url=services["redis"].url,
-            stack_state_dir=str(workdir), worker_web_port=free_port(), api_port=free_port(), app_id=f"recsys-{name}",
-            log_level="warning", archive_dir=str(workdir / "archive"), artifact_dir=str(workdir / "artifacts"),
-        ).replace(**overrides)
-        ensure_topics(settings)
-        private = PrivateStack(workdir, settings)
-        yield private
-        failed = False
-    finally:
-        for process in (private.worker, private.api) if private is not None else ():
-            if process is not None:
-                stop_pid(process.pid, grace_seconds=10)
-        stack.down()
-        if failed:
-            log.warning("kept %s for its logs", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with _sigterm_as_exit():
+        try:
+            services = stack.up(environ={})
+            settings = Settings.from_env().replace(
+                kafka_bootstrap_servers=services["kafka"].url, redis_url=services["redis"].url,
+                stack_state_dir=str(workdir), worker_web_port=free_port(), api_port=free_port(), app_id=f"recsys-{name}",
+                log_level="warning", archive_dir=str(workdir / "archive"), artifact_dir=str(workdir / "artifacts"),
+            ).replace(**overrides)
+            ensure_topics(settings)
+            private = PrivateStack(workdir, settings)
+            yield private
+            failed = False
+        finally:
+            for process in (private.worker, private.api) if private is not None else ():
+                if process is not None:
+                    stop_pid(process.pid, grace_seconds=10)
+            stack.down()
+            if failed:
+                log.warning("kept %s for its logs", workdir)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
 
 
 def wait_until_processed(client: redis.Redis, expected: int, worker: subprocess.Popen, timeout: float) -> int:

@@ -1,6 +1,12 @@
 """`recsys stack up|down|status` semantics with real servers."""
 
+import json
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -68,3 +74,29 @@ def test_a_private_stack_removes_its_folder_and_keeps_it_when_the_block_fails():
         assert kept.is_dir() and (kept / "kafka.log").exists()
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+HOLD_A_PRIVATE_STACK = """
+import json, time
+from offline.private_stack import private_stack
+with private_stack("terminated") as stack:
+    print(json.dumps({"workdir": str(stack.workdir), "kafka": stack.settings.kafka_bootstrap_servers,
+                      "redis": stack.settings.redis_url}), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_terminated_private_stack_stops_its_servers():
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_PRIVATE_STACK], stdout=subprocess.PIPE, text=True)
+    started = json.loads(holder.stdout.readline())
+    kafka_port = int(started["kafka"].rsplit(":", 1)[1])
+    redis_port = urlparse(started["redis"]).port
+    try:
+        assert is_listening("127.0.0.1", kafka_port) and is_listening("127.0.0.1", redis_port)
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=60) == 128 + signal.SIGTERM
+        assert not is_listening("127.0.0.1", kafka_port) and not is_listening("127.0.0.1", redis_port)
+    finally:
+        holder.kill()
+        LocalStack(Path(started["workdir"])).down()  # whatever the block left running
+        shutil.rmtree(started["workdir"], ignore_errors=True)
