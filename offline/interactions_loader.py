@@ -3,7 +3,8 @@
 Interactions need ``user_id`` and ``item_id``. Everything else is optional, and an
 optional column may be absent or empty:
 
-* ``timestamp`` (a date or Unix seconds); without it the history has no time, and
+* ``timestamp`` (a date, or Unix time in seconds, milliseconds, microseconds or
+  nanoseconds); without it the history has no time, and
   lines of one user form one order;
 * ``order_id`` (lines of one user at one timestamp form an order when absent);
 * ``quantity`` (default 1) and ``price`` (unknown when empty);
@@ -93,10 +94,17 @@ def _timestamps(path, raw: pd.DataFrame) -> pd.Series:
     if "timestamp" not in raw or raw["timestamp"].isna().all():
         return pd.Series(NO_TIME, index=raw.index)
     ts = raw["timestamp"]
-    parsed = (pd.to_datetime(ts, unit="s", errors="coerce") if pd.api.types.is_numeric_dtype(ts)
+    parsed = (pd.to_datetime(ts, unit=_unix_unit(ts), errors="coerce") if pd.api.types.is_numeric_dtype(ts)
               else pd.to_datetime(ts, errors="coerce", format="mixed"))
     _bad_rows(path, parsed.isna(), "an unparseable timestamp")
     return parsed
+
+
+def _unix_unit(times: pd.Series) -> str:
+    """Seconds, milliseconds, microseconds or nanoseconds since 1970, told apart by size: event
+    logs count in any of them, and a time in seconds stays below 1e11 until the year 5138."""
+    largest = times.abs().max()
+    return next((unit for unit, limit in (("s", 1e11), ("ms", 1e14), ("us", 1e17)) if largest < limit), "ns")
 
 
 def _weights(path, raw: pd.DataFrame) -> pd.Series:

@@ -52,8 +52,10 @@ def test_generic_interactions_and_items_load_with_defaults(tmp_path):
     frame.to_parquet(tmp_path / "events.parquet")
     assert len(load_interactions(tmp_path / "events.parquet")) == 3
     epoch = tmp_path / "epoch.csv"
-    epoch.write_text("user_id,item_id,timestamp\nu1,A,1704200000\n")
-    assert load_interactions(epoch)["timestamp"].iat[0] == pd.Timestamp("2024-01-02 12:53:20")
+    for zeros in ("", "000", "000000", "000000000"):  # seconds, milliseconds, microseconds, nanoseconds
+        epoch.write_text(f"user_id,item_id,timestamp\nu1,A,1704200000{zeros}\nu1,B,1704200001{zeros}\n")
+        assert load_interactions(epoch)["timestamp"].tolist() == [pd.Timestamp("2024-01-02 12:53:20"),
+                                                                  pd.Timestamp("2024-01-02 12:53:21")]
     items = tmp_path / "items.csv"
     items.write_text("item_id,text,category,price\nA,red lamp,lights,3.5\nB,blue mug,kitchen,x\n")
     loaded = load_items(items)
