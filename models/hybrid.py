@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.ensemble import HistGradientBoostingClassifier
+from lightgbm import LGBMClassifier
 
 from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN
 from models.interactions import Interactions
@@ -109,14 +109,18 @@ def labelled(found: Candidates, relevant: list[set[int]]) -> Candidates:
     return found
 
 
-def new_ranker(seed: int = 0) -> HistGradientBoostingClassifier:
+def new_ranker(seed: int = 0) -> LGBMClassifier:
     # Small trees, learned slowly: the ranker must carry over from the periods it learned on
-    # to the weeks after training, not fit any one of them closely.
-    return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.05, max_leaf_nodes=15,
-                                          l2_regularization=1.0, random_state=seed)
+    # to the weeks after training, not fit any one of them closely. LightGBM rather than
+    # scikit-learn's histogram boosting with the same settings: lists as good, and it ranks the
+    # millions of candidates of an export in about half the time. Row-wise histograms and
+    # deterministic mode: the same data gives the same ranker on every run (LightGBM otherwise
+    # picks its layout by timing it). Threads: OpenMP's default, which the export limits.
+    return LGBMClassifier(n_estimators=100, learning_rate=0.05, num_leaves=15, reg_lambda=1.0, min_child_samples=20,
+                          random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
 
 
-def fit_ranker(parts: list[Candidates], seed: int = 0, max_rows: int = 200_000) -> HistGradientBoostingClassifier:
+def fit_ranker(parts: list[Candidates], seed: int = 0, max_rows: int = 200_000) -> LGBMClassifier:
     """A ranker on labelled candidates of one or more splits; negatives are sampled down to
     ``max_rows`` examples in all, each split before they are joined (never a copy of all)."""
     rng = np.random.default_rng(seed)
@@ -137,7 +141,7 @@ class LearnedHybrid(BatchRecommender):
 
     name = "hybrid"
 
-    def __init__(self, components: list[BatchRecommender], rankers: dict[str, HistGradientBoostingClassifier],
+    def __init__(self, components: list[BatchRecommender], rankers: dict[str, LGBMClassifier],
                  per_model: int = 50):
         self.components = components
         self.rankers = rankers

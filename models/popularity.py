@@ -93,6 +93,7 @@ class RecentPopularity(BatchRecommender):
 
     def fit(self, data: Interactions) -> "RecentPopularity":
         self.data = data
+        self._vectors = None
         events = data.events
         if len(events):
             start = events["timestamp"].min()
@@ -124,11 +125,15 @@ class RecentPopularity(BatchRecommender):
         return counts / max(counts.max(), 1e-12)
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
-        names = sorted(self.by_segment)
-        vectors = np.vstack([self.overall, *(self.by_segment[name] for name in names)])
-        group = {name: n + 1 for n, name in enumerate(names)}
+        if self._vectors is None:  # ranked once: every block of customers shares the same few vectors
+            names = sorted(self.by_segment)
+            vectors = np.vstack([self.overall, *(self.by_segment[name] for name in names)])
+            self._vectors = (vectors, np.argsort(-vectors, axis=1, kind="stable"),
+                             {name: n + 1 for n, name in enumerate(names)})
+        vectors, order, group = self._vectors
         users = self.data.user_ids[user_rows]
-        return RankedVectorBlock(vectors, np.array([group.get(self.segments.get(u), 0) for u in users], dtype=np.int64))
+        return RankedVectorBlock(vectors, np.array([group.get(self.segments.get(u), 0) for u in users], dtype=np.int64),
+                                 order)
 
     def top(self, k: int, segment: str | None = None) -> list[tuple[str, float]]:
         counts = self.by_segment.get(segment, self.overall) if segment else self.overall
@@ -150,14 +155,15 @@ class TrendingPopularity(RecentPopularity):
 class RankedVectorBlock(ScoreBlock):
     """Users that share one score vector per group (popular items overall or per segment)."""
 
-    def __init__(self, vectors: np.ndarray, group_of_row: np.ndarray):
+    def __init__(self, vectors: np.ndarray, group_of_row: np.ndarray, order: np.ndarray):
         self.vectors = vectors
         self.group_of_row = group_of_row
+        self.order = order  # each vector's columns, best first
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
         extra = int(np.diff(exclude.indptr).max()) if exclude is not None and exclude.nnz else 0
         take = min(n + extra, self.vectors.shape[1])
-        best = np.argsort(-self.vectors, axis=1, kind="stable")[:, :take]
+        best = self.order[:, :take]
         items = best[self.group_of_row]
         scores = self.vectors[self.group_of_row[:, None], items].astype(np.float32)
         usable = scores > 0
