@@ -92,36 +92,37 @@ class RecentPopularity(BatchRecommender):
         self.segments = segments or {}
 
     def fit(self, data: Interactions) -> "RecentPopularity":
+        # Counted on customer-item pairs, not order lines: a customer bought the item in the
+        # recent stretch exactly when their last purchase of it falls inside it.
         self.data = data
         self._vectors = None
-        events = data.events
-        if len(events):
-            start = events["timestamp"].min()
+        pairs = data.pairs
+        cols = pairs["col"].to_numpy()
+        recent = np.ones(len(cols), dtype=bool)
+        if len(pairs):
+            start = data.events["timestamp"].min()
             since = data.end - (data.end - start) * self.recent_share
-            events = events[events["timestamp"] >= since]
-        self.overall = self._counts(events)
+            recent = (pairs["last"] >= since).to_numpy()
+        # All-time buyers break ties among items equally popular of late.
+        self._tie_break = 1e-6 * np.asarray(data.bought.sum(axis=0)).ravel() / max(data.n_users, 1)
+        self.overall = self._counts(cols[recent])
         self.by_segment: dict[str, np.ndarray] = {}
         if self.segments:
-            self._count_by_segment(events)
+            labels = pairs["user_id"].map(self.segments).to_numpy()
+            self._count_by_segment(cols, labels, recent)
             # A segment with no recent buyers (lapsing customers) ranks what its customers bought over all time.
             quiet = set(self.segments.values()) - set(self.by_segment)
             if quiet:
-                self._count_by_segment(data.events, only=quiet)
+                self._count_by_segment(cols, labels, pd.Series(labels).isin(quiet).to_numpy())
         return self
 
-    def _count_by_segment(self, events: pd.DataFrame, only: set[str] | None = None) -> None:
-        labels = events["user_id"].map(self.segments)
-        if only is not None:
-            events, labels = events[labels.isin(only)], labels[labels.isin(only)]
-        for segment, part in events.groupby(labels):
-            self.by_segment[segment] = self._counts(part)
+    def _count_by_segment(self, cols: np.ndarray, labels: np.ndarray, counted: np.ndarray) -> None:
+        for segment, part in pd.Series(cols[counted]).groupby(labels[counted]):
+            self.by_segment[segment] = self._counts(part.to_numpy())
 
-    def _counts(self, events: pd.DataFrame) -> np.ndarray:
-        buyers = events.groupby("item_id")["user_id"].nunique()
-        counts = np.zeros(self.data.n_items)
-        counts[buyers.index.map(self.data.item_index).to_numpy()] = buyers.to_numpy()
-        # All-time buyers break ties among items equally popular of late.
-        counts += 1e-6 * np.asarray(self.data.bought.sum(axis=0)).ravel() / max(self.data.n_users, 1)
+    def _counts(self, cols: np.ndarray) -> np.ndarray:
+        """Scores from the item columns of the customer-item pairs counted (one per buyer)."""
+        counts = np.bincount(cols, minlength=self.data.n_items).astype(np.float64) + self._tie_break
         return counts / max(counts.max(), 1e-12)
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:

@@ -57,10 +57,15 @@ def split_held_out(data: Interactions, held_out: np.ndarray, protocol: str, end:
     events = data.events
     train = Interactions.from_frame(events[~held_out], data.items, end=end)
     test = events[held_out & events["user_id"].isin(train.user_index).to_numpy()]
-    test = test[test["item_id"].isin(train.item_index)]
-    users = np.array(sorted(test["user_id"].unique()), dtype=object)
-    grouped = test.groupby("user_id")["item_id"].agg(lambda s: {train.item_index[i] for i in s})
-    return HoldoutSplit(train, users, [grouped[u] for u in users], protocol)
+    cols = pd.Index(train.item_ids).get_indexer(test["item_id"])
+    known = cols >= 0
+    # Each test user's item columns, users in sorted order: one sort, not a Python call per user.
+    codes, users = pd.factorize(test["user_id"].to_numpy()[known], sort=True)
+    order = np.argsort(codes, kind="stable")
+    grouped = cols[known][order]
+    bounds = np.searchsorted(codes[order], np.arange(len(users) + 1))
+    relevant = [set(grouped[start:stop].tolist()) for start, stop in zip(bounds[:-1], bounds[1:])]
+    return HoldoutSplit(train, np.asarray(users, dtype=object), relevant, protocol)
 
 
 def holdout_split(data: Interactions, cut: pd.Timestamp) -> HoldoutSplit:
@@ -130,7 +135,7 @@ def list_metrics(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> di
     ranks = np.arange(1, lists.shape[1] + 1)
     precision_at = np.cumsum(hits, axis=1) / ranks
     discounts = 1.0 / np.log2(ranks + 1)
-    ideal = np.array([discounts[: int(min(s, k))].sum() for s in sizes])
+    ideal = np.r_[0.0, np.cumsum(discounts)][np.minimum(sizes, k).astype(int)]
     return {
         "precision": float((hits.sum(axis=1) / k).mean()),
         "recall": float((hits.sum(axis=1) / sizes).mean()),
