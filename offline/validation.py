@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from models.interactions import Interactions
@@ -38,20 +39,35 @@ def choose_protocol(events: pd.DataFrame) -> Protocol:
     if events["timestamp"].nunique() <= 1:
         return Protocol("random-items", "the history has no usable timestamps")
     cut = global_cut(events)
-    before = set(events.loc[events["timestamp"] < cut, "user_id"])
-    after = set(events.loc[events["timestamp"] >= cut, "user_id"])
-    returning = len(after & before)
-    share = returning / max(len(after), 1)
-    lines = events.groupby("order_id").size()
-    repeats = events.duplicated(["user_id", "item_id"]).mean()
+    returning, active_after = _returning_customers(events, cut)
+    share = returning / max(active_after, 1)
+    lines = pd.Series(np.bincount(pd.factorize(events["order_id"])[0]))  # per order
+    repeats = _repeated_pair_share(events)
     if returning >= MIN_RETURNING_USERS and share >= MIN_RETURNING_SHARE and not _ratings_log(lines, repeats):
-        return Protocol("global-time", f"users share a calendar: {share:.0%} of the {len(after):,} customers "
+        return Protocol("global-time", f"users share a calendar: {share:.0%} of the {active_after:,} customers "
                                        f"active after {cut:%Y-%m-%d} were active before")
     if _ratings_log(lines, repeats):
         return Protocol("last-items", f"one item per event ({lines.median():.0f} per order) and {repeats:.1%} "
                                       "repeated customer-item pairs: a ratings-style log")
     return Protocol("last-basket", f"only {share:.0%} of the customers active after {cut:%Y-%m-%d} were active "
                                    "before: customers keep their own calendars")
+
+
+# On integer codes: sets or groups of millions of id strings would take most of the time.
+def _returning_customers(events: pd.DataFrame, cut: pd.Timestamp) -> tuple[int, int]:
+    """How many customers active from ``cut`` on were active before it, and how many were active from it."""
+    users, user_ids = pd.factorize(events["user_id"])
+    later = (events["timestamp"] >= cut).to_numpy()
+    before = np.bincount(users[~later], minlength=len(user_ids)) > 0
+    after = np.bincount(users[later], minlength=len(user_ids)) > 0
+    return int((before & after).sum()), int(after.sum())
+
+
+def _repeated_pair_share(events: pd.DataFrame) -> float:
+    """The share of order lines that repeat an earlier line's customer-item pair."""
+    users, items = pd.factorize(events["user_id"])[0], pd.factorize(events["item_id"])[0]
+    pairs = len(np.unique(users.astype(np.int64) * (items.max() + 1) + items))
+    return (len(events) - pairs) / len(events)
 
 
 def _ratings_log(lines: pd.Series, repeats: float) -> bool:
