@@ -39,10 +39,11 @@ def choose_protocol(events: pd.DataFrame) -> Protocol:
     if events["timestamp"].nunique() <= 1:
         return Protocol("random-items", "the history has no usable timestamps")
     cut = global_cut(events)
-    returning, active_after = _returning_customers(events, cut)
+    users, user_ids = pd.factorize(events["user_id"])
+    returning, active_after = _returning_customers(events, users, len(user_ids), cut)
     share = returning / max(active_after, 1)
     lines = pd.Series(np.bincount(pd.factorize(events["order_id"])[0]))  # per order
-    repeats = _repeated_pair_share(events)
+    repeats = _repeated_pair_share(events, users)
     if returning >= MIN_RETURNING_USERS and share >= MIN_RETURNING_SHARE and not _ratings_log(lines, repeats):
         return Protocol("global-time", f"users share a calendar: {share:.0%} of the {active_after:,} customers "
                                        f"active after {cut:%Y-%m-%d} were active before")
@@ -53,19 +54,20 @@ def choose_protocol(events: pd.DataFrame) -> Protocol:
                                    "before: customers keep their own calendars")
 
 
-# On integer codes: sets or groups of millions of id strings would take most of the time.
-def _returning_customers(events: pd.DataFrame, cut: pd.Timestamp) -> tuple[int, int]:
+# On integer codes (``users``: each line's customer code): sets or groups of millions of id
+# strings would take most of the time.
+def _returning_customers(events: pd.DataFrame, users: np.ndarray, n_users: int,
+                         cut: pd.Timestamp) -> tuple[int, int]:
     """How many customers active from ``cut`` on were active before it, and how many were active from it."""
-    users, user_ids = pd.factorize(events["user_id"])
     later = (events["timestamp"] >= cut).to_numpy()
-    before = np.bincount(users[~later], minlength=len(user_ids)) > 0
-    after = np.bincount(users[later], minlength=len(user_ids)) > 0
+    before = np.bincount(users[~later], minlength=n_users) > 0
+    after = np.bincount(users[later], minlength=n_users) > 0
     return int((before & after).sum()), int(after.sum())
 
 
-def _repeated_pair_share(events: pd.DataFrame) -> float:
+def _repeated_pair_share(events: pd.DataFrame, users: np.ndarray) -> float:
     """The share of order lines that repeat an earlier line's customer-item pair."""
-    users, items = pd.factorize(events["user_id"])[0], pd.factorize(events["item_id"])[0]
+    items = pd.factorize(events["item_id"])[0]
     pairs = len(np.unique(users.astype(np.int64) * (items.max() + 1) + items))
     return (len(events) - pairs) / len(events)
 
