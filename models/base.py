@@ -20,6 +20,7 @@ from typing import Callable, Collection, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_info
 
 from models.explanations import DISCOVER, Reason
 
@@ -165,8 +166,21 @@ def _strip_top_n(scores: sp.csr_matrix, start: int, stop: int, width: int, n: in
     best[start:stop, :take] = np.where(stored, top_values, -np.inf)
 
 
-def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
-    """The ``n`` best columns of each row of a dense block, skipping ``exclude``'s entries."""
+def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None,
+                max_cells: int = 4_000_000) -> TopN:
+    """The ``n`` best columns of each row of a dense block, skipping ``exclude``'s entries.
+    Ranked a strip of rows at a time: the partition's index array is eight bytes a cell, and
+    a whole block's would cost more memory than its scores."""
+    strip = max(1, max_cells // max(scores.shape[1], 1))
+    tops = [_dense_strip_top_n(scores[start:start + strip], n,
+                               exclude[start:start + strip] if exclude is not None else None)
+            for start in range(0, scores.shape[0], strip)]
+    if not tops:
+        return pad_top_n(TopN(np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0), dtype=np.float32)), n)
+    return TopN(np.vstack([top.items for top in tops]), np.vstack([top.scores for top in tops]))
+
+
+def _dense_strip_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None) -> TopN:
     scores = np.array(scores, dtype=np.float32, copy=True)
     if exclude is not None:
         scores[exclude.nonzero()] = -np.inf
@@ -218,6 +232,15 @@ def without(scores: sp.csr_matrix, exclude: sp.csr_matrix | None) -> sp.csr_matr
     pairs = scores.tocoo()
     keep = np.asarray(exclude[pairs.row, pairs.col]).ravel() == 0
     return sp.csr_matrix((pairs.data[keep], (pairs.row[keep], pairs.col[keep])), shape=scores.shape)
+
+
+
+def openmp_threads() -> int:
+    """The OpenMP threads the calling thread is allowed (one in the trainer's worker threads);
+    0, the libraries' "one per core", where nothing limits it. LightGBM and implicit set their
+    own thread count on every call, whatever limit the calling thread has."""
+    allowed = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
+    return min(allowed, default=0)
 
 
 class CannotFit(ValueError):

@@ -8,19 +8,17 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.topk import topk
 from threadpoolctl import threadpool_limits
 
-from models.base import BatchRecommender, ScoreBlock, TopN, pad_top_n
+from models.base import BatchRecommender, ScoreBlock, TopN, openmp_threads, pad_top_n
 from models.interactions import Interactions
 
 
 class FactorBlock(ScoreBlock):
     """Scores as user factors . item factors (+ item bias), never materialised for all items."""
 
-    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray | None = None,
-                 threads: int = 0):
+    def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray | None = None):
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
         self.item_bias = item_bias
-        self.threads = threads
 
     def _with_bias(self) -> tuple[np.ndarray, np.ndarray]:
         if self.item_bias is None:
@@ -32,8 +30,11 @@ class FactorBlock(ScoreBlock):
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
         users, items = self._with_bias()
         take = min(n, items.shape[0])
+        # implicit starts one thread per core on every call unless told: inside the trainer's
+        # worker threads, that would be two per core.
         ids, scores = topk(items, users, take, filter_query_items=exclude.astype(np.float32).tocsr()
-                           if exclude is not None else None, num_threads=self.threads)
+                           if exclude is not None else None,
+                           num_threads=openmp_threads())
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         valid = (ids >= 0) & np.isfinite(scores) & (scores > -1e30)
@@ -77,4 +78,4 @@ class ImplicitALS(BatchRecommender):
         return self
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
-        return FactorBlock(self.user_factors[user_rows], self.item_factors, threads=self.threads)
+        return FactorBlock(self.user_factors[user_rows], self.item_factors)

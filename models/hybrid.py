@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from lightgbm import LGBMClassifier
-from threadpoolctl import threadpool_info
 
-from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN
+from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN, openmp_threads
 from models.interactions import Interactions
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
@@ -186,7 +185,7 @@ class HybridBlock(ScoreBlock):
         found = candidates(self._scores, view, keep)
         self._candidates[view, keep] = found
         # +1 keeps every candidate stored, even at probability 0.
-        probability = h.rankers[view].predict_proba(found.features, num_threads=_openmp_threads())[:, 1] + 1.0
+        probability = h.rankers[view].predict_proba(found.features, num_threads=openmp_threads())[:, 1] + 1.0
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
@@ -210,14 +209,6 @@ class HybridBlock(ScoreBlock):
         at = np.searchsorted(keys, positions.astype(np.int64) * n_items + cols)
         ranks = component_ranks(found.features[np.minimum(at, len(keys) - 1)], len(self.hybrid.components))
         return np.argmin(ranks, axis=1)
-
-
-def _openmp_threads() -> int:
-    """The OpenMP threads the calling thread is allowed (one inside the export's threads, which
-    limit it); 0, LightGBM's default, where nothing says. LightGBM sets its own thread count for
-    each call, one per core unless told, whatever limit the caller's thread has."""
-    allowed = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
-    return min(allowed, default=0)
 
 
 def _keys(top: TopN, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import joblib
@@ -14,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from models.item_categories import derive_categories
 from models.popularity import RecentPopularity
@@ -22,6 +19,7 @@ from offline.customer_table import customer_feature_table
 from models.base import sparse_top_n
 from offline.evaluation import filled
 from offline.explanations import ListExplainer, per_row
+from offline.threads import on_every_core
 from offline.training import TrainedModels
 
 SIMILAR_ITEMS = 20
@@ -44,22 +42,13 @@ def _slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
     """Every customer's three lists, a chunk of customers at a time, in customer order: ``recs``
     (the guard's ALL model), ``buyagain`` (items they bought, by repeat score) and ``discover``
     (the guard's NEW model, never-bought items only); recs and discover are filled with popular
-    items. Chunks are ranked on ``threads`` threads (default: one per core): most of the work is
-    in numpy, scipy and the ranker, which release the GIL. Meanwhile BLAS, and OpenMP in each of
-    those threads, run one thread each: more threads than cores only contend (at 1M interactions,
-    218 CPU seconds instead of 247 for the same lists). OpenMP's limit is per thread, BLAS's global."""
+    items. Chunks are ranked on ``threads`` threads (``offline.threads``)."""
     data = trained.data
     explainer = ListExplainer(data)
     chunks = [np.arange(start, min(start + chunk, data.n_users)) for start in range(0, data.n_users, chunk)]
     # The first chunk alone fills the caches the others share (traits, transposed similarities).
     yield from (_chunk_lists(trained, explainer, rows, k) for rows in chunks[:1])
-
-    def ranked_on_one_openmp_thread(rows: np.ndarray) -> dict[str, pd.DataFrame]:
-        with threadpool_limits(1, "openmp"):
-            return _chunk_lists(trained, explainer, rows, k)
-
-    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool, threadpool_limits(1, "blas"):
-        yield from pool.map(ranked_on_one_openmp_thread, chunks[1:])
+    yield from on_every_core(lambda rows: _chunk_lists(trained, explainer, rows, k), chunks[1:], threads)
 
 
 def slot_files(trained: TrainedModels, k: int, chunk: int = 2048, threads: int | None = None) -> dict[str, bytes]:

@@ -26,6 +26,7 @@ from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScor
 from models.interactions import Interactions
 from offline.components import COMPONENTS
 from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
+from offline.threads import on_every_core
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -148,13 +149,16 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
 
 def _labelled_candidates(periods: list[HoldoutSplit],
                          fitted: list[dict[str, BatchRecommender]]) -> dict[str, list[Candidates]]:
-    """Per view, each period's labelled candidates; both views draw on one scoring of the components."""
-    found: dict[str, list[Candidates]] = {view: [] for view in VIEWS}
-    for part, members in zip(periods, fitted):
+    """Per view, each period's labelled candidates; both views draw on one scoring of the
+    components. The periods are scored side by side, one per core."""
+
+    def of_period(n: int) -> dict[str, Candidates]:
+        part, members = periods[n], fitted[n]
         scores = ComponentScores(part.train, list(members.values()), part.user_rows, PER_MODEL)
-        for view in VIEWS:
-            found[view].append(labelled(candidates(scores, view), view_relevance(part, view)))
-    return found
+        return {view: labelled(candidates(scores, view), view_relevance(part, view)) for view in VIEWS}
+
+    found = list(on_every_core(of_period, range(len(periods))))
+    return {view: [part[view] for part in found] for view in VIEWS}
 
 
 def _hybrid_map(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates, scores: np.ndarray,

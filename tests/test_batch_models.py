@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.base import Context, ItemItemRecommender, sparse_top_n, top_n_with_and_without
+from models.base import (Context, ItemItemRecommender, dense_top_n, openmp_threads, sparse_top_n,
+                         top_n_with_and_without)
 from models.hybrid import ComponentScores, candidates, component_ranks
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
 from offline.model_export import SLOT_FILES, slot_files
+from offline.threads import on_every_core
 from offline.simulator import planted_category, planted_preferences, simulate_history
 from offline.training import item_catalog, train_all
 
@@ -111,6 +113,25 @@ def test_sparse_top_n_of_rows_of_very_different_lengths_is_each_rows_best_in_ord
         assert top.items[row, :len(expected)].tolist() == expected.tolist()
         assert (top.items[row, len(expected):] == -1).all()
         assert np.array_equal(top.scores[row, :len(expected)], stored[expected])
+
+
+@pytest.mark.parametrize("max_cells", [1, 450, 4_000_000])
+def test_dense_top_n_ranked_strip_by_strip_is_each_rows_best_outside_its_exclusions(max_cells):
+    rng = np.random.default_rng(3)
+    scores = rng.permutation(50 * 90).reshape(50, 90).astype(np.float32)
+    exclude = sp.random(50, 90, density=0.2, format="csr", random_state=4)
+    top = dense_top_n(scores, 12, exclude, max_cells=max_cells)
+    for row in range(50):
+        allowed = np.where(exclude[row].toarray().ravel() != 0, -np.inf, scores[row])
+        expected = np.argsort(-allowed, kind="stable")[:12]
+        assert top.items[row].tolist() == expected.tolist()
+        assert np.array_equal(top.scores[row], allowed[expected])
+
+
+def test_work_on_every_core_keeps_its_order_and_each_thread_to_one_openmp_thread():
+    ran = list(on_every_core(lambda n: (n, openmp_threads()), range(20), threads=2))
+    assert [n for n, _ in ran] == list(range(20))
+    assert {threads for _, threads in ran} == {1}
 
 
 def test_item_caps_keep_dense_models_small(data):
