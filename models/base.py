@@ -297,6 +297,8 @@ class BatchRecommender(ABC):
     #: Declared capabilities: ``item_neighbours`` (has ``similar_items``), ``discovers``
     #: (can propose items the user never bought), ``personal`` (differs per user).
     capabilities: frozenset[str] = frozenset({"discovers", "personal"})
+    #: Its ``fit`` runs on every core by itself (BLAS, or threads of its own); others run on one.
+    fits_on_every_core: bool = False
 
     @abstractmethod
     def fit(self, data) -> "BatchRecommender":

@@ -19,6 +19,7 @@ class EASE(ItemItemRecommender):
     """
 
     name = "ease"
+    fits_on_every_core = True
 
     def __init__(self, l2: float = 200.0, max_items: int = 6000, neighbours: int = 100):
         self.l2 = l2

@@ -54,6 +54,7 @@ class ImplicitALS(BatchRecommender):
     """Hu, Koren & Volinsky's weighted ALS on purchase confidence ``alpha * weight * log(1 + orders)``."""
 
     name = "als"
+    fits_on_every_core = True
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0, iterations: int = 15,
                  threads: int = 2, seed: int = 0):

@@ -138,15 +138,18 @@ def fit_ranker(parts: list[Candidates], seed: int = 0, max_rows: int = 200_000) 
 
 class LearnedHybrid(BatchRecommender):
     """Fitted components plus one learned ranker per view. ``fit`` refits the components
-    on new data and keeps the rankers, which were learned on a validation split."""
+    on new data and keeps the rankers, which were learned on a validation split; given
+    ``data``, the components are those already fitted on it."""
 
     name = "hybrid"
 
     def __init__(self, components: list[BatchRecommender], rankers: dict[str, LGBMClassifier],
-                 per_model: int = 50):
+                 per_model: int = 50, data: Interactions | None = None):
         self.components = components
         self.rankers = rankers
         self.per_model = per_model
+        if data is not None:
+            self.data = data
 
     def fit(self, data: Interactions) -> "LearnedHybrid":
         self.components = [component.fit(data) for component in self.components]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -90,14 +90,13 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
         if best is None:
             continue
         params, models, scores = best
-        for n in range(len(models), len(periods)):
-            try:
-                models.append(spec.build(params).fit(periods[n].train))
-            except Exception as exc:  # an earlier period is smaller; the later ones still rank models
-                log.warning("validation period %d left out: %s cannot fit it: %s", n + 1, spec.name, exc)
+        for n, outcome in enumerate(_on_other_periods(spec, params, periods, fitted, len(models)), start=len(models)):
+            if isinstance(outcome, Exception):  # an earlier period is smaller; the later ones still rank models
+                log.warning("validation period %d left out: %s cannot fit it: %s", n + 1, spec.name, outcome)
                 del periods[n:], fitted[n:]
                 break
-            scores.append(_scored(periods[n], models[-1], fitted[n]))
+            models.append(outcome[0])
+            scores.append(outcome[1])
         selection.dropped.pop(spec.name, None)
         selection.params[spec.name] = params
         selection.by_period[spec.name] = scores
@@ -109,6 +108,24 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     selection.by_period = {name: scores[:len(periods)] for name, scores in selection.by_period.items()}
     selection.scores |= {name: _mean(scores) for name, scores in selection.by_period.items()}
     return periods, fitted
+
+
+def _on_other_periods(spec, params: dict, periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
+                      start: int) -> Iterator:
+    """The component fitted and scored on each period from ``start`` on, in order: (model,
+    scores), or the exception that stopped its fit. A component that fits on one core does
+    so on every period side by side, one per core."""
+
+    def fit_and_score(period: tuple[HoldoutSplit, dict[str, BatchRecommender]]):
+        part, members = period
+        try:
+            model = spec.build(params).fit(part.train)
+        except Exception as exc:
+            return exc
+        return model, _scored(part, model, members)
+
+    rest = list(zip(periods[start:], fitted[start:]))
+    return map(fit_and_score, rest) if spec.build(params).fits_on_every_core else on_every_core(fit_and_score, rest)
 
 
 def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> dict[str, float]:

@@ -10,6 +10,8 @@ calling thread's limit (``models.base.openmp_threads``).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -27,5 +29,20 @@ def on_every_core(work: Callable[[Item], Result], items: Iterable[Item], threads
         with threadpool_limits(1, "openmp"):
             return work(item)
 
-    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool, threadpool_limits(1, "blas"):
-        yield from pool.map(on_one_thread, items)
+    try:
+        with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool, threadpool_limits(1, "blas"):
+            yield from pool.map(on_one_thread, items)
+    finally:
+        _hand_back_freed_memory()
+
+
+def _hand_back_freed_memory() -> None:
+    """glibc keeps what each thread freed in that thread's own heap, for its next allocations:
+    after the threads' work, the process would stay as large as if it still held it (at 1M
+    interactions, 700 MiB more before the hybrid's validation, and a peak over 4 GiB)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))

@@ -25,6 +25,7 @@ from models.segments import CustomerSegmentation
 from offline.components import LARGE_HISTORY, SPECS
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
+from offline.threads import on_every_core
 from offline.validation import resolve_protocol, validation_split
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,20 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     guard(selection, {name: model.capabilities for name, model in fitted[0].items()})
     for view, reason in selection.reasons.items():
         progress(f"{LISTS[view]} list: {selection.published[view]} ({reason})")
-    fresh = [SPECS[name].build(selection.params[name]) for name in fitted[0]]
-    hybrid = LearnedHybrid(fresh, rankers, PER_MODEL) if rankers else None
-    components = {c.name: c for c in (hybrid.fit(data).components if hybrid else [c.fit(data) for c in fresh])}
+    final = fit_components([SPECS[name].build(selection.params[name]) for name in fitted[0]], data)
+    hybrid = LearnedHybrid(final, rankers, PER_MODEL, data) if rankers else None
+    components = {c.name: c for c in final}
     clock("final fit")
     progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
     return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
+
+
+def fit_components(models: list[BatchRecommender], data: Interactions) -> list[BatchRecommender]:
+    """``models`` fitted on ``data``, in their order: those whose fit runs on one core side by
+    side, one per core, then those that use every core by themselves, one after another."""
+    one_core = [model for model in models if not model.fits_on_every_core]
+    fitted = dict(zip(map(id, one_core), on_every_core(lambda model: model.fit(data), one_core)))
+    return [fitted[id(model)] if id(model) in fitted else model.fit(data) for model in models]
 
 
 def _earlier_periods(split: HoldoutSplit, protocol: str, count: int = EARLIER_SPLITS) -> list[HoldoutSplit]:
