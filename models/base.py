@@ -234,7 +234,6 @@ def without(scores: sp.csr_matrix, exclude: sp.csr_matrix | None) -> sp.csr_matr
     return sp.csr_matrix((pairs.data[keep], (pairs.row[keep], pairs.col[keep])), shape=scores.shape)
 
 
-
 def openmp_threads() -> int:
     """The OpenMP threads the calling thread is allowed (one in the trainer's worker threads);
     0, the libraries' "one per core", where nothing limits it. LightGBM and implicit set their

@@ -24,7 +24,7 @@ from models.base import BatchRecommender, CannotFit, SparseBlock
 from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, candidates, component_ranks,
                            fit_ranker, labelled)
 from models.interactions import Interactions
-from offline.components import COMPONENTS
+from offline.components import COMPONENTS, ComponentSpec
 from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
 from offline.threads import on_every_core
 
@@ -110,8 +110,8 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     return periods, fitted
 
 
-def _on_other_periods(spec, params: dict, periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
-                      start: int) -> Iterator:
+def _on_other_periods(spec: ComponentSpec, params: dict, periods: list[HoldoutSplit],
+                      fitted: list[dict[str, BatchRecommender]], start: int) -> Iterator:
     """The component fitted and scored on each period from ``start`` on, in order: (model,
     scores), or the exception that stopped its fit. A component that fits on one core does
     so on every period side by side, one per core."""

@@ -22,7 +22,8 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def on_every_core(work: Callable[[Item], Result], items: Iterable[Item], threads: int | None = None) -> Iterator[Result]:
+def on_every_core(work: Callable[[Item], Result], items: Iterable[Item],
+                  threads: int | None = None) -> Iterator[Result]:
     """``work`` of each item, in the items' order, on ``threads`` threads (default: one per core)."""
 
     def on_one_thread(item: Item) -> Result:
