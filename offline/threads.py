@@ -11,7 +11,6 @@ calling thread's limit (``models.base.openmp_threads``).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -46,4 +45,12 @@ def _hand_back_freed_memory() -> None:
         trim(0)
 
 
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+def _loaded_c_library() -> ctypes.CDLL | None:
+    """The C library the process already runs on (glibc's has ``malloc_trim``; others may not)."""
+    try:
+        return ctypes.CDLL(None)
+    except (OSError, TypeError):  # no such handle on Windows
+        return None
+
+
+_LIBC = _loaded_c_library()
