@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from models.base import (Context, ItemItemRecommender, dense_top_n, openmp_threads, sparse_top_n,
                          top_n_with_and_without)
+from models.factorization import FactorBlock
 from models.hybrid import ComponentScores, candidates, component_ranks
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
@@ -126,6 +127,23 @@ def test_dense_top_n_ranked_strip_by_strip_is_each_rows_best_outside_its_exclusi
         expected = np.argsort(-allowed, kind="stable")[:12]
         assert top.items[row].tolist() == expected.tolist()
         assert np.array_equal(top.scores[row], allowed[expected])
+
+
+@pytest.mark.parametrize("first_items, with_bias", [(8, False), (8, True), (50, False), (100_000, True)])
+def test_factor_top_n_scored_longest_vectors_first_equals_scoring_every_item(first_items, with_bias):
+    rng = np.random.default_rng(5)
+    users = rng.normal(size=(40, 6)).astype(np.float32)
+    items = (rng.normal(size=(300, 6)) * rng.pareto(1.5, (300, 1))).astype(np.float32)  # a few long vectors
+    bias = rng.normal(size=300).astype(np.float32) if with_bias else None
+    exclude = sp.random(40, 300, density=0.05, format="csr", random_state=6)
+    block = FactorBlock(users, items, bias, first_items=first_items)
+    scores = users @ items.T + (bias if with_bias else 0)
+    for n, excluded in ((7, None), (25, exclude)):
+        top = block.top_n(n, excluded)
+        allowed = np.where(excluded.toarray() != 0, -np.inf, scores) if excluded is not None else scores
+        expected = np.argsort(-allowed, axis=1, kind="stable")[:, :n]
+        assert (top.items == expected).all()
+        assert np.allclose(top.scores, np.take_along_axis(allowed, expected, axis=1), rtol=1e-5)
 
 
 def test_work_on_every_core_keeps_its_order_and_each_thread_to_one_openmp_thread():
