@@ -35,9 +35,9 @@ class FactorBlock(ScoreBlock):
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
         """Each user's ``n`` best items, scoring the items a block at a time, longest vectors
         first: a user is done once their n-th best score beats |user| x |longest vector left|,
-        which no item left can exceed (Cauchy-Schwarz). The same lists as scoring every item,
-        at a fraction of the cost where a few items carry most of the weight (at 100k items,
-        most customers' best 100 lie among the 12% longest vectors)."""
+        which no item left can exceed (Cauchy-Schwarz). The same lists as scoring every item (but
+        for the order of equal scores), at a fraction of the cost where a few items carry most of
+        the weight (at 100k items, most customers' best 100 lie among the 12% longest vectors)."""
         users, items = self._with_bias()
         take = min(n, items.shape[0])
         order = np.argsort(-np.linalg.norm(items, axis=1), kind="stable")
