@@ -90,7 +90,8 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
         if best is None:
             continue
         params, models, scores = best
-        for n, outcome in enumerate(_on_other_periods(spec, params, periods, fitted, len(models)), start=len(models)):
+        outcomes = _on_other_periods(spec, params, models[0].fits_on_every_core, periods, fitted, len(models))
+        for n, outcome in enumerate(outcomes, start=len(models)):
             if isinstance(outcome, Exception):  # an earlier period is smaller; the later ones still rank models
                 log.warning("validation period %d left out: %s cannot fit it: %s", n + 1, spec.name, outcome)
                 del periods[n:], fitted[n:]
@@ -110,7 +111,7 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     return periods, fitted
 
 
-def _on_other_periods(spec: ComponentSpec, params: dict, periods: list[HoldoutSplit],
+def _on_other_periods(spec: ComponentSpec, params: dict, every_core: bool, periods: list[HoldoutSplit],
                       fitted: list[dict[str, BatchRecommender]], start: int) -> Iterator:
     """The component fitted and scored on each period from ``start`` on, in order: (model,
     scores), or the exception that stopped its fit. A component that fits on one core does
@@ -125,7 +126,7 @@ def _on_other_periods(spec: ComponentSpec, params: dict, periods: list[HoldoutSp
         return model, _scored(part, model, members)
 
     rest = list(zip(periods[start:], fitted[start:]))
-    return map(fit_and_score, rest) if spec.build(params).fits_on_every_core else on_every_core(fit_and_score, rest)
+    return map(fit_and_score, rest) if every_core else on_every_core(fit_and_score, rest)
 
 
 def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> dict[str, float]:
