@@ -7,6 +7,7 @@ data is built, so a slice of the history (``until``) scores the same columns.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,15 @@ class Interactions:
         if self.end is None:
             self.end = self.events["timestamp"].max() if len(self.events) else pd.Timestamp(0)
         self._cache: dict[str, object] = {}
+        # Models fitted side by side in threads ask for the same tables: each is built once.
+        self._building = threading.RLock()
+
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in vars(self).items() if name != "_building"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._building = threading.RLock()
 
     @classmethod
     def from_frame(cls, events: pd.DataFrame, items: pd.DataFrame | None = None,
@@ -75,15 +85,40 @@ class Interactions:
         return np.array([self.user_index[u] for u in user_ids], dtype=np.int64)
 
     def _pairs(self) -> pd.DataFrame:
-        if "pairs" not in self._cache:
-            grouped = self.events.groupby(["user_id", "item_id"], sort=False)
-            pairs = grouped.agg(orders=("order_id", "nunique"), quantity=("quantity", "sum"),
-                                last=("timestamp", "max"), weight=("weight", "max")).reset_index()
-            pairs["row"] = pairs["user_id"].map(self.user_index).to_numpy()
-            pairs["col"] = pairs["item_id"].map(self.item_index).to_numpy()
-            pairs["age_days"] = (self.end - pairs["last"]).dt.total_seconds().to_numpy() / DAY
-            self._cache["pairs"] = pairs
-        return self._cache["pairs"]
+        return self.cached("pairs", self._customer_item_pairs)
+
+    def _customer_item_pairs(self) -> pd.DataFrame:
+        """One row per customer-item pair, in the order each pair first occurs: distinct orders,
+        quantity, last purchase and strongest weight. Grouped on integer codes: hashing millions
+        of id strings would take most of the time."""
+        events = self.events
+        key = self.event_rows * self.n_items + self._codes("item_id", self.item_ids)
+        pair_of_line, keys = pd.factorize(key)  # pairs numbered in the order they first occur
+        pairs = pd.DataFrame({"quantity": events["quantity"].to_numpy(), "last": events["timestamp"].to_numpy(),
+                              "weight": events["weight"].to_numpy()}).groupby(pair_of_line).agg(
+            quantity=("quantity", "sum"), last=("last", "max"), weight=("weight", "max"))
+        order_codes = pd.factorize(events["order_id"])[0]
+        per_pair = int(order_codes.max(initial=0)) + 1
+        distinct = pd.unique(pair_of_line.astype(np.int64) * per_pair + order_codes)
+        orders = np.bincount(distinct // per_pair, minlength=len(keys))
+        row, col = keys // self.n_items, keys % self.n_items
+        return pd.DataFrame({
+            "user_id": pd.array(self.user_ids[row], dtype=events["user_id"].dtype),
+            "item_id": pd.array(self.item_ids[col], dtype=events["item_id"].dtype),
+            "orders": orders, "quantity": pairs["quantity"].to_numpy(), "last": pairs["last"].to_numpy(),
+            "weight": pairs["weight"].to_numpy(),
+            "row": row, "col": col,
+            "age_days": (self.end - pairs["last"]).dt.total_seconds().to_numpy() / DAY})
+
+    @property
+    def event_rows(self) -> np.ndarray:
+        """Each order line's customer row."""
+        return self.cached("event-rows", lambda: self._codes("user_id", self.user_ids))
+
+    def _codes(self, column: str, ids: np.ndarray) -> np.ndarray:
+        """Each order line's position in ``ids`` by its ``column``: each distinct id is looked up once."""
+        codes, uniques = pd.factorize(self.events[column])
+        return pd.Index(ids).get_indexer(uniques)[codes].astype(np.int64)
 
     def matrix(self, values: np.ndarray | str) -> sp.csr_matrix:
         pairs = self._pairs()
@@ -94,36 +129,31 @@ class Interactions:
     @property
     def bought(self) -> sp.csr_matrix:
         """1 where the user bought the item at least once."""
-        if "bought" not in self._cache:
-            self._cache["bought"] = self.matrix(np.ones(len(self._pairs())))
-        return self._cache["bought"]
+        return self.cached("bought", lambda: self.matrix(np.ones(len(self._pairs()))))
 
     @property
     def orders(self) -> sp.csr_matrix:
-        if "orders" not in self._cache:
-            self._cache["orders"] = self.matrix("orders")
-        return self._cache["orders"]
+        return self.cached("orders", lambda: self.matrix("orders"))
 
     def decayed(self, half_life_days: float) -> sp.csr_matrix:
         """Distinct orders per pair times its weight, halved every ``half_life_days`` since its last purchase."""
-        key = f"decayed:{half_life_days}"
-        if key not in self._cache:
+        def decayed_orders() -> sp.csr_matrix:
             pairs = self._pairs()
             decay = np.exp2(-pairs["age_days"].to_numpy() / half_life_days)
-            self._cache[key] = self.matrix(pairs["orders"].to_numpy() * pairs["weight"].to_numpy() * decay)
-        return self._cache[key]
+            return self.matrix(pairs["orders"].to_numpy() * pairs["weight"].to_numpy() * decay)
+
+        return self.cached(f"decayed:{half_life_days}", decayed_orders)
 
     @property
     def last_age_days(self) -> sp.csr_matrix:
-        if "age" not in self._cache:
-            self._cache["age"] = self.matrix(self._pairs()["age_days"].to_numpy() + 1.0)
-        return self._cache["age"]
+        return self.cached("age", lambda: self.matrix(self._pairs()["age_days"].to_numpy() + 1.0))
 
     def cached(self, key: str, compute):
         """``compute()`` once per data set; for values derived from it by the models."""
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
+        with self._building:
+            if key not in self._cache:
+                self._cache[key] = compute()
+            return self._cache[key]
 
     @property
     def pairs(self) -> pd.DataFrame:

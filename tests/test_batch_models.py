@@ -1,6 +1,7 @@
 """Every batch model honours the contract; each learns the simulator's planted structure."""
 
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -150,6 +151,28 @@ def test_work_on_every_core_keeps_its_order_and_each_thread_to_one_openmp_thread
     ran = list(on_every_core(lambda n: (n, openmp_threads()), range(20), threads=2))
     assert [n for n, _ in ran] == list(range(20))
     assert {threads for _, threads in ran} == {1}
+
+
+def test_customer_item_pairs_count_distinct_orders_and_are_built_once_for_threads_side_by_side(monkeypatch):
+    day = pd.Timestamp("2024-01-01")
+    events = pd.DataFrame({
+        "user_id": ["b", "a", "b", "b", "a", "b"], "item_id": ["x", "x", "x", "y", "x", "x"],
+        "order_id": ["o1", "o2", "o1", "o1", "o3", "o4"], "quantity": [1, 2, 3, 1, 1, 5],
+        "price": 1.0, "timestamp": [day + pd.Timedelta(days=d) for d in (0, 1, 0, 0, 3, 5)]})
+    data = Interactions.from_frame(events)
+    built = []
+    pairs_of = Interactions._customer_item_pairs
+    # Slow enough that, unguarded, every thread would start building it.
+    monkeypatch.setattr(Interactions, "_customer_item_pairs",
+                        lambda self: built.append(1) or time.sleep(0.1) or pairs_of(self))
+    tables = list(on_every_core(lambda _: data.pairs, range(4), threads=4))
+    assert len(built) == 1 and all(table is tables[0] for table in tables)
+    pairs = tables[0].set_index(["user_id", "item_id"])
+    # In the order each pair first occurs; b-x: o1 twice and o4 are two orders of 9 units.
+    assert list(pairs.index) == [("b", "x"), ("a", "x"), ("b", "y")]
+    assert list(pairs["orders"]) == [2, 2, 1] and list(pairs["quantity"]) == [9, 3, 1]
+    assert list(pairs["last"]) == [day + pd.Timedelta(days=5), day + pd.Timedelta(days=3), day]
+    assert data.orders[data.user_index["b"], data.item_index["x"]] == 2
 
 
 def test_item_caps_keep_dense_models_small(data):
