@@ -1,4 +1,5 @@
-"""Work spread over the cores in threads, each held to one BLAS and one OpenMP thread.
+"""Work spread over the cores in threads, each held to one BLAS and one OpenMP thread, or in
+forked processes for work that holds the GIL too often to share one interpreter.
 
 Most of the trainer's batch work is numpy, scipy, implicit and LightGBM, which release the
 GIL, so threads use every core without copying the models into processes. Each thread's
@@ -11,6 +12,7 @@ calling thread's limit (``models.base.openmp_threads``).
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -34,6 +36,37 @@ def on_every_core(work: Callable[[Item], Result], items: Iterable[Item],
             yield from pool.map(on_one_thread, items)
     finally:
         _hand_back_freed_memory()
+
+
+def in_forked_processes(work: Callable[[Item], Result], items: Iterable[Item],
+                        processes: int | None = None) -> Iterator[Result]:
+    """``work`` of each item, in the items' order, in ``processes`` forked processes (default: one
+    per core), each held to one BLAS and one OpenMP thread. The processes share the caller's
+    memory as it is when called (copied only where written), so ``work`` may read large
+    models without their being sent; items and results travel pickled. Threads where the
+    platform cannot fork or one process is asked for."""
+    processes = processes or os.cpu_count() or 1
+    if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from on_every_core(work, items, processes)
+        return
+    global _FORKED_WORK
+    _FORKED_WORK = work
+    try:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread_per_library) as pool:
+            yield from pool.imap(_run_forked_work, items)
+    finally:
+        _FORKED_WORK = None
+
+
+_FORKED_WORK: Callable | None = None  # read by the forked processes, which inherit it
+
+
+def _one_thread_per_library() -> None:
+    threadpool_limits(1)
+
+
+def _run_forked_work(item):
+    return _FORKED_WORK(item)
 
 
 def _hand_back_freed_memory() -> None:

@@ -1,6 +1,7 @@
 """Every batch model honours the contract; each learns the simulator's planted structure."""
 
 import io
+import os
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
 from offline.model_export import SLOT_FILES, slot_files
-from offline.threads import on_every_core
+from offline.threads import in_forked_processes, on_every_core
 from offline.simulator import planted_category, planted_preferences, simulate_history
 from offline.training import item_catalog, train_all
 
@@ -153,6 +154,13 @@ def test_work_on_every_core_keeps_its_order_and_each_thread_to_one_openmp_thread
     assert {threads for _, threads in ran} == {1}
 
 
+def test_work_in_forked_processes_keeps_its_order_and_each_process_to_one_openmp_thread():
+    ran = list(in_forked_processes(lambda n: (n, openmp_threads(), os.getpid()), range(20), processes=2))
+    assert [n for n, _, _ in ran] == list(range(20))
+    assert {threads for _, threads, _ in ran} == {1}
+    assert os.getpid() not in {pid for _, _, pid in ran}
+
+
 def test_customer_item_pairs_count_distinct_orders_and_are_built_once_for_threads_side_by_side(monkeypatch):
     day = pd.Timestamp("2024-01-01")
     events = pd.DataFrame({
@@ -260,9 +268,9 @@ def test_candidate_features_agree_with_each_components_own_lists(trained):
     assert fusion[proposed == proposed.max()].mean() > fusion[proposed == 1].mean()
 
 
-def test_lists_ranked_on_several_threads_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):
-    at_once = _read_lists(slot_files(trained, 20, chunk=4096, threads=1))
-    by_chunks = _read_lists(slot_files(trained, 20, chunk=32, threads=2))
+def test_lists_ranked_in_several_processes_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):
+    at_once = _read_lists(slot_files(trained, 20, chunk=4096, processes=1))
+    by_chunks = _read_lists(slot_files(trained, 20, chunk=32, processes=2))
     for slot in SLOT_FILES:
         assert len(at_once[slot]) == trained.data.n_users and at_once[slot]["items"].map(len).max() == 20
         pd.testing.assert_frame_equal(at_once[slot], by_chunks[slot])
