@@ -49,24 +49,22 @@ def in_forked_processes(work: Callable[[Item], Result], items: Iterable[Item],
     if processes == 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield from on_every_core(work, items, processes)
         return
-    global _FORKED_WORK
-    _FORKED_WORK = work
-    try:
-        with multiprocessing.get_context("fork").Pool(processes, initializer=_one_thread_per_library) as pool:
-            yield from pool.imap(_run_forked_work, items)
-    finally:
-        _FORKED_WORK = None
+    # Forked, the processes are handed ``work`` itself, closures and all, not a pickled copy.
+    with multiprocessing.get_context("fork").Pool(processes, _start_forked, (work,)) as pool:
+        yield from pool.imap(_run_forked_work, items)
 
 
-_FORKED_WORK: Callable | None = None  # read by the forked processes, which inherit it
+_forked_work: Callable | None = None  # set in each forked process only
 
 
-def _one_thread_per_library() -> None:
+def _start_forked(work: Callable) -> None:
+    global _forked_work
+    _forked_work = work
     threadpool_limits(1)
 
 
 def _run_forked_work(item):
-    return _FORKED_WORK(item)
+    return _forked_work(item)
 
 
 def _hand_back_freed_memory() -> None:
