@@ -137,7 +137,7 @@ def main() -> None:
             console.print({k: v for k, v in rows[-1].items() if k != "log"})
             console.print("\n".join(run["log"][-25:]))
     table = Table("run", "data", "train + export wall (s)", "of which export (s)", "CPU (s)",
-                  "peak memory, PSS (MiB)", title="offline training cost, 2 cores")
+                  "peak memory (MiB)", title="offline training cost, 2 cores")
     for row in rows:
         table.add_row(row["run"], row["detail"][:60], f"{row['seconds']:.0f}", f"{row['export_seconds']:.0f}",
                       f"{row['cpu_seconds']:.0f}", f"{row['peak_memory_mib']:,}")

@@ -40,9 +40,9 @@ class FactorBlock(ScoreBlock):
         the weight (at 100k items, most customers' best 100 lie among the 12% longest vectors)."""
         users, items = self._with_bias()
         take = min(n, items.shape[0])
-        order = np.argsort(-np.linalg.norm(items, axis=1), kind="stable")
-        ranked = np.ascontiguousarray(items[order])
-        norms = np.linalg.norm(ranked, axis=1)
+        lengths = np.linalg.norm(items, axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        ranked, norms = np.ascontiguousarray(items[order]), lengths[order]
         user_norms = np.linalg.norm(users, axis=1)
         excluded = exclude.astype(np.float32).tocsr()[:, order] if exclude is not None else None
         best = TopN(np.full((len(users), take), -1, dtype=np.int64), np.full((len(users), take), -np.inf, np.float32))

@@ -98,9 +98,9 @@ class Interactions:
                               "weight": events["weight"].to_numpy()}).groupby(pair_of_line).agg(
             quantity=("quantity", "sum"), last=("last", "max"), weight=("weight", "max"))
         order_codes = pd.factorize(events["order_id"])[0]
-        per_pair = int(order_codes.max(initial=0)) + 1
-        distinct = pd.unique(pair_of_line.astype(np.int64) * per_pair + order_codes)
-        orders = np.bincount(distinct // per_pair, minlength=len(keys))
+        n_orders = int(order_codes.max(initial=0)) + 1
+        distinct = pd.unique(pair_of_line.astype(np.int64) * n_orders + order_codes)
+        orders = np.bincount(distinct // n_orders, minlength=len(keys))
         row, col = keys // self.n_items, keys % self.n_items
         return pd.DataFrame({
             "user_id": pd.array(self.user_ids[row], dtype=events["user_id"].dtype),

@@ -29,17 +29,17 @@ def customer_features(data: Interactions) -> pd.DataFrame:
     # in the same order as grouping on the id strings, at a fraction of the cost.
     events = data.events
     order_codes = pd.factorize(events["order_id"], sort=True)[0]
-    per_customer = int(order_codes.max(initial=0)) + 1
-    lines = pd.DataFrame({"order": data.event_rows * per_customer + order_codes, "ts": events["timestamp"].to_numpy(),
+    n_orders = int(order_codes.max(initial=0)) + 1
+    lines = pd.DataFrame({"order": data.event_rows * n_orders + order_codes, "ts": events["timestamp"].to_numpy(),
                           "value": (events["quantity"] * events["price"]).to_numpy()})
     orders = lines.groupby("order").agg(ts=("ts", "min"), lines=("ts", "size"), value=("value", "sum"))
-    per_user = orders.groupby(orders.index // per_customer).agg(
+    per_user = orders.groupby(orders.index // n_orders).agg(
         frequency=("ts", "size"), first=("ts", "min"), last=("ts", "max"), monetary=("value", "sum"),
         basket_lines=("lines", "mean"), basket_value=("value", "mean"))
     per_user.index = pd.Index(data.user_ids[per_user.index], name="user_id", dtype=events["user_id"].dtype)
     items = pd.DataFrame({
         "distinct_items": np.bincount(data.pairs["row"], minlength=data.n_users),
-        "avg_unit_price": events["price"].groupby(data.event_rows).mean().reindex(range(data.n_users)).to_numpy(),
+        "avg_unit_price": events["price"].groupby(data.event_rows).mean().to_numpy(),  # every customer has lines
     }, index=pd.Index(data.user_ids, name="user_id", dtype=events["user_id"].dtype))
     span = (per_user["last"] - per_user["first"]).dt.total_seconds() / 86400
     features = pd.DataFrame({
