@@ -125,24 +125,41 @@ def list_metrics(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> di
     (users x >= k item columns, -1 for an empty slot) against each user's ``relevant`` set;
     users with nothing relevant are not counted."""
     lists = lists[:, :k]
-    hits = np.array([[item in wanted for item in row] for row, wanted in zip(lists.tolist(), relevant)],
-                    dtype=np.float64).reshape(len(relevant), lists.shape[1])
-    sizes = np.array([len(wanted) for wanted in relevant], dtype=np.float64)
+    hits, sizes = _hits(lists, relevant)
     counted = sizes > 0
     hits, sizes = hits[counted], sizes[counted]
     if len(sizes) == 0:
         return {**dict.fromkeys(METRICS, 0.0), "users": 0}
     ranks = np.arange(1, lists.shape[1] + 1)
-    precision_at = np.cumsum(hits, axis=1) / ranks
     discounts = 1.0 / np.log2(ranks + 1)
     ideal = np.r_[0.0, np.cumsum(discounts)][np.minimum(sizes, k).astype(int)]
     return {
         "precision": float((hits.sum(axis=1) / k).mean()),
         "recall": float((hits.sum(axis=1) / sizes).mean()),
-        "map": float(((precision_at * hits).sum(axis=1) / np.minimum(sizes, k)).mean()),
+        "map": float(_average_precisions(hits, sizes, k).mean()),
         "ndcg": float(((hits * discounts).sum(axis=1) / ideal).mean()),
         "users": int(len(sizes)),
     }
+
+
+def average_precisions(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> np.ndarray:
+    """Each counted user's AP@k (as in ``list_metrics``, whose MAP is their mean), in user order:
+    what a paired comparison of two models' lists on the same users needs."""
+    hits, sizes = _hits(lists[:, :k], relevant)
+    counted = sizes > 0
+    return _average_precisions(hits[counted], sizes[counted], k)
+
+
+def _hits(lists: np.ndarray, relevant: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per user and list position, 1 where the item is relevant; and each user's number of relevant items."""
+    hits = np.array([[item in wanted for item in row] for row, wanted in zip(lists.tolist(), relevant)],
+                    dtype=np.float64).reshape(len(relevant), lists.shape[1])
+    return hits, np.array([len(wanted) for wanted in relevant], dtype=np.float64)
+
+
+def _average_precisions(hits: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
+    precision_at = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+    return (precision_at * hits).sum(axis=1) / np.minimum(sizes, k)
 
 
 def view_relevance(split: HoldoutSplit, view: str) -> list[set[int]]:

@@ -7,7 +7,8 @@ of its grid and keeps its best setting by the mean over periods (the costly comp
 the validation period alone); a component that cannot fit the data is left out with its reason.
 The hybrid's rankers are scored on each period by rankers learned on the others, else (one
 period) out of fold, so the hybrid is compared on the same footing as its components. The guard
-then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it wins.
+then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it wins
+by more than noise, customer by customer; else the best single model.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScor
                            fit_ranker, labelled)
 from models.interactions import Interactions
 from offline.components import COMPONENTS, ComponentSpec
-from offline.evaluation import HoldoutSplit, evaluate_lists, filled, list_metrics, model_lists, view_relevance
+from offline.evaluation import HoldoutSplit, average_precisions, filled, model_lists, view_relevance
 from offline.threads import on_every_core
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 K = 10
 PER_MODEL = 50
+# The hybrid's lead over the best single model must be this many standard errors of its
+# per-customer difference (one-sided 95%): a lead within noise does not pay for a ranker that
+# may carry over less well to the weeks after training than the single model it beat.
+LEAD_STANDARD_ERRORS = 1.645
+APs = dict[str, np.ndarray]  # view -> each validation customer's AP@K, in customer order
 
 
 @dataclass
@@ -46,6 +52,8 @@ class Selection:
     dropped: dict[str, str] = field(default_factory=dict)  # component -> why it was left out
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> view -> mean MAP@10
     by_period: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # model -> per period: view -> MAP@10
+    # model -> per period: each customer's AP@10, for the guard (not in the manifest)
+    precisions: dict[str, list[APs]] = field(default_factory=dict, repr=False)
     published: dict[str, str] = field(default_factory=dict)  # view -> model
     reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
 
@@ -67,6 +75,7 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     per period, the fitted components."""
     periods = list(periods)
     fitted: list[dict[str, BatchRecommender]] = [{} for _ in periods]
+    precisions = selection.precisions
     for spec in COMPONENTS:
         best = None
         for params in spec.grid_for(len(history.events)):
@@ -100,14 +109,16 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
             scores.append(outcome[1])
         selection.dropped.pop(spec.name, None)
         selection.params[spec.name] = params
-        selection.by_period[spec.name] = scores
+        precisions[spec.name] = scores
         for n in range(len(periods)):
             fitted[n][spec.name] = models[n]
     if "popularity" not in fitted[0]:
         raise ValueError("even popularity could not be fitted: " + selection.dropped.get("popularity", "no data"))
     selection.periods = len(periods)
-    selection.by_period = {name: scores[:len(periods)] for name, scores in selection.by_period.items()}
-    selection.scores |= {name: _mean(scores) for name, scores in selection.by_period.items()}
+    for name, scores in precisions.items():
+        del scores[len(periods):]
+        selection.by_period[name] = [{view: _map(period[view]) for view in VIEWS} for period in scores]
+        selection.scores[name] = _mean(scores)
     return periods, fitted
 
 
@@ -129,14 +140,19 @@ def _on_other_periods(spec: ComponentSpec, params: dict, every_core: bool, perio
     return map(fit_and_score, rest) if every_core else on_every_core(fit_and_score, rest)
 
 
-def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> dict[str, float]:
-    """MAP@K per view of ``model``'s lists on ``part``, filled with that period's popular items."""
-    result = evaluate_lists(part, model_lists(model, part, K, fitted.get("popularity", model)))
-    return {view: result[view]["map"] for view in VIEWS}
+def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> APs:
+    """Per view, each customer's AP@K of ``model``'s lists on ``part``, filled with that period's popular items."""
+    lists = model_lists(model, part, K, fitted.get("popularity", model))
+    return {view: average_precisions(lists[view], view_relevance(part, view), K) for view in VIEWS}
 
 
-def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
-    return {view: float(np.mean([s[view] for s in scores])) for view in VIEWS}
+def _map(precisions: np.ndarray) -> float:
+    return float(precisions.mean()) if len(precisions) else 0.0
+
+
+def _mean(scores: list[APs]) -> dict[str, float]:
+    """Per view, the mean over periods of each period's MAP@K."""
+    return {view: float(np.mean([_map(s[view]) for s in scores])) for view in VIEWS}
 
 
 def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]], selection: Selection,
@@ -147,8 +163,8 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     items and does not carry over to another counts against it. With one, the score is out of
     fold: each half of the customers is ranked by a ranker learned on the other half."""
     rankers = {}
+    hybrid: list[APs] = [{} for _ in periods]
     for view, found in _labelled_candidates(periods, fitted).items():
-        maps = []
         for n, (part, members) in enumerate(zip(periods, fitted)):
             others = [f for m, f in enumerate(found) if m != n]
             if others:  # ranked as published lists of K are: from each component's best K candidates
@@ -157,11 +173,11 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
                 scores = _held_out_scores(ranked, others, seed)
             else:
                 ranked, scores = found[n], _out_of_fold_scores(found[n], len(part.test_users), seed)
-            maps.append(_hybrid_map(part, members, ranked, scores, view))
-        for n, score in enumerate(maps):
-            selection.by_period.setdefault("hybrid", [{} for _ in periods])[n][view] = score
-        selection.scores.setdefault("hybrid", {})[view] = float(np.mean(maps))
+            hybrid[n][view] = _hybrid_precisions(part, members, ranked, scores, view)
         rankers[view] = fit_ranker(found, seed)
+    selection.precisions["hybrid"] = hybrid
+    selection.by_period["hybrid"] = [{view: _map(period[view]) for view in VIEWS} for period in hybrid]
+    selection.scores["hybrid"] = _mean(hybrid)
     return rankers
 
 
@@ -179,15 +195,15 @@ def _labelled_candidates(periods: list[HoldoutSplit],
     return {view: [part[view] for part in found] for view in VIEWS}
 
 
-def _hybrid_map(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates, scores: np.ndarray,
-                view: str) -> float:
-    """MAP@K of the lists that ``scores`` of ``found`` candidates make, filled with popular items."""
+def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates,
+                       scores: np.ndarray, view: str) -> np.ndarray:
+    """Each customer's AP@K of the lists that ``scores`` of ``found`` candidates make, filled with popular items."""
     train, rows = part.train, part.user_rows
     exclude = train.bought[rows] if view == "NEW" else None
     popular = members["popularity"].block(rows).top_n(K, exclude)
     ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
     lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
-    return list_metrics(lists, view_relevance(part, view), K)["map"]
+    return average_precisions(lists, view_relevance(part, view), K)
 
 
 def _held_out_scores(found: Candidates, others: list[Candidates], seed: int) -> np.ndarray:
@@ -210,19 +226,41 @@ def _subset(found: Candidates, mask: np.ndarray) -> Candidates:
 
 
 def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
-    """For each view, publish the model with the best validation MAP@10, and say why."""
+    """For each view, publish the model with the best validation MAP@10, and say why; where that is
+    the hybrid by less than ``LEAD_STANDARD_ERRORS``, the best single model instead."""
     for view in VIEWS:
         eligible = {name: s[view] for name, s in selection.scores.items()
                     if view == "ALL" or name == "hybrid" or "discovers" in capabilities.get(name, frozenset())}
-        winner = max(eligible, key=lambda name: (eligible[name], name == "hybrid"))
-        selection.published[view] = winner
-        runner_up = max((n for n in eligible if n != winner), key=eligible.get, default=None)
-        if winner == "hybrid":
-            reason = f"the hybrid ({eligible[winner]:.4f}) beat every single model"
-        else:
-            reason = (f"{winner} ({eligible[winner]:.4f}) beat the hybrid ({eligible.get('hybrid', float('nan')):.4f})"
-                      f"; the hybrid is not published for this list")
-        if runner_up is not None:
-            reason += f"; next best {runner_up} ({eligible[runner_up]:.4f})"
+        selection.published[view], reason = _winner(selection, view, eligible)
         selection.reasons[view] = f"validation MAP@{K}, {view}: {reason}"
         log.info("%s list: %s", view, selection.reasons[view])
+
+
+def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[str, str]:
+    """The model to publish for ``view`` among ``scores`` (model -> mean MAP@K), and why."""
+    best, *others = sorted(scores, key=lambda name: (scores[name], name == "hybrid"), reverse=True)
+    runner_up = others[0] if others else None
+    if best != "hybrid":
+        reason = (f"{best} ({scores[best]:.4f}) beat the hybrid ({scores.get('hybrid', float('nan')):.4f})"
+                  f"; the hybrid is not published for this list")
+        return best, reason + (f"; next best {runner_up} ({scores[runner_up]:.4f})" if runner_up else "")
+    if runner_up is None:
+        return best, f"the hybrid ({scores[best]:.4f}) is the only model"
+    lead = _lead_in_standard_errors(selection, view, runner_up)
+    if lead < LEAD_STANDARD_ERRORS:
+        return runner_up, (f"{runner_up} ({scores[runner_up]:.4f}) is published: the hybrid's lead "
+                           f"({scores[best]:.4f}) is {lead:.1f} standard errors of its per-customer "
+                           f"difference, under {LEAD_STANDARD_ERRORS}")
+    return best, (f"the hybrid ({scores[best]:.4f}) beat every single model, by {lead:.1f} standard errors "
+                  f"over the next best, {runner_up} ({scores[runner_up]:.4f})")
+
+
+def _lead_in_standard_errors(selection: Selection, view: str, rival: str) -> float:
+    """The hybrid's mean AP lead over ``rival`` in standard errors, paired customer by customer
+    over every validation period."""
+    pairs = zip(selection.precisions["hybrid"], selection.precisions[rival])
+    lead = np.concatenate([ours[view] - theirs[view] for ours, theirs in pairs])
+    spread = lead.std(ddof=1) / np.sqrt(len(lead)) if len(lead) > 1 else 0.0
+    if spread > 0:
+        return float(lead.mean() / spread)
+    return np.inf if len(lead) and lead.mean() > 0 else 0.0
