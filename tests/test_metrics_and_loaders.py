@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from models.interactions import Interactions
-from offline.evaluation import evaluate_lists, holdout_split
+from offline.evaluation import average_precisions, evaluate_lists, holdout_split, list_metrics
 from offline.interactions_loader import load_interactions, load_items
 from models.ranking_metrics import average_precision_at_k, ndcg_at_k, precision_at_k, recall_at_k
 from offline.retail_history import HistoryError
@@ -24,6 +24,14 @@ def test_metrics_against_hand_computed_values():
     assert average_precision_at_k(ranked, set(), 4) == ndcg_at_k(ranked, set(), 4) == 0.0
     # AP divides by min(|relevant|, k)
     assert average_precision_at_k(["a", "b"], {"a", "b", "c", "d"}, 2) == 1.0
+
+
+def test_each_customers_average_precision_is_what_the_list_metrics_average():
+    lists = np.array([[0, 7, 1, 8], [5, 6, -1, -1], [2, 3, 4, 9], [1, 0, 2, 3]])
+    relevant = [{0, 1, 2}, set(), {9}, {0}]  # the second customer bought nothing held out: not counted
+    aps = average_precisions(lists, relevant, k=4)
+    assert aps == pytest.approx([(1 + 2 / 3) / 3, 1 / 4, 1 / 2])
+    assert aps.mean() == pytest.approx(list_metrics(lists, relevant, k=4)["map"])
 
 
 def test_protocol_views_on_a_tiny_history():
