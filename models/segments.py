@@ -82,7 +82,11 @@ class CustomerSegmentation:
         self.seed = seed
 
     def fit(self, data: Interactions) -> "CustomerSegmentation":
-        self.features = customer_features(data)
+        return self.fit_features(customer_features(data))
+
+    def fit_features(self, features: pd.DataFrame) -> "CustomerSegmentation":
+        """Segments of the customers that ``customer_features`` describes."""
+        self.features = features
         X = self._transform_fit(self.features)
         rng = np.random.default_rng(self.seed)
         sample = rng.choice(len(X), size=min(self.sample, len(X)), replace=False)

@@ -190,8 +190,8 @@ def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[
         "popular.json": json.dumps(popular_lists(trained, k, items["category"])).encode(),
         "segments.parquet": _parquet(segmentation.labels.rename("segment").rename_axis("user_id").reset_index()),
         "segment_profiles.json": json.dumps(profiles, default=float).encode(),
-        "customer_features.parquet": _parquet(customer_feature_table(history, trained.data).rename_axis("user_id")
-                                              .reset_index()),
+        "customer_features.parquet": _parquet(
+            customer_feature_table(history, segmentation.features).rename_axis("user_id").reset_index()),
     }
     if trained.hybrid is not None:
         ranker = io.BytesIO()

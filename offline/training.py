@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,7 +22,7 @@ import pandas as pd
 from models.base import BatchRecommender
 from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
-from models.segments import CustomerSegmentation
+from models.segments import CustomerSegmentation, customer_features
 from offline.components import LARGE_HISTORY, SPECS
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
@@ -72,12 +73,27 @@ def train_all(history: pd.DataFrame, items: pd.DataFrame | None = None, progress
 
 
 def train_models(data: Interactions, progress: Progress = print, protocol: str | None = None) -> TrainedModels:
+    progress(f"history: {data.n_users:,} customers, {data.n_items:,} items, {len(data.events):,} order lines")
+    # The customers' features are computed beside the model selection, which leaves a core idle
+    # much of the time (at 10M order lines, segmenting took 34 s on one core, most of it these).
+    # Clustering them waits for the models: K-Means sets the process's BLAS thread count, on
+    # which EASE's solution depends in its last bits.
+    with ThreadPoolExecutor(1) as beside:
+        features = beside.submit(customer_features, data)
+        selection, components, hybrid, seconds = _select_and_fit(data, progress, protocol)
+        features = features.result()
+    started = time.monotonic()
+    segmentation = CustomerSegmentation().fit_features(features)
+    seconds["segmentation"] = round(time.monotonic() - started, 1)
+    progress(f"segments: k={segmentation.k} by silhouette ({seconds['segmentation']:.1f} s)")
+    return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
+
+
+def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
+                    ) -> tuple[Selection, dict[str, BatchRecommender], LearnedHybrid | None, dict[str, float]]:
+    """What validation chose, the kept models fitted on the whole history, and each step's seconds."""
     seconds: dict[str, float] = {}
     clock = _Clock(seconds)
-    progress(f"history: {data.n_users:,} customers, {data.n_items:,} items, {len(data.events):,} order lines")
-    segmentation = CustomerSegmentation().fit(data)
-    clock("segmentation")
-    progress(f"segments: k={segmentation.k} by silhouette ({seconds['segmentation']:.1f} s)")
     chosen = resolve_protocol(data.events, protocol)
     # On a large history every choice is made on a random share of customers: model rankings
     # hold on a sample, and each validation fit then costs what a mid-sized shop's would.
@@ -107,7 +123,7 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     components = {c.name: c for c in final}
     clock("final fit")
     progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
-    return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
+    return selection, components, hybrid, seconds
 
 
 def fit_components(models: list[BatchRecommender], data: Interactions) -> list[BatchRecommender]:

@@ -84,12 +84,15 @@ def test_absurd_quantities_are_capped_not_dropped():
 
 
 def test_customer_table_encodes_price_band_and_country():
+    from models.segments import customer_features
     from offline.customer_table import customer_feature_table
     from offline.simulator import simulate_history
     from offline.training import interactions
     history = simulate_history(n_users=50)
     history.loc[history["user_id"] == "sim00001", "country"] = "France"
-    table = customer_feature_table(history, interactions(history))
+    features = customer_features(interactions(history))
+    table = customer_feature_table(history, features)
+    assert "price_band" not in features  # the segments' own features are left as they were
     assert len(table) == 50 and set(table["price_band"]) == {0, 1, 2, 3, 4}
     assert table.loc["sim00001", "country_France"] == 1 and table["country_Simland"].sum() == 49
     assert {"recency_days", "frequency", "monetary", "basket_lines", "days_between_orders"} <= set(table.columns)
