@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from models.offline_lists import OfflineListsWithSession
+from offline.model_export import slot_files
 from offline.release import train_and_publish
 from offline.selection import Selection, guard
 from offline.simulator import simulate_history
@@ -66,6 +67,16 @@ def test_one_interaction_per_pair_and_no_item_text_train_with_reasons():
     assert {"popularity", "repeat", "cooccurrence", "als"} <= set(trained.components)
     for view in ("ALL", "NEW"):
         assert trained.published(view) is not None and view in selection.reasons
+
+
+def test_the_same_history_trains_the_same_rankers_and_lists():
+    # Work done side by side (features beside the model selection, fits in threads, the export
+    # in processes) must not change a bit of what is published.
+    history = simulate_history(n_users=200, orders_per_user=5, seed=5)
+    runs = [train_all(history, progress=lambda m: None) for _ in range(2)]
+    assert runs[0].selection.scores == runs[1].selection.scores
+    assert runs[0].segmentation.labels.equals(runs[1].segmentation.labels)
+    assert slot_files(runs[0], 10) == slot_files(runs[1], 10)
 
 
 def validated(precisions: dict[str, dict[str, np.ndarray]]) -> Selection:
