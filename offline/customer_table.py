@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-
 TOP_COUNTRIES = 8
 PRICE_BANDS = 5
 

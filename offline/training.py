@@ -79,9 +79,9 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     # Clustering them waits for the models: K-Means sets the process's BLAS thread count, on
     # which EASE's solution depends in its last bits.
     with ThreadPoolExecutor(1) as beside:
-        features = beside.submit(customer_features, data)
+        described = beside.submit(customer_features, data)
         selection, components, hybrid, seconds = _select_and_fit(data, progress, protocol)
-        features = features.result()
+        features = described.result()
     started = time.monotonic()
     segmentation = CustomerSegmentation().fit_features(features)
     seconds["segmentation"] = round(time.monotonic() - started, 1)
