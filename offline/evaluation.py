@@ -125,9 +125,7 @@ def list_metrics(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> di
     (users x >= k item columns, -1 for an empty slot) against each user's ``relevant`` set;
     users with nothing relevant are not counted."""
     lists = lists[:, :k]
-    hits, sizes = _hits(lists, relevant)
-    counted = sizes > 0
-    hits, sizes = hits[counted], sizes[counted]
+    hits, sizes = _counted_hits(lists, relevant)
     if len(sizes) == 0:
         return {**dict.fromkeys(METRICS, 0.0), "users": 0}
     ranks = np.arange(1, lists.shape[1] + 1)
@@ -145,16 +143,17 @@ def list_metrics(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> di
 def average_precisions(lists: np.ndarray, relevant: list[set[int]], k: int = 10) -> np.ndarray:
     """Each counted user's AP@k (as in ``list_metrics``, whose MAP is their mean), in user order:
     what a paired comparison of two models' lists on the same users needs."""
-    hits, sizes = _hits(lists[:, :k], relevant)
-    counted = sizes > 0
-    return _average_precisions(hits[counted], sizes[counted], k)
+    return _average_precisions(*_counted_hits(lists[:, :k], relevant), k)
 
 
-def _hits(lists: np.ndarray, relevant: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per user and list position, 1 where the item is relevant; and each user's number of relevant items."""
+def _counted_hits(lists: np.ndarray, relevant: list[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """For the users with something relevant: per list position, 1 where the item is relevant;
+    and each one's number of relevant items."""
     hits = np.array([[item in wanted for item in row] for row, wanted in zip(lists.tolist(), relevant)],
                     dtype=np.float64).reshape(len(relevant), lists.shape[1])
-    return hits, np.array([len(wanted) for wanted in relevant], dtype=np.float64)
+    sizes = np.array([len(wanted) for wanted in relevant], dtype=np.float64)
+    counted = sizes > 0
+    return hits[counted], sizes[counted]
 
 
 def _average_precisions(hits: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:

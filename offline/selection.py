@@ -116,9 +116,7 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
         raise ValueError("even popularity could not be fitted: " + selection.dropped.get("popularity", "no data"))
     selection.periods = len(periods)
     for name, scores in precisions.items():
-        del scores[len(periods):]
-        selection.by_period[name] = [{view: _map(period[view]) for view in VIEWS} for period in scores]
-        selection.scores[name] = _mean(scores)
+        _record(selection, name, scores[:len(periods)])
     return periods, fitted
 
 
@@ -144,6 +142,13 @@ def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, Batch
     """Per view, each customer's AP@K of ``model``'s lists on ``part``, filled with that period's popular items."""
     lists = model_lists(model, part, K, fitted.get("popularity", model))
     return {view: average_precisions(lists[view], view_relevance(part, view), K) for view in VIEWS}
+
+
+def _record(selection: Selection, name: str, scores: list[APs]) -> None:
+    """``name``'s per-customer APs on each period, each period's MAP@K and their mean."""
+    selection.precisions[name] = scores
+    selection.by_period[name] = [{view: _map(period[view]) for view in VIEWS} for period in scores]
+    selection.scores[name] = _mean(scores)
 
 
 def _map(precisions: np.ndarray) -> float:
@@ -175,9 +180,7 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
                 ranked, scores = found[n], _out_of_fold_scores(found[n], len(part.test_users), seed)
             hybrid[n][view] = _hybrid_precisions(part, members, ranked, scores, view)
         rankers[view] = fit_ranker(found, seed)
-    selection.precisions["hybrid"] = hybrid
-    selection.by_period["hybrid"] = [{view: _map(period[view]) for view in VIEWS} for period in hybrid]
-    selection.scores["hybrid"] = _mean(hybrid)
+    _record(selection, "hybrid", hybrid)
     return rankers
 
 
