@@ -16,6 +16,7 @@ data is used) is the trainer's business: see ``offline.validation``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +29,7 @@ NEVER = 9999.0  # "days since last purchase" for items the customer never bought
 VIEWS = ("ALL", "NEW")
 COLUMNS_PER_COMPONENT = 3  # score, rank, score relative to the customer's best
 CANDIDATES_PER_SLOT = 1  # a list of n ranks each component's best n items
+TRAINING_ROWS = 200_000  # labelled candidates a ranker learns from, unbought ones sampled down
 
 
 @dataclass
@@ -38,6 +40,15 @@ class Candidates:
     cols: np.ndarray
     features: np.ndarray
     labels: np.ndarray | None = None
+
+    @staticmethod
+    def joined(parts: list["Candidates"]) -> "Candidates":
+        return Candidates(*(np.concatenate([getattr(part, name) for part in parts])
+                            for name in ("positions", "cols", "features", "labels")))
+
+    def subset(self, mask: np.ndarray) -> "Candidates":
+        return Candidates(self.positions[mask], self.cols[mask], self.features[mask],
+                          None if self.labels is None else self.labels[mask])
 
 
 AGREEMENT = ["votes", "rank_fusion"]  # how far the components agree on a candidate
@@ -121,19 +132,52 @@ def new_ranker(seed: int = 0) -> LGBMClassifier:
                           random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
 
 
-def fit_ranker(parts: list[Candidates], seed: int = 0, max_rows: int = 200_000) -> LGBMClassifier:
-    """A ranker on labelled candidates of one or more splits; negatives are sampled down to
-    ``max_rows`` examples in all, each split before they are joined (never a copy of all)."""
-    rng = np.random.default_rng(seed)
-    positives = sum(int(part.labels.sum()) for part in parts)
-    negatives = max(sum(len(part.labels) for part in parts) - positives, 1)
-    share = min(1.0, (max_rows - positives) / negatives)
-    kept = [part.labels | (rng.random(len(part.labels)) < share) for part in parts]
-    y = np.concatenate([part.labels[keep] for part, keep in zip(parts, kept)])
-    if y.all() or not y.any():
+class RankerSample:
+    """Labelled candidates kept to learn a ranker from, chunk by chunk: every bought one, and the
+    others whose uniform draw is under ``bound``. The bound falls as candidates come, to the
+    share of them ``fit_ranker`` keeps at most, so a period's candidates are never held whole
+    (at 1M order lines, three periods' were the trainer's peak memory)."""
+
+    def __init__(self, seed: int | list[int] = 0):
+        self.rng = np.random.default_rng(seed)
+        self.kept: list[tuple[Candidates, np.ndarray]] = []  # candidates and their draws
+        self.negatives = 0  # unbought candidates seen, kept or not
+        self.bound = 1.0
+
+    def add(self, found: Candidates) -> None:
+        draws = self.rng.random(len(found.labels))
+        self.negatives += int(len(found.labels) - found.labels.sum())
+        self.bound = min(1.0, TRAINING_ROWS / max(self.negatives, 1))
+        self.kept = [_drawn(part, part_draws, self.bound) for part, part_draws in [*self.kept, (found, draws)]]
+
+    def where(self, wanted: Callable[[Candidates], np.ndarray]) -> "RankerSample":
+        """The candidates for which ``wanted`` holds; their unbought ones seen are estimated from those kept."""
+        part = RankerSample()
+        part.kept = [(found.subset(mask), draws[mask]) for found, draws in self.kept for mask in [wanted(found)]]
+        part.bound = self.bound
+        part.negatives = round(sum(int(len(f.labels) - f.labels.sum()) for f, _ in part.kept) / self.bound)
+        return part
+
+
+def _drawn(found: Candidates, draws: np.ndarray, bound: float) -> tuple[Candidates, np.ndarray]:
+    keep = found.labels | (draws < bound)
+    return (found, draws) if keep.all() else (found.subset(keep), draws[keep])
+
+
+def fit_ranker(samples: list[RankerSample], seed: int = 0) -> LGBMClassifier:
+    """A ranker on the labelled candidates of one or more samples (see ``training_candidates``)."""
+    found = training_candidates(samples)
+    if found.labels.all() or not found.labels.any():
         raise ValueError("the validation period gives no bought and unbought candidates to learn from")
-    X = np.concatenate([part.features[keep] for part, keep in zip(parts, kept)])
-    return new_ranker(seed).fit(X, y)
+    return new_ranker(seed).fit(found.features, found.labels)
+
+
+def training_candidates(samples: list[RankerSample]) -> Candidates:
+    """Every bought candidate of ``samples``, and the same share of each one's unbought
+    candidates, that share chosen for ``TRAINING_ROWS`` examples in all."""
+    positives = sum(int(found.labels.sum()) for sample in samples for found, _ in sample.kept)
+    share = min(1.0, (TRAINING_ROWS - positives) / max(sum(sample.negatives for sample in samples), 1))
+    return Candidates.joined([_drawn(found, draws, share)[0] for sample in samples for found, draws in sample.kept])
 
 
 class LearnedHybrid(BatchRecommender):

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
-from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, candidates, component_ranks,
-                           fit_ranker, labelled)
+from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, RankerSample, candidates,
+                           component_ranks, fit_ranker, labelled)
 from models.interactions import Interactions
 from offline.components import COMPONENTS, ComponentSpec
 from offline.evaluation import HoldoutSplit, average_precisions, filled, model_lists, view_relevance
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 K = 10
 PER_MODEL = 50
+SCORED_TOGETHER = 2048  # validation customers whose candidates are found in one go
 # The hybrid's lead over the best single model must be this many standard errors of its
 # per-customer difference (one-sided 95%): a lead within noise does not pay for a ranker that
 # may carry over less well to the weeks after training than the single model it beat.
@@ -169,33 +170,43 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     fold: each half of the customers is ranked by a ranker learned on the other half."""
     rankers = {}
     hybrid: list[APs] = [{} for _ in periods]
-    for view, found in _labelled_candidates(periods, fitted).items():
-        for n, (part, members) in enumerate(zip(periods, fitted)):
-            others = [f for m, f in enumerate(found) if m != n]
-            if others:  # ranked as published lists of K are: from each component's best K candidates
-                ranks = component_ranks(found[n].features, len(members))
-                ranked = _subset(found[n], (ranks < CANDIDATES_PER_SLOT * K).any(axis=1))
-                scores = _held_out_scores(ranked, others, seed)
+    for view, found in _labelled_candidates(periods, fitted, seed).items():
+        samples = [sample for _, sample in found]
+        for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
+            others = samples[:n] + samples[n + 1:]
+            if others:
+                scores = fit_ranker(others, seed).predict_proba(shown.features)[:, 1] + 1.0
             else:
-                ranked, scores = found[n], _out_of_fold_scores(found[n], len(part.test_users), seed)
-            hybrid[n][view] = _hybrid_precisions(part, members, ranked, scores, view)
-        rankers[view] = fit_ranker(found, seed)
+                scores = _out_of_fold_scores(shown, sample, len(part.test_users), seed)
+            hybrid[n][view] = _hybrid_precisions(part, members, shown, scores, view)
+        rankers[view] = fit_ranker(samples, seed)
     _record(selection, "hybrid", hybrid)
     return rankers
 
 
-def _labelled_candidates(periods: list[HoldoutSplit],
-                         fitted: list[dict[str, BatchRecommender]]) -> dict[str, list[Candidates]]:
-    """Per view, each period's labelled candidates; both views draw on one scoring of the
-    components. The periods are scored side by side, one per core."""
+def _labelled_candidates(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
+                         seed: int) -> dict[str, list[tuple[Candidates, RankerSample]]]:
+    """Per view, each period's labelled candidates: those shown (ranked as published lists of K
+    are, from each component's best K) and a sample of all to learn from. Both views draw on one
+    scoring of the components, a chunk of customers at a time; the periods side by side, one per core."""
 
-    def of_period(n: int) -> dict[str, Candidates]:
+    def of_period(n: int) -> dict[str, tuple[Candidates, RankerSample]]:
         part, members = periods[n], fitted[n]
-        scores = ComponentScores(part.train, list(members.values()), part.user_rows, PER_MODEL)
-        return {view: labelled(candidates(scores, view), view_relevance(part, view)) for view in VIEWS}
+        shown: dict[str, list[Candidates]] = {view: [] for view in VIEWS}
+        samples = {view: RankerSample([seed, n, v]) for v, view in enumerate(VIEWS)}
+        for start in range(0, len(part.user_rows), SCORED_TOGETHER):
+            scores = ComponentScores(part.train, list(members.values()),
+                                     part.user_rows[start:start + SCORED_TOGETHER], PER_MODEL)
+            for view in VIEWS:
+                found = labelled(candidates(scores, view), view_relevance(part, view)[start:start + SCORED_TOGETHER])
+                found.positions += start
+                shown[view].append(found.subset((component_ranks(found.features, len(members)) <
+                                                 CANDIDATES_PER_SLOT * K).any(axis=1)))
+                samples[view].add(found)
+        return {view: (Candidates.joined(shown[view]), samples[view]) for view in VIEWS}
 
     found = list(on_every_core(of_period, range(len(periods))))
-    return {view: [part[view] for part in found] for view in VIEWS}
+    return {view: [period[view] for period in found] for view in VIEWS}
 
 
 def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates,
@@ -209,23 +220,15 @@ def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender],
     return average_precisions(lists, view_relevance(part, view), K)
 
 
-def _held_out_scores(found: Candidates, others: list[Candidates], seed: int) -> np.ndarray:
-    """``found`` scored by a ranker learned on the other periods only."""
-    return fit_ranker(others, seed).predict_proba(found.features)[:, 1] + 1.0
-
-
-def _out_of_fold_scores(found: Candidates, n_customers: int, seed: int) -> np.ndarray:
-    """``found`` scored half by half, each half of the customers by a ranker learned on the other."""
+def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: int, seed: int) -> np.ndarray:
+    """``shown`` candidates scored half by half, each half of the customers by a ranker learned on the other."""
     fold = np.random.default_rng(seed).random(n_customers) < 0.5
-    scores = np.zeros(len(found.cols))
+    scores = np.zeros(len(shown.cols))
     for held in (True, False):
-        learn = fold[found.positions] != held
-        scores[~learn] = fit_ranker([_subset(found, learn)], seed).predict_proba(found.features[~learn])[:, 1] + 1.0
+        ranker = fit_ranker([sample.where(lambda found: fold[found.positions] != held)], seed)
+        scored = fold[shown.positions] == held
+        scores[scored] = ranker.predict_proba(shown.features[scored])[:, 1] + 1.0
     return scores
-
-
-def _subset(found: Candidates, mask: np.ndarray) -> Candidates:
-    return Candidates(found.positions[mask], found.cols[mask], found.features[mask], found.labels[mask])
 
 
 def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from models.base import (Context, ItemItemRecommender, dense_top_n, openmp_threads, sparse_top_n,
                          top_n_with_and_without)
 from models.factorization import FactorBlock
-from models.hybrid import ComponentScores, candidates, component_ranks
+import models.hybrid
+from models.hybrid import Candidates, ComponentScores, RankerSample, candidates, component_ranks, training_candidates
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
@@ -266,6 +267,34 @@ def test_candidate_features_agree_with_each_components_own_lists(trained):
     fusion = found.features[:, names.index("rank_fusion")]
     assert np.allclose(fusion, np.where(ranks < 10, 1 / (10 + ranks), 0).sum(axis=1), rtol=1e-5)
     assert fusion[proposed == proposed.max()].mean() > fusion[proposed == 1].mean()
+
+
+def test_a_ranker_sample_kept_chunk_by_chunk_learns_from_what_thinning_every_candidate_at_once_keeps(monkeypatch):
+    monkeypatch.setattr(models.hybrid, "TRAINING_ROWS", 300)
+    rng = np.random.default_rng(7)
+    periods = [[_labelled_chunk(rng, size) for size in sizes] for sizes in ([400, 900, 50, 700], [1200, 300])]
+    samples = [RankerSample(seed=n) for n in range(len(periods))]
+    for sample, chunks in zip(samples, periods):
+        for chunk in chunks:
+            sample.add(chunk)
+    # At once: the same draws, one share for every candidate of both periods.
+    every = Candidates.joined([chunk for chunks in periods for chunk in chunks])
+    draws = np.concatenate([np.random.default_rng(n).random(sum(len(c.cols) for c in chunks))
+                            for n, chunks in enumerate(periods)])
+    share = (300 - every.labels.sum()) / (~every.labels).sum()
+    expected = every.subset(every.labels | (draws < share))
+    learned = training_candidates(samples)
+    assert np.array_equal(learned.cols, expected.cols) and np.array_equal(learned.labels, expected.labels)
+    assert 250 < len(learned.cols) < 350 and learned.labels.sum() == every.labels.sum()
+    held = sum(len(found.cols) for sample in samples for found, _ in sample.kept)
+    assert held < len(every.cols) / 4  # what a sample holds stays near the rows it will learn from
+
+
+def _labelled_chunk(rng: np.random.Generator, size: int) -> Candidates:
+    """``size`` candidates with unique columns (to follow them) and about 5% bought."""
+    cols = rng.permutation(10**6)[:size]
+    return Candidates(np.zeros(size, dtype=np.int64), cols, rng.random((size, 2), dtype=np.float32),
+                      rng.random(size) < 0.05)
 
 
 def test_lists_ranked_in_several_processes_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):

@@ -11,10 +11,10 @@ import pytest
 from models.offline_lists import OfflineListsWithSession
 from offline.model_export import slot_files
 from offline.release import train_and_publish
-from offline.selection import Selection, guard
+from offline.selection import Selection, guard, select_components, validate_hybrid
 from offline.simulator import simulate_history
-from offline.training import train_all
-from offline.validation import choose_protocol, resolve_protocol
+from offline.training import interactions, train_all
+from offline.validation import choose_protocol, resolve_protocol, validation_split
 from streams import redis_keys
 from streams.event_pipeline import EventPipeline
 from streams.events import OrderLine, PurchaseEvent, encode_event
@@ -117,6 +117,20 @@ def test_the_guard_ships_the_best_single_model_where_the_hybrids_lead_is_within_
     guard(selection, {"repeat": frozenset({"personal"}), "popularity": frozenset({"discovers"})})
     assert selection.published == {"ALL": "repeat", "NEW": "hybrid"}
     assert "repeat" in selection.reasons["ALL"] and "standard errors" in selection.reasons["ALL"]
+
+
+def test_with_one_validation_period_the_hybrid_is_scored_out_of_fold_and_beats_chance():
+    data = interactions(simulate_history(n_users=300, seed=2))
+    split = validation_split(data, "global-time")
+    selection = Selection("global-time", "a test", len(split.test_users))
+    periods, fitted = select_components([split], selection, lambda message: None, data)
+    rankers = validate_hybrid(periods, fitted, selection)
+    assert set(rankers) == {"ALL", "NEW"} and selection.by_period["hybrid"] == [selection.scores["hybrid"]]
+    for view in ("ALL", "NEW"):
+        hybrid, popular = (selection.precisions[name][0][view] for name in ("hybrid", "popularity"))
+        assert len(hybrid) == len(popular) > 50  # every validation customer with something to find
+        # Ranked from what the components propose, it beats popular items by far.
+        assert selection.scores["hybrid"][view] > 2 * selection.scores["popularity"][view], view
 
 
 @pytest.mark.integration
