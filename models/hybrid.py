@@ -41,14 +41,14 @@ class Candidates:
     features: np.ndarray
     labels: np.ndarray | None = None
 
+    # Both carry the labels: only validation's labelled candidates are joined or cut.
     @staticmethod
     def joined(parts: list["Candidates"]) -> "Candidates":
         return Candidates(*(np.concatenate([getattr(part, name) for part in parts])
                             for name in ("positions", "cols", "features", "labels")))
 
     def subset(self, mask: np.ndarray) -> "Candidates":
-        return Candidates(self.positions[mask], self.cols[mask], self.features[mask],
-                          None if self.labels is None else self.labels[mask])
+        return Candidates(self.positions[mask], self.cols[mask], self.features[mask], self.labels[mask])
 
 
 AGREEMENT = ["votes", "rank_fusion"]  # how far the components agree on a candidate
@@ -153,7 +153,9 @@ class RankerSample:
     def where(self, wanted: Callable[[Candidates], np.ndarray]) -> "RankerSample":
         """The candidates for which ``wanted`` holds; their unbought ones seen are estimated from those kept."""
         part = RankerSample()
-        part.kept = [(found.subset(mask), draws[mask]) for found, draws in self.kept for mask in [wanted(found)]]
+        for found, draws in self.kept:
+            mask = wanted(found)
+            part.kept.append((found.subset(mask), draws[mask]))
         part.bound = self.bound
         part.negatives = round(sum(int(len(f.labels) - f.labels.sum()) for f, _ in part.kept) / self.bound)
         return part
