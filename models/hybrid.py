@@ -142,12 +142,14 @@ class RankerSample:
         self.rng = np.random.default_rng(seed)
         self.kept: list[tuple[Candidates, np.ndarray]] = []  # candidates and their draws
         self.negatives = 0  # unbought candidates seen, kept or not
-        self.bound = 1.0
+
+    @property
+    def bound(self) -> float:
+        return min(1.0, TRAINING_ROWS / max(self.negatives, 1))
 
     def add(self, found: Candidates) -> None:
         draws = self.rng.random(len(found.labels))
-        self.negatives += int(len(found.labels) - found.labels.sum())
-        self.bound = min(1.0, TRAINING_ROWS / max(self.negatives, 1))
+        self.negatives += _unbought(found)
         self.kept = [_drawn(part, part_draws, self.bound) for part, part_draws in [*self.kept, (found, draws)]]
 
     def where(self, wanted: Callable[[Candidates], np.ndarray]) -> "RankerSample":
@@ -156,9 +158,12 @@ class RankerSample:
         for found, draws in self.kept:
             mask = wanted(found)
             part.kept.append((found.subset(mask), draws[mask]))
-        part.bound = self.bound
-        part.negatives = round(sum(int(len(f.labels) - f.labels.sum()) for f, _ in part.kept) / self.bound)
+        part.negatives = round(sum(_unbought(found) for found, _ in part.kept) / self.bound)
         return part
+
+
+def _unbought(found: Candidates) -> int:
+    return int(len(found.labels) - found.labels.sum())
 
 
 def _drawn(found: Candidates, draws: np.ndarray, bound: float) -> tuple[Candidates, np.ndarray]:
