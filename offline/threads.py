@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -50,16 +51,31 @@ def in_forked_processes(work: Callable[[Item], Result], items: Iterable[Item],
         yield from on_every_core(work, items, processes)
         return
     # Forked, the processes are handed ``work`` itself, closures and all, not a pickled copy.
-    with multiprocessing.get_context("fork").Pool(processes, _start_forked, (work,)) as pool:
+    with _forked_pool(processes, work) as pool:
         yield from pool.imap(_run_forked_work, items)
+
+
+def _forked_pool(processes: int, work: Callable) -> multiprocessing.pool.Pool:
+    """A pool whose processes end on the SIGTERM it sends when it closes. A forked process
+    inherits the caller's SIGTERM handler, and a handler that raises (``private_stack``'s) can
+    land in a finaliser, where Python drops the exception: that process would outlive the pool,
+    whose exit then waits on it for good. So each process restores SIGTERM's default action,
+    and holds any SIGTERM back until it has."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        return multiprocessing.get_context("fork").Pool(processes, _start_forked, (work, held))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 _forked_work: Callable | None = None  # set in each forked process only
 
 
-def _start_forked(work: Callable) -> None:
+def _start_forked(work: Callable, signals_held: set[signal.Signals]) -> None:
     global _forked_work
     _forked_work = work
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, signals_held)
     threadpool_limits(1)
 
 

@@ -2,7 +2,11 @@
 
 import io
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -160,6 +164,38 @@ def test_work_in_forked_processes_keeps_its_order_and_each_process_to_one_openmp
     assert [n for n, _, _ in ran] == list(range(20))
     assert {threads for _, threads, _ in ran} == {1}
     assert os.getpid() not in {pid for _, _, pid in ran}
+
+
+FORKED_WORK_UNDER_A_RAISING_SIGTERM_HANDLER = """
+import signal, time
+from offline.threads import in_forked_processes
+
+def exit_on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+class SlowToFinalise:
+    def __del__(self):
+        time.sleep(1.0)  # the pool's closing SIGTERM lands here, where an exception is dropped
+
+signal.signal(signal.SIGTERM, exit_on_sigterm)
+print(len(list(in_forked_processes(lambda n: SlowToFinalise(), range(4), processes=2))))
+"""
+
+
+def test_forked_processes_end_when_their_pool_closes_even_under_a_sigterm_handler_that_raises():
+    """As under ``private_stack``: a process left running would hang the pool's exit and hold
+    the caller's output open."""
+    script = subprocess.Popen([sys.executable, "-c", FORKED_WORK_UNDER_A_RAISING_SIGTERM_HANDLER],
+                              cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        out, err = script.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(script.pid, signal.SIGKILL)
+        script.communicate()
+        pytest.fail("the pool's exit waited on a forked process that outlived its SIGTERM")
+    assert (script.returncode, out.strip()) == (0, "4"), err
 
 
 def test_customer_item_pairs_count_distinct_orders_and_are_built_once_for_threads_side_by_side(monkeypatch):
