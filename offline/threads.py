@@ -61,21 +61,21 @@ def _forked_pool(processes: int, work: Callable) -> multiprocessing.pool.Pool:
     land in a finaliser, where Python drops the exception: that process would outlive the pool,
     whose exit then waits on it for good. So each process restores SIGTERM's default action,
     and holds any SIGTERM back until it has."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    caller_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        return multiprocessing.get_context("fork").Pool(processes, _start_forked, (work, held))
+        return multiprocessing.get_context("fork").Pool(processes, _start_forked, (work, caller_mask))
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.pthread_sigmask(signal.SIG_SETMASK, caller_mask)
 
 
 _forked_work: Callable | None = None  # set in each forked process only
 
 
-def _start_forked(work: Callable, signals_held: set[signal.Signals]) -> None:
+def _start_forked(work: Callable, caller_mask: set[signal.Signals]) -> None:
     global _forked_work
     _forked_work = work
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, signals_held)
+    signal.pthread_sigmask(signal.SIG_SETMASK, caller_mask)
     threadpool_limits(1)
 
 
