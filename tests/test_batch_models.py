@@ -166,27 +166,24 @@ def test_work_in_forked_processes_keeps_its_order_and_each_process_to_one_openmp
     assert os.getpid() not in {pid for _, _, pid in ran}
 
 
-FORKED_WORK_UNDER_A_RAISING_SIGTERM_HANDLER = """
-import signal, time
+FORKED_WORK_UNDER_PRIVATE_STACKS_SIGTERM_HANDLER = """
+import time
+from offline.private_stack import _sigterm_as_exit
 from offline.threads import in_forked_processes
-
-def exit_on_sigterm(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
 
 class SlowToFinalise:
     def __del__(self):
         time.sleep(1.0)  # the pool's closing SIGTERM lands here, where an exception is dropped
 
-signal.signal(signal.SIGTERM, exit_on_sigterm)
-print(len(list(in_forked_processes(lambda n: SlowToFinalise(), range(4), processes=2))))
+with _sigterm_as_exit():
+    print(len(list(in_forked_processes(lambda n: SlowToFinalise(), range(4), processes=2))))
 """
 
 
-def test_forked_processes_end_when_their_pool_closes_even_under_a_sigterm_handler_that_raises():
-    """As under ``private_stack``: a process left running would hang the pool's exit and hold
-    the caller's output open."""
-    script = subprocess.Popen([sys.executable, "-c", FORKED_WORK_UNDER_A_RAISING_SIGTERM_HANDLER],
+def test_forked_processes_end_when_their_pool_closes_even_under_a_private_stack():
+    """``private_stack`` turns SIGTERM into an exception: a forked process that kept its handler
+    would outlive the pool's SIGTERM, hang the pool's exit and hold the caller's output open."""
+    script = subprocess.Popen([sys.executable, "-c", FORKED_WORK_UNDER_PRIVATE_STACKS_SIGTERM_HANDLER],
                               cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, start_new_session=True)
     try:
