@@ -13,6 +13,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
@@ -118,3 +119,28 @@ def promtool() -> Path:
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     return debian_binary("/usr/bin/chromium", "RECSYS_REQUIRE_BROWSER", "chromium")
+
+
+LEFTOVER_GRACE_SECONDS = 5.0
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures have stopped their servers
+def pytest_sessionfinish(session):
+    """A process the tests left running would hold the run's output open, and CI would wait on it
+    until its own time ran out. Those still running a few seconds after the last fixture stopped
+    are killed, named, and fail the run."""
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=LEFTOVER_GRACE_SECONDS)
+    left = []
+    for process in alive:
+        try:
+            left.append(f"{process.pid}: {' '.join(process.cmdline())[:200]}")
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line("processes left running by the tests, now killed:\n  " + "\n  ".join(left), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
