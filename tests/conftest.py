@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
@@ -133,11 +133,9 @@ def pytest_sessionfinish(session):
     _, alive = psutil.wait_procs(children, timeout=LEFTOVER_GRACE_SECONDS)
     left = []
     for process in alive:
-        try:
+        with suppress(psutil.NoSuchProcess):  # it ended meanwhile
             left.append(f"{process.pid}: {' '.join(process.cmdline())[:200]}")
             process.kill()
-        except psutil.NoSuchProcess:
-            continue
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
