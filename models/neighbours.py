@@ -37,7 +37,7 @@ def top_neighbours(vectors: sp.csr_matrix, k: int, measure: Measure | None = Non
     # Upper bound of each item's joined entries: how many non-zeros its features' other items have.
     work = np.asarray(vectors.astype(bool).astype(np.float32) @ right.astype(bool).sum(axis=1)).ravel()
     blocks = []
-    for start, stop in _blocks(work, max_entries):
+    for start, stop in work_blocks(work, max_entries):
         gram = (vectors[start:stop] @ right).tocsr()
         rows = np.repeat(np.arange(start, stop), np.diff(gram.indptr))
         cols = among[gram.indices]
@@ -52,7 +52,8 @@ def top_neighbours(vectors: sp.csr_matrix, k: int, measure: Measure | None = Non
     return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((n, n), dtype=np.float32)
 
 
-def _blocks(work: np.ndarray, max_entries: int):
+def work_blocks(work: np.ndarray, max_entries: int):
+    """(start, stop) runs of rows whose summed ``work`` stays near ``max_entries``."""
     start, total = 0, 0.0
     for stop, cost in enumerate(work, start=1):
         total += cost

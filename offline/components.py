@@ -15,6 +15,7 @@ from typing import Callable
 from models.base import BatchRecommender
 from models.content import ContentSimilarity
 from models.cooccurrence import ItemCooccurrence
+from models.customer_neighbours import CustomerNeighbours
 from models.ease import EASE
 from models.factorization import ImplicitALS
 from models.popularity import RecentPopularity, TrendingPopularity
@@ -50,6 +51,8 @@ COMPONENTS = (
                                                      {"history_half_life_days": 30})),
     ComponentSpec("ease", EASE, ({"l2": 100.0}, {"l2": 500.0})),
     ComponentSpec("als", ImplicitALS, ({"factors": 64, "regularization": 0.05},)),
+    ComponentSpec("customer-knn", CustomerNeighbours, ({"neighbours": 200}, {"neighbours": 1000},
+                                                      {"neighbours": 50})),
     ComponentSpec("content", ContentSimilarity),
     ComponentSpec("surprise-knn", SurpriseItemKNN, ({"similarity": "pearson_baseline"}, {"similarity": "cosine"})),
     ComponentSpec("surprise-svd", SurpriseSVD, ({"n_factors": 32, "n_epochs": 20, "lr_all": 0.03},)),
