@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from models.base import BatchRecommender, ScoreBlock, SparseBlock, sparse_top_n
+from models.base import BatchRecommender, CannotFit, ScoreBlock, SparseBlock, sparse_top_n
 from models.interactions import Interactions
 from models.neighbours import work_blocks
 
@@ -19,8 +19,9 @@ from models.neighbours import work_blocks
 class CustomerNeighbours(BatchRecommender):
     """Each customer's ``neighbours`` most similar customers, chosen among the ``max_pool``
     customers who bought the most distinct items (all of them in most shops): the pool
-    bounds each block's work whatever the number of customers, and the most varied
-    histories are the most informative voters.
+    bounds each customer's work, and the most varied histories are the most informative
+    voters. Past ``max_customers`` the model is left out: scoring every customer against
+    the pool would cost more than the rest of training.
 
     >>> import pandas as pd
     >>> lines = [("ann", "tea"), ("ann", "cups"), ("bob", "tea"), ("bob", "cups"), ("bob", "jam"),
@@ -34,12 +35,21 @@ class CustomerNeighbours(BatchRecommender):
 
     name = "customer-knn"
 
-    def __init__(self, neighbours: int = 200, max_pool: int = 50_000, max_entries: int = 10_000_000):
+    def __init__(self, neighbours: int = 200, max_pool: int = 50_000, max_customers: int = 300_000,
+                 max_entries: int = 10_000_000):
         self.neighbours = neighbours
         self.max_pool = max_pool
+        self.max_customers = max_customers
         self.max_entries = max_entries
 
+    def refuses(self, data: Interactions) -> str | None:
+        if data.n_users > self.max_customers:
+            return f"{data.n_users:,} customers, over its limit of {self.max_customers:,}"
+        return None
+
     def fit(self, data: Interactions) -> "CustomerNeighbours":
+        if (reason := self.refuses(data)) is not None:
+            raise CannotFit(reason)
         self.data = data
         bought = data.bought.astype(np.float32)
         distinct = np.asarray(bought.sum(axis=1)).ravel()

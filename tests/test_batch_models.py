@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.base import (Context, ItemItemRecommender, dense_top_n, openmp_threads, sparse_top_n,
+from models.base import (CannotFit, Context, ItemItemRecommender, dense_top_n, openmp_threads, sparse_top_n,
                          top_n_with_and_without)
 from models.factorization import FactorBlock
 import models.hybrid
@@ -92,8 +92,8 @@ def test_item_item_models_find_items_of_the_same_planted_category(name, data):
     assert model.similar_items("no-such-item", 5) == []
 
 
-@pytest.mark.parametrize("name", ["surprise-svd", "als"])
-def test_factor_models_rank_bought_categories_above_chance(name, data):
+@pytest.mark.parametrize("name", ["surprise-svd", "als", "customer-knn"])
+def test_user_models_rank_bought_categories_above_chance(name, data):
     model = make_component(name).fit(data)
     rows = np.arange(data.n_users)
     top = model.block(rows).top_n(10, data.bought)
@@ -222,6 +222,40 @@ def test_item_caps_keep_dense_models_small(data):
     assert ease.weights.shape == (50, 50)
     top = ease.block(np.arange(20)).top_n(10)
     assert set(top.items[top.items >= 0]) <= set(ease.columns)
+
+
+@pytest.mark.parametrize("max_pool, max_entries", [(10_000, 10_000_000), (60, 10_000_000), (60, 50)])
+def test_customer_neighbours_vote_as_a_brute_force_cosine_over_the_pool(data, max_pool, max_entries):
+    """Small ``max_entries`` splits the block into many joins; a small pool leaves most customers out."""
+    model = make_component("customer-knn", {"neighbours": 7, "max_pool": max_pool,
+                                            "max_entries": max_entries}).fit(data)
+    bought = data.bought.toarray()
+    distinct = bought.sum(axis=1)
+    pool = np.sort(np.argsort(-distinct, kind="stable")[:max_pool])
+    unit = bought / np.sqrt(distinct)[:, None]
+    rows = np.arange(0, data.n_users, 3)
+    alike = unit[rows] @ unit[pool].T
+    alike[rows[:, None] == pool[None, :]] = 0.0  # never oneself
+    expected = np.zeros((len(rows), data.n_items))
+    for n, row in enumerate(alike):
+        nearest = np.argsort(-row, kind="stable")[:7]
+        # Ties at the 7th place may be broken either way: compare the scores of the sure ones.
+        assert row[nearest[-1]] > 0
+        expected[n] = row[nearest] @ bought[pool[nearest]]
+    got = model.block(rows).scores.toarray()
+    cut = np.array([np.sort(row)[-7] for row in alike])
+    unambiguous = np.array([(row == c).sum() == 1 for row, c in zip(alike, cut)])
+    assert unambiguous.sum() > len(rows) / 2
+    assert np.allclose(got[unambiguous], expected[unambiguous], rtol=1e-4, atol=1e-6)
+    assert set(np.nonzero(got.sum(axis=0))[0]) <= set(np.nonzero(bought[pool].sum(axis=0))[0])
+
+
+def test_customer_neighbours_are_left_out_with_their_reason_past_their_customer_limit(data):
+    model = make_component("customer-knn", {"neighbours": 7, "max_customers": data.n_users - 1})
+    assert model.refuses(data) == f"{data.n_users:,} customers, over its limit of {data.n_users - 1:,}"
+    with pytest.raises(CannotFit, match="over its limit"):
+        model.fit(data)
+    assert make_component("customer-knn", {"max_customers": data.n_users}).refuses(data) is None
 
 
 def test_segmentation_names_every_customer_and_reports_the_curve(data):
