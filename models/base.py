@@ -158,12 +158,31 @@ def _strip_top_n(scores: sp.csr_matrix, start: int, stop: int, width: int, n: in
     part = np.argpartition(-values, take - 1, axis=1)[:, :take] if take < width else \
         np.broadcast_to(np.arange(width), (stop - start, width))
     top_values = np.take_along_axis(values, part, axis=1)
-    order = np.argsort(-top_values, axis=1, kind="stable")
+    if take < width:
+        _settle_ties_at_the_cut(values, cols, part, top_values)
+    top_cols = np.take_along_axis(cols, part, axis=1)
+    # Equal scores rank by column: a row's list must not depend on the rows ranked beside it.
+    order = np.lexsort((top_cols, -top_values), axis=1)
     top_values = np.take_along_axis(top_values, order, axis=1)
-    top_cols = np.take_along_axis(np.take_along_axis(cols, part, axis=1), order, axis=1)
+    top_cols = np.take_along_axis(top_cols, order, axis=1)
     stored = np.isfinite(top_values) & (top_cols >= 0)
     items[start:stop, :take] = np.where(stored, top_cols, -1)
     best[start:stop, :take] = np.where(stored, top_values, -np.inf)
+
+
+def _settle_ties_at_the_cut(values: np.ndarray, cols: np.ndarray, part: np.ndarray, top_values: np.ndarray) -> None:
+    """Where items tie with a row's last kept score and not all of them fit, the partition keeps
+    an arbitrary few; those rows are partitioned again, keeping the tied items of lowest column."""
+    cut = top_values.min(axis=1)
+    tied = (values == cut[:, None]).sum(axis=1) > (top_values == cut[:, None]).sum(axis=1)
+    rows = np.flatnonzero(tied & np.isfinite(cut))
+    if len(rows):
+        # Everything above the cut is kept; of the tied, the lowest columns (columns are unique).
+        kept, cut = values[rows], cut[rows][:, None]
+        key = np.where(kept > cut, -1, np.where(kept == cut, cols[rows], np.iinfo(np.int64).max))
+        ranked = np.argpartition(key, part.shape[1] - 1, axis=1)[:, :part.shape[1]]
+        part[rows] = ranked
+        top_values[rows] = np.take_along_axis(kept, ranked, axis=1)
 
 
 def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None,

@@ -123,6 +123,31 @@ def test_sparse_top_n_of_rows_of_very_different_lengths_is_each_rows_best_in_ord
         assert np.array_equal(top.scores[row, :len(expected)], stored[expected])
 
 
+@pytest.mark.parametrize("max_cells", [40, 1_000, 8_000_000])
+def test_sparse_top_n_breaks_ties_by_column_whatever_rows_are_ranked_beside_a_row(max_cells):
+    """Equal scores (cosines of small counts tie often) rank lowest column first, so a customer's
+    list is the same whether ranked alone or in a chunk of others, stored in any order."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 120, 200)
+    rows = np.repeat(np.arange(200), lengths)
+    cols = np.concatenate([rng.choice(150, n, replace=False) for n in lengths])
+    values = rng.integers(1, 4, len(rows)).astype(np.float32)  # three distinct scores: ties everywhere
+    scores = sp.csr_matrix((values, (rows, cols)), shape=(200, 150))
+    shuffled = scores.copy()
+    for row in range(200):  # the same entries, stored in another order within each row
+        lo, hi = shuffled.indptr[row], shuffled.indptr[row + 1]
+        keep = rng.permutation(hi - lo) + lo
+        shuffled.indices[lo:hi], shuffled.data[lo:hi] = shuffled.indices[keep], shuffled.data[keep]
+    together = sparse_top_n(shuffled, 9, max_cells=max_cells)
+    for row in range(200):
+        stored = scores[row].toarray().ravel()
+        present = np.flatnonzero(stored)
+        expected = present[np.lexsort((present, -stored[present]))][:9]
+        alone = sparse_top_n(scores[row], 9)
+        assert together.items[row, :len(expected)].tolist() == alone.items[0, :len(expected)].tolist() \
+            == expected.tolist()
+
+
 @pytest.mark.parametrize("max_cells", [1, 450, 4_000_000])
 def test_dense_top_n_ranked_strip_by_strip_is_each_rows_best_outside_its_exclusions(max_cells):
     rng = np.random.default_rng(3)
