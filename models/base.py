@@ -150,39 +150,36 @@ def _strip_top_n(scores: sp.csr_matrix, start: int, stop: int, width: int, n: in
         return
     rows = np.repeat(np.arange(stop - start), np.diff(scores.indptr[start:stop + 1]))
     slot = np.arange(lo, hi) - scores.indptr[start:stop][rows]
-    values = np.full((stop - start, width), -np.inf, dtype=np.float32)
-    cols = np.full((stop - start, width), -1, dtype=np.int64)
-    values[rows, slot] = scores.data[lo:hi]
-    cols[rows, slot] = scores.indices[lo:hi]
+    keys = np.full((stop - start, width), UNSTORED, dtype=np.uint64)
+    keys[rows, slot] = _rank_keys(scores.data[lo:hi], scores.indices[lo:hi])
     take = min(n, width)
-    part = np.argpartition(-values, take - 1, axis=1)[:, :take] if take < width else \
-        np.broadcast_to(np.arange(width), (stop - start, width))
-    top_values = np.take_along_axis(values, part, axis=1)
     if take < width:
-        _settle_ties_at_the_cut(values, cols, part, top_values)
-    top_cols = np.take_along_axis(cols, part, axis=1)
-    # Equal scores rank by column: a row's list must not depend on the rows ranked beside it.
-    order = np.lexsort((top_cols, -top_values), axis=1)
-    top_values = np.take_along_axis(top_values, order, axis=1)
-    top_cols = np.take_along_axis(top_cols, order, axis=1)
-    stored = np.isfinite(top_values) & (top_cols >= 0)
-    items[start:stop, :take] = np.where(stored, top_cols, -1)
-    best[start:stop, :take] = np.where(stored, top_values, -np.inf)
+        keys = np.partition(keys, take - 1, axis=1)[:, :take]
+    keys.sort(axis=1)
+    cols, values = _decoded(keys)
+    stored = (keys != UNSTORED) & np.isfinite(values)
+    items[start:stop, :take] = np.where(stored, cols, -1)
+    best[start:stop, :take] = np.where(stored, values, -np.inf)
 
 
-def _settle_ties_at_the_cut(values: np.ndarray, cols: np.ndarray, part: np.ndarray, top_values: np.ndarray) -> None:
-    """Where items tie with a row's last kept score and not all of them fit, the partition keeps
-    an arbitrary few; those rows are partitioned again, keeping the tied items of lowest column."""
-    cut = top_values.min(axis=1)
-    tied = (values == cut[:, None]).sum(axis=1) > (top_values == cut[:, None]).sum(axis=1)
-    rows = np.flatnonzero(tied & np.isfinite(cut))
-    if len(rows):
-        # Everything above the cut is kept; of the tied, the lowest columns (columns are unique).
-        kept, cut = values[rows], cut[rows][:, None]
-        key = np.where(kept > cut, -1, np.where(kept == cut, cols[rows], np.iinfo(np.int64).max))
-        ranked = np.argpartition(key, part.shape[1] - 1, axis=1)[:, :part.shape[1]]
-        part[rows] = ranked
-        top_values[rows] = np.take_along_axis(kept, ranked, axis=1)
+# A row's entries rank by one integer key each: score descending, then column ascending, so
+# equal scores rank by column and a row's list does not depend on the rows ranked beside it.
+# The high half is the score's bits, flipped to sort as integers; the low half, the column.
+UNSTORED = np.iinfo(np.uint64).max
+SIGN = np.uint32(0x80000000)
+
+
+def _rank_keys(values: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 ranks as 0.0
+    ascending = np.where(bits & SIGN, ~bits, bits | SIGN)
+    return ((~ascending).astype(np.uint64) << np.uint64(32)) | np.asarray(cols).astype(np.uint32)
+
+
+def _decoded(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns and scores of ``_rank_keys``' keys."""
+    ascending = ~(keys >> np.uint64(32)).astype(np.uint32)
+    bits = np.where(ascending & SIGN, ascending & ~SIGN, ~ascending)
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64), bits.view(np.float32)
 
 
 def dense_top_n(scores: np.ndarray, n: int, exclude: sp.csr_matrix | None = None,
@@ -283,15 +280,24 @@ class SparseBlock(ScoreBlock):
 
     def __init__(self, scores: sp.csr_matrix):
         self.scores = scores.tocsr()
-        self.scores.sum_duplicates()  # sorted indices: pair look-ups by binary search
+        self.scores.sum_duplicates()  # sorted indices: each entry's key below is in order
+        self._keys: np.ndarray | None = None
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:
         return sparse_top_n(without(self.scores, exclude), n)
 
     def at(self, positions: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        if len(positions) == 0:
-            return np.zeros(0, dtype=np.float32)
-        return np.asarray(self.scores[positions, cols], dtype=np.float32).ravel()
+        # One search over every entry's (row, column) key: a row at a time, as scipy looks
+        # pairs up, a search strays over the row's memory for every pair and took seven times
+        # as long on rows of thousands of entries.
+        if self._keys is None:
+            rows = np.repeat(np.arange(self.scores.shape[0], dtype=np.int64), np.diff(self.scores.indptr))
+            self._keys = rows * self.scores.shape[1] + self.scores.indices
+        if len(positions) == 0 or len(self._keys) == 0:
+            return np.zeros(len(positions), dtype=np.float32)
+        wanted = np.asarray(positions, dtype=np.int64) * self.scores.shape[1] + cols
+        at = np.minimum(np.searchsorted(self._keys, wanted), len(self._keys) - 1)
+        return np.where(self._keys[at] == wanted, self.scores.data[at], 0.0).astype(np.float32)
 
 
 class DenseBlock(ScoreBlock):

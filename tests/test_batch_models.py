@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from models.base import (CannotFit, Context, ItemItemRecommender, dense_top_n, openmp_threads, sparse_top_n,
-                         top_n_with_and_without)
+from models.base import (CannotFit, Context, ItemItemRecommender, SparseBlock, dense_top_n, openmp_threads,
+                         sparse_top_n, top_n_with_and_without)
 from models.factorization import FactorBlock
 import models.hybrid
 from models.hybrid import Candidates, ComponentScores, RankerSample, candidates, component_ranks, training_candidates
@@ -121,6 +121,26 @@ def test_sparse_top_n_of_rows_of_very_different_lengths_is_each_rows_best_in_ord
         assert top.items[row, :len(expected)].tolist() == expected.tolist()
         assert (top.items[row, len(expected):] == -1).all()
         assert np.array_equal(top.scores[row, :len(expected)], stored[expected])
+
+
+def test_sparse_top_n_ranks_negative_zero_and_positive_scores_as_numbers():
+    """Scores of either sign rank by value (a stored -0.0 as 0.0, tied by column with 0.0);
+    and a block's pair look-ups read the stored scores, 0 where none is stored."""
+    rng = np.random.default_rng(5)
+    values = rng.choice(np.array([-3.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.25, 2.0], dtype=np.float32), (60, 80))
+    present = rng.random((60, 80)) < 0.5
+    rows, cols = np.nonzero(present)
+    scores = sp.csr_matrix((values[rows, cols], (rows, cols)), shape=(60, 80))
+    assert (np.signbit(scores.data) & (scores.data == 0)).any()  # -0.0 stays stored
+    top = sparse_top_n(scores, 12, max_cells=500)
+    for row in range(60):
+        stored = np.flatnonzero(present[row])
+        expected = stored[np.lexsort((stored, -values[row, stored]))][:12]
+        assert top.items[row, :len(expected)].tolist() == expected.tolist()
+        assert np.array_equal(top.scores[row, :len(expected)], values[row, expected] + np.float32(0.0))
+    asked_rows, asked_cols = rng.integers(0, 60, 500), rng.integers(0, 80, 500)
+    looked_up = SparseBlock(scores).at(asked_rows, asked_cols)
+    assert np.array_equal(looked_up, np.where(present[asked_rows, asked_cols], values[asked_rows, asked_cols], 0.0))
 
 
 @pytest.mark.parametrize("max_cells", [40, 1_000, 8_000_000])
