@@ -27,6 +27,7 @@ SIMILAR_ITEMS = 20
 SIMILARITY_BLEND = {"cooccurrence": 0.7, "content": 0.3}
 SLOT_FILES = {"recs": "recommendations.parquet", "buyagain": "buy_again.parquet", "discover": "discover.parquet"}
 SLOTS = tuple(SLOT_FILES)
+WARM_UP_CUSTOMERS = 64
 LIST_SCHEMA = pa.schema([("user_id", pa.string()), ("items", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
                          ("reasons", pa.list_(pa.string())), ("evidence", pa.list_(pa.string()))])
 
@@ -47,14 +48,17 @@ def _slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
     order lines, 20 chunks took 30.6 s in two threads and 26.8 s in two processes)."""
     data = trained.data
     explainer = ListExplainer(data)
-    chunks = [(start, min(start + chunk, data.n_users)) for start in range(0, data.n_users, chunk)]
+    # The first few customers alone fill the caches the others share (traits, transposed
+    # similarities) before the processes fork; the other cores wait meanwhile, so they are few.
+    first = min(WARM_UP_CUSTOMERS, chunk)
+    bounds = [0, *range(first, data.n_users, chunk), data.n_users] if data.n_users else []
+    chunks = list(zip(bounds, bounds[1:]))
 
     def tables(bounds: tuple[int, int]) -> dict[str, pa.Table]:
         frames = _chunk_lists(trained, explainer, np.arange(*bounds), k)
         return {slot: pa.Table.from_pandas(frame, schema=LIST_SCHEMA, preserve_index=False)
                 for slot, frame in frames.items()}
 
-    # The first chunk alone fills the caches the others share (traits, transposed similarities).
     yield from map(tables, chunks[:1])
     yield from in_forked_processes(tables, chunks[1:], processes)
 
