@@ -188,25 +188,31 @@ def _labelled_candidates(periods: list[HoldoutSplit], fitted: list[dict[str, Bat
                          seed: int) -> dict[str, list[tuple[Candidates, RankerSample]]]:
     """Per view, each period's labelled candidates: those shown (ranked as published lists of K
     are, from each component's best K) and a sample of all to learn from. Both views draw on one
-    scoring of the components, a chunk of customers at a time; the periods side by side, one per core."""
+    scoring of the components, a chunk of customers at a time; the chunks side by side, one per
+    core (periods would leave a core idle: three of them on two cores take as long as four), and
+    sampled in their order, so the sample does not depend on which finished first."""
+    shown = [{view: [] for view in VIEWS} for _ in periods]
+    samples = [{view: RankerSample([seed, n, v]) for v, view in enumerate(VIEWS)} for n in range(len(periods))]
+    chunks = [(n, start) for n, part in enumerate(periods) for start in range(0, len(part.user_rows), SCORED_TOGETHER)]
 
-    def of_period(n: int) -> dict[str, tuple[Candidates, RankerSample]]:
+    def of_chunk(chunk: tuple[int, int]) -> dict[str, Candidates]:
+        n, start = chunk
         part, members = periods[n], fitted[n]
-        shown: dict[str, list[Candidates]] = {view: [] for view in VIEWS}
-        samples = {view: RankerSample([seed, n, v]) for v, view in enumerate(VIEWS)}
-        for start in range(0, len(part.user_rows), SCORED_TOGETHER):
-            scores = ComponentScores(part.train, list(members.values()),
-                                     part.user_rows[start:start + SCORED_TOGETHER], PER_MODEL)
-            for view in VIEWS:
-                found = labelled(candidates(scores, view), view_relevance(part, view)[start:start + SCORED_TOGETHER])
-                found.positions += start
-                shown[view].append(found.subset((component_ranks(found.features, len(members)) <
-                                                 CANDIDATES_PER_SLOT * K).any(axis=1)))
-                samples[view].add(found)
-        return {view: (Candidates.joined(shown[view]), samples[view]) for view in VIEWS}
+        scores = ComponentScores(part.train, list(members.values()),
+                                 part.user_rows[start:start + SCORED_TOGETHER], PER_MODEL)
+        found = {}
+        for view in VIEWS:
+            found[view] = labelled(candidates(scores, view), view_relevance(part, view)[start:start + SCORED_TOGETHER])
+            found[view].positions += start
+        return found
 
-    found = list(on_every_core(of_period, range(len(periods))))
-    return {view: [period[view] for period in found] for view in VIEWS}
+    for (n, _), found in zip(chunks, on_every_core(of_chunk, chunks), strict=True):
+        for view in VIEWS:
+            ranks = component_ranks(found[view].features, len(fitted[n]))
+            shown[n][view].append(found[view].subset((ranks < CANDIDATES_PER_SLOT * K).any(axis=1)))
+            samples[n][view].add(found[view])
+    return {view: [(Candidates.joined(period[view]), sample[view]) for period, sample in zip(shown, samples)]
+            for view in VIEWS}
 
 
 def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates,
