@@ -51,8 +51,8 @@ def _slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
     # The first few customers alone fill the caches the others share (traits, transposed
     # similarities) before the processes fork; the other cores wait meanwhile, so they are few.
     first = min(WARM_UP_CUSTOMERS, chunk)
-    bounds = [0, *range(first, data.n_users, chunk), data.n_users] if data.n_users else []
-    chunks = list(zip(bounds, bounds[1:]))
+    edges = [0, *range(first, data.n_users, chunk), data.n_users] if data.n_users else []
+    chunks = list(zip(edges, edges[1:]))
 
     def tables(bounds: tuple[int, int]) -> dict[str, pa.Table]:
         frames = _chunk_lists(trained, explainer, np.arange(*bounds), k)
