@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from lightgbm import LGBMClassifier
 
 from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN, openmp_threads
+from models.compiled_ranker import bought_probability
 from models.interactions import Interactions
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
@@ -239,7 +240,7 @@ class HybridBlock(ScoreBlock):
         found = candidates(self._scores, view, keep)
         self._candidates[view, keep] = found
         # +1 keeps every candidate stored, even at probability 0.
-        probability = h.rankers[view].predict_proba(found.features, num_threads=openmp_threads())[:, 1] + 1.0
+        probability = bought_probability(h.rankers[view], found.features, openmp_threads()) + 1.0
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:

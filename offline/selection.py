@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
+from models.compiled_ranker import bought_probability
 from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, RankerSample, candidates,
                            component_ranks, fit_ranker, labelled)
 from models.interactions import Interactions
@@ -175,7 +176,7 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
         for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
             others = samples[:n] + samples[n + 1:]
             if others:
-                scores = fit_ranker(others, seed).predict_proba(shown.features)[:, 1] + 1.0
+                scores = bought_probability(fit_ranker(others, seed), shown.features) + 1.0
             else:
                 scores = _out_of_fold_scores(shown, sample, len(part.test_users), seed)
             hybrid[n][view] = _hybrid_precisions(part, members, shown, scores, view)
@@ -233,7 +234,7 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
     for held in (True, False):
         ranker = fit_ranker([sample.where(lambda found: fold[found.positions] != held)], seed)
         scored = fold[shown.positions] == held
-        scores[scored] = ranker.predict_proba(shown.features[scored])[:, 1] + 1.0
+        scores[scored] = bought_probability(ranker, shown.features[scored]) + 1.0
     return scores
 
 

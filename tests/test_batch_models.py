@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +18,9 @@ from models.base import (CannotFit, Context, ItemItemRecommender, SparseBlock, d
                          sparse_top_n, top_n_with_and_without)
 from models.factorization import FactorBlock
 import models.hybrid
-from models.hybrid import Candidates, ComponentScores, RankerSample, candidates, component_ranks, training_candidates
+from models.compiled_ranker import bought_probability
+from models.hybrid import (Candidates, ComponentScores, RankerSample, candidates, component_ranks, new_ranker,
+                           training_candidates)
 from models.popularity import RecentPopularity
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
@@ -407,6 +410,32 @@ def _labelled_chunk(rng: np.random.Generator, size: int) -> Candidates:
     cols = rng.permutation(10**6)[:size]
     return Candidates(np.zeros(size, dtype=np.int64), cols, rng.random((size, 2), dtype=np.float32),
                       rng.random(size) < 0.05)
+
+
+def test_compiled_rankers_give_lightgbms_own_probabilities_and_save_as_lightgbm_models(trained):
+    rows = np.arange(trained.data.n_users)
+    found = candidates(ComponentScores(trained.data, trained.hybrid.components, rows, per_model=20), "ALL")
+    features = found.features.copy()
+    features[::7, 0], features[::11, -1] = np.nan, np.inf  # missing and unbounded values take LightGBM's branches
+    for ranker in trained.hybrid.rankers.values():
+        expected = ranker.predict_proba(features)[:, 1]
+        for threads in (1, 2):
+            compiled = bought_probability(ranker, features, threads)
+            assert np.allclose(compiled, expected, rtol=0, atol=1e-12)
+            # Lists rank scores as float32: the compiled trees must not reorder them.
+            assert np.array_equal(compiled.astype(np.float32), expected.astype(np.float32))
+        assert 0.0 < expected.min() < expected.max() < 1.0
+        saved = io.BytesIO()
+        joblib.dump(ranker, saved)  # the compiled code stays out of the saved ranker
+        assert np.array_equal(joblib.load(io.BytesIO(saved.getvalue())).predict_proba(features)[:, 1], expected)
+    assert bought_probability(ranker, features[:0]).shape == (0,)
+
+
+def test_a_ranker_without_a_split_scores_every_candidate_alike():
+    features = np.random.default_rng(3).random((200, 4), dtype=np.float32)
+    labels = np.arange(200) % 5 == 0
+    ranker = new_ranker().fit(np.zeros_like(features), labels)  # nothing to split on
+    assert np.allclose(bought_probability(ranker, features, 1), 0.2, atol=1e-9)
 
 
 def test_lists_ranked_in_several_processes_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):

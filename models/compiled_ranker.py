@@ -1,0 +1,49 @@
+"""A LightGBM ranker's trees compiled to machine code (lleaves, on LLVM), to score candidates.
+
+Scoring every customer's candidates is the largest single cost of publishing lists: at 1M
+order lines, LightGBM's own ``predict`` took about 40% of the export. The compiled trees give
+the same probabilities (to the last bit or two of a double; lists rank them as float32) about
+seven times as fast on one core. Each ranker is compiled once per process, on first use, in
+well under a second; forked scoring processes inherit the compiled code. The compiled code
+stays in memory beside the ranker and never travels with it: rankers are saved and loaded as
+LightGBM models.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import weakref
+
+import lleaves
+import numpy as np
+from lightgbm import LGBMClassifier
+
+_compiled: weakref.WeakKeyDictionary[LGBMClassifier, lleaves.Model] = weakref.WeakKeyDictionary()
+_compiling = threading.Lock()
+
+
+def bought_probability(ranker: LGBMClassifier, features: np.ndarray, threads: int = 0) -> np.ndarray:
+    """``ranker``'s probability that each row of candidate ``features`` is bought, as its
+    ``predict_proba(features)[:, 1]``, on ``threads`` threads (0: one per core)."""
+    if len(features) == 0:
+        return np.zeros(0)
+    return _compiled_trees(ranker).predict(features, n_jobs=threads or os.cpu_count() or 1)
+
+
+def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model:
+    with _compiling:
+        if ranker not in _compiled:
+            _compiled[ranker] = _compile(ranker)
+        return _compiled[ranker]
+
+
+def _compile(ranker: LGBMClassifier) -> lleaves.Model:
+    # lleaves reads the model from a file, and has done with it once compiled.
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as model_file:
+        model_file.write(ranker.booster_.model_to_string())
+        model_file.flush()
+        trees = lleaves.Model(model_file=model_file.name)
+        trees.compile()
+    return trees
