@@ -128,7 +128,8 @@ def new_ranker(seed: int = 0) -> LGBMClassifier:
     # candidates of an export in about half the time, for lists within a few percent either way
     # (README, "Measured"). Row-wise histograms and
     # deterministic mode: the same data gives the same ranker on every run (LightGBM otherwise
-    # picks its layout by timing it). Its predictions take the calling thread's OpenMP limit.
+    # picks its layout by timing it). Candidates are scored by its trees compiled to machine
+    # code (``models.compiled_ranker``).
     return LGBMClassifier(n_estimators=100, learning_rate=0.05, num_leaves=15, reg_lambda=1.0, min_child_samples=20,
                           random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
 
