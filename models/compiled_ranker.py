@@ -6,11 +6,13 @@ the same probabilities (to the last bit or two of a double; lists rank them as f
 seven times as fast on one core. Each ranker is compiled once per process, on first use, in
 well under a second; forked scoring processes inherit the compiled code. The compiled code
 stays in memory beside the ranker and never travels with it: rankers are saved and loaded as
-LightGBM models.
+LightGBM models. Where the trees cannot be compiled (LLVM may find no executable memory on a
+locked-down host), LightGBM scores them itself, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -20,7 +22,9 @@ import lleaves
 import numpy as np
 from lightgbm import LGBMClassifier
 
-_compiled: weakref.WeakKeyDictionary[LGBMClassifier, lleaves.Model] = weakref.WeakKeyDictionary()
+log = logging.getLogger(__name__)
+
+_compiled: weakref.WeakKeyDictionary[LGBMClassifier, lleaves.Model | None] = weakref.WeakKeyDictionary()
 _compiling = threading.Lock()
 
 
@@ -29,13 +33,20 @@ def bought_probability(ranker: LGBMClassifier, features: np.ndarray, threads: in
     ``predict_proba(features)[:, 1]``, on ``threads`` threads (0: one per core)."""
     if len(features) == 0:
         return np.zeros(0)
-    return _compiled_trees(ranker).predict(features, n_jobs=threads or os.cpu_count() or 1)
+    trees = _compiled_trees(ranker)
+    if trees is None:
+        return ranker.predict_proba(features, num_threads=threads)[:, 1]
+    return trees.predict(features, n_jobs=threads or os.cpu_count() or 1)
 
 
-def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model:
+def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model | None:
     with _compiling:
         if ranker not in _compiled:
-            _compiled[ranker] = _compile(ranker)
+            try:
+                _compiled[ranker] = _compile(ranker)
+            except Exception as exc:  # whatever LLVM fails on, LightGBM can still score
+                log.warning("ranker scored by LightGBM: its trees could not be compiled (%s)", exc)
+                _compiled[ranker] = None
         return _compiled[ranker]
 
 

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from models.base import (CannotFit, Context, ItemItemRecommender, SparseBlock, dense_top_n, openmp_threads,
                          sparse_top_n, top_n_with_and_without)
 from models.factorization import FactorBlock
+import models.compiled_ranker
 import models.hybrid
 from models.compiled_ranker import bought_probability
 from models.hybrid import (Candidates, ComponentScores, RankerSample, candidates, component_ranks, new_ranker,
@@ -436,6 +437,20 @@ def test_a_ranker_without_a_split_scores_every_candidate_alike():
     labels = np.arange(200) % 5 == 0
     ranker = new_ranker().fit(np.zeros_like(features), labels)  # nothing to split on
     assert np.allclose(bought_probability(ranker, features, 1), 0.2, atol=1e-9)
+
+
+def test_a_ranker_whose_trees_cannot_be_compiled_is_scored_by_lightgbm_with_a_warning(monkeypatch, caplog):
+    features = np.random.default_rng(4).random((300, 3), dtype=np.float32)
+    ranker = new_ranker().fit(features, features[:, 0] + 0.3 * features[:, 1] > 0.8)
+
+    def no_executable_memory(_):
+        raise RuntimeError("LLVM ERROR: cannot map executable memory")
+
+    monkeypatch.setattr(models.compiled_ranker, "_compile", no_executable_memory)
+    with caplog.at_level("WARNING", logger="models.compiled_ranker"):
+        scored = bought_probability(ranker, features, 1)
+    assert np.array_equal(scored, ranker.predict_proba(features)[:, 1])
+    assert "cannot map executable memory" in caplog.text
 
 
 def test_lists_ranked_in_several_processes_and_written_chunk_by_chunk_equal_those_ranked_at_once(trained):
