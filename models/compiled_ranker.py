@@ -1,10 +1,11 @@
-"""A LightGBM ranker's trees compiled to machine code (lleaves, on LLVM), to score candidates.
+"""A LightGBM ranker's trees compiled to machine code (lleaves, on LLVM), to score the export's candidates.
 
 Scoring every customer's candidates is the largest single cost of publishing lists: at 1M
 order lines, LightGBM's own ``predict`` took about 40% of the export. The compiled trees give
 the same probabilities (to the last bit or two of a double; lists rank them as float32) about
 seven times as fast on one core. Each ranker is compiled once per process, on first use, in
-well under a second; forked scoring processes inherit the compiled code. The compiled code
+under a second (more than LightGBM takes to score one validation period's candidates, which
+validation's rankers therefore score themselves); forked scoring processes inherit the compiled code. The compiled code
 stays in memory beside the ranker and never travels with it: rankers are saved and loaded as
 LightGBM models. Where the trees cannot be compiled (LLVM may find no executable memory on a
 locked-down host), LightGBM scores them itself, with a warning.

@@ -22,7 +22,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
-from models.compiled_ranker import bought_probability
 from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, RankerSample, candidates,
                            component_ranks, fit_ranker, labelled)
 from models.interactions import Interactions
@@ -173,10 +172,12 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     hybrid: list[APs] = [{} for _ in periods]
     for view, found in _labelled_candidates(periods, fitted, seed).items():
         samples = [sample for _, sample in found]
+        # These rankers score one period's candidates once: LightGBM's own scoring costs less
+        # than compiling them (``models.compiled_ranker``, for the published rankers).
         for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
             others = samples[:n] + samples[n + 1:]
             if others:
-                scores = bought_probability(fit_ranker(others, seed), shown.features) + 1.0
+                scores = fit_ranker(others, seed).predict_proba(shown.features)[:, 1] + 1.0
             else:
                 scores = _out_of_fold_scores(shown, sample, len(part.test_users), seed)
             hybrid[n][view] = _hybrid_precisions(part, members, shown, scores, view)
@@ -234,7 +235,7 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
     for held in (True, False):
         ranker = fit_ranker([sample.where(lambda found: fold[found.positions] != held)], seed)
         scored = fold[shown.positions] == held
-        scores[scored] = bought_probability(ranker, shown.features[scored]) + 1.0
+        scores[scored] = ranker.predict_proba(shown.features[scored])[:, 1] + 1.0
     return scores
 
 
