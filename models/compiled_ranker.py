@@ -4,10 +4,10 @@ Scoring every customer's candidates is the largest single cost of publishing lis
 order lines, LightGBM's own ``predict`` took about 40% of the export. The compiled trees give
 the same probabilities (to the last bit or two of a double; lists rank them as float32) about
 seven times as fast on one core. Each ranker is compiled once per process, on first use, in
-under a second (more than LightGBM takes to score one validation period's candidates, which
-validation's rankers therefore score themselves); forked scoring processes inherit the compiled code. The compiled code
-stays in memory beside the ranker and never travels with it: rankers are saved and loaded as
-LightGBM models. Where the trees cannot be compiled (LLVM may find no executable memory on a
+under a second: more than LightGBM takes to score one validation period's candidates, which
+validation's rankers therefore score themselves. Forked scoring processes inherit the compiled
+code. It stays in memory beside the ranker and never travels with it: rankers are saved and
+loaded as LightGBM models. Where the trees cannot be compiled (LLVM may find no executable memory on a
 locked-down host), LightGBM scores them itself, with a warning.
 """
 
@@ -52,7 +52,8 @@ def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model | None:
 
 
 def _compile(ranker: LGBMClassifier) -> lleaves.Model:
-    # lleaves reads the model from a file, and has done with it once compiled.
+    # lleaves reads a model only from a path: a private temporary file (mode 0600), removed
+    # once compiled; the one file that code in models/ touches.
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as model_file:
         model_file.write(ranker.booster_.model_to_string())
         model_file.flush()
