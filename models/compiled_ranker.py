@@ -7,8 +7,8 @@ seven times as fast on one core. Each ranker is compiled once per process, on fi
 under a second: more than LightGBM takes to score one validation period's candidates, which
 validation's rankers therefore score themselves. Forked scoring processes inherit the compiled
 code. It stays in memory beside the ranker and never travels with it: rankers are saved and
-loaded as LightGBM models. Where the trees cannot be compiled (LLVM may find no executable memory on a
-locked-down host), LightGBM scores them itself, with a warning.
+loaded as LightGBM models. Where the trees cannot be compiled (LLVM may find no executable
+memory on a locked-down host), LightGBM scores them itself, with a warning.
 """
 
 from __future__ import annotations
