@@ -32,7 +32,7 @@ _compiling = threading.Lock()
 def bought_probability(ranker: LGBMClassifier, features: np.ndarray, threads: int = 0) -> np.ndarray:
     """``ranker``'s probability that each row of candidate ``features`` is bought, as its
     ``predict_proba(features)[:, 1]``, on ``threads`` threads (0: one per core)."""
-    if len(features) == 0:
+    if len(features) == 0:  # lleaves would split no rows among threads in steps of zero, and fail
         return np.zeros(0)
     trees = _compiled_trees(ranker)
     if trees is None:
