@@ -6,7 +6,7 @@ to hold out, one per kind of data:
 
 * ``global_time_split``: everything from one date on (users share a calendar);
 * ``last_basket_split``: each user's last order (baskets, users active at different times);
-* ``last_items_split``: each user's most recent share of interactions (one item per event);
+* ``last_items_split``: each user's most recent share of interactions (ratings-style logs);
 * ``random_items_split``: a seeded random share per user (no usable time at all).
 
 ALL lets items bought before count; NEW drops them from both the list and the relevant set.

@@ -6,8 +6,9 @@ The split mirrors how the data is used, judged from the data itself:
   the history were active before it), so the last stretch of time is held out;
 * ``last-basket``: users come at different times and buy in baskets, so each
   user's last order is held out;
-* ``last-items``: one item per event and no repeat purchases (a ratings or
-  consumption log), so each user's most recent interactions are held out;
+* ``last-items``: no repeat purchases (a ratings or consumption log), so each
+  user's most recent interactions are held out; its "orders", if any, are only
+  the interactions that share a second, not baskets worth holding out whole;
 * ``random-items``: no usable timestamps, so a seeded random share per user.
 
 The test window, if any, is never part of the history given here.
@@ -26,6 +27,10 @@ from offline.evaluation import PROTOCOLS, HoldoutSplit, split_by
 HELD_OUT_SHARE = 0.1  # the global cut leaves this share of the interactions after it
 MIN_RETURNING_USERS = 50
 MIN_RETURNING_SHARE = 0.3
+# Under this share of order lines repeating an earlier customer-item pair, the history is a
+# ratings or consumption log. Its order size says nothing: ratings entered in the same second
+# share an order id (MovieLens: 2 per "order").
+MAX_RATINGS_LOG_REPEATS = 0.01
 
 
 @dataclass(frozen=True)
@@ -42,14 +47,13 @@ def choose_protocol(events: pd.DataFrame) -> Protocol:
     users, user_ids = pd.factorize(events["user_id"])
     returning, active_after = _returning_customers(events, users, len(user_ids), cut)
     share = returning / max(active_after, 1)
-    lines = pd.Series(np.bincount(pd.factorize(events["order_id"])[0]))  # per order
     repeats = _repeated_pair_share(events, users)
-    if returning >= MIN_RETURNING_USERS and share >= MIN_RETURNING_SHARE and not _ratings_log(lines, repeats):
+    ratings_log = repeats < MAX_RATINGS_LOG_REPEATS
+    if returning >= MIN_RETURNING_USERS and share >= MIN_RETURNING_SHARE and not ratings_log:
         return Protocol("global-time", f"users share a calendar: {share:.0%} of the {active_after:,} customers "
                                        f"active after {cut:%Y-%m-%d} were active before")
-    if _ratings_log(lines, repeats):
-        return Protocol("last-items", f"one item per event ({lines.median():.0f} per order) and {repeats:.1%} "
-                                      "repeated customer-item pairs: a ratings-style log")
+    if ratings_log:
+        return Protocol("last-items", f"{repeats:.1%} repeated customer-item pairs: a ratings-style log")
     return Protocol("last-basket", f"only {share:.0%} of the customers active after {cut:%Y-%m-%d} were active "
                                    "before: customers keep their own calendars")
 
@@ -70,10 +74,6 @@ def _repeated_pair_share(events: pd.DataFrame, users: np.ndarray) -> float:
     items = pd.factorize(events["item_id"])[0]
     pairs = len(pd.unique(users.astype(np.int64) * (items.max() + 1) + items))  # hashed: numpy's unique sorts
     return (len(events) - pairs) / len(events)
-
-
-def _ratings_log(lines: pd.Series, repeats: float) -> bool:
-    return lines.median() <= 1 and repeats < 0.01
 
 
 def global_cut(events: pd.DataFrame, held_out_share: float = HELD_OUT_SHARE) -> pd.Timestamp:

@@ -47,6 +47,11 @@ def test_the_protocol_follows_the_data():
     ratings = ratings_log()
     chosen = choose_protocol(ratings)
     assert chosen.name == "last-items" and "ratings-style" in chosen.reason
+    # Ratings entered in the same second share an order id: still a ratings log, not baskets.
+    bursts = ratings.assign(timestamp=ratings["timestamp"].dt.floor("2min"))
+    bursts["order_id"] = bursts["user_id"] + "@" + bursts["timestamp"].astype("int64").astype(str)
+    assert bursts.groupby("order_id").size().median() == 2
+    assert choose_protocol(bursts).name == "last-items"
     assert choose_protocol(ratings.assign(timestamp=pd.Timestamp("1970-01-01"))).name == "random-items"
     # Customers who each shop in a stretch of their own: hold out each one's last basket.
     own_calendar = shop.copy()
