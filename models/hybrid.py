@@ -4,9 +4,10 @@ Candidates are each component's ``per_model`` best items for the customer. A
 candidate's features are each component's score and rank for it, and the score
 relative to the customer's best from that component; how many components propose
 it and their reciprocal-rank fusion; repeat signals (how often and how long ago the
-customer bought it) and item and customer traits. A gradient-boosted classifier,
-one per view, learns from labelled candidates (did the customer buy it in a
-held-out period?) how much to trust each component. The ``ALL`` view ranks every
+customer bought it) and item and customer traits. Gradient-boosted classifiers,
+one per view and held-out period, learn from labelled candidates (did the customer
+buy it in that period?) how much to trust each component; their probabilities are
+averaged, so that no one period's peculiarities decide. The ``ALL`` view ranks every
 candidate; the ``NEW`` view (discovery) ranks only items the customer never bought.
 
 Where the labelled candidates come from (a validation split that mirrors how the
@@ -173,30 +174,35 @@ def _drawn(found: Candidates, draws: np.ndarray, bound: float) -> tuple[Candidat
     return (found, draws) if keep.all() else (found.subset(keep), draws[keep])
 
 
-def fit_ranker(samples: list[RankerSample], seed: int = 0) -> LGBMClassifier:
-    """A ranker on the labelled candidates of one or more samples (see ``training_candidates``)."""
-    found = training_candidates(samples)
+def fit_ranker(sample: RankerSample, seed: int = 0) -> LGBMClassifier:
+    """A ranker on the labelled candidates of ``sample`` (see ``training_candidates``)."""
+    found = training_candidates(sample)
     if found.labels.all() or not found.labels.any():
         raise ValueError("the validation period gives no bought and unbought candidates to learn from")
     return new_ranker(seed).fit(found.features, found.labels)
 
 
-def training_candidates(samples: list[RankerSample]) -> Candidates:
-    """Every bought candidate of ``samples``, and the same share of each one's unbought
-    candidates, that share chosen for ``TRAINING_ROWS`` examples in all."""
-    positives = sum(int(found.labels.sum()) for sample in samples for found, _ in sample.kept)
-    share = min(1.0, (TRAINING_ROWS - positives) / max(sum(sample.negatives for sample in samples), 1))
-    return Candidates.joined([_drawn(found, draws, share)[0] for sample in samples for found, draws in sample.kept])
+def training_candidates(sample: RankerSample) -> Candidates:
+    """Every bought candidate of ``sample``, and a share of its unbought ones, chosen for
+    ``TRAINING_ROWS`` examples in all."""
+    positives = sum(int(found.labels.sum()) for found, _ in sample.kept)
+    share = min(1.0, (TRAINING_ROWS - positives) / max(sample.negatives, 1))
+    return Candidates.joined([_drawn(found, draws, share)[0] for found, draws in sample.kept])
+
+
+def bought_on_average(rankers: list[LGBMClassifier], features: np.ndarray, threads: int = 0) -> np.ndarray:
+    """The mean of ``rankers``' probabilities that each row of candidate ``features`` is bought."""
+    return np.mean([bought_probability(ranker, features, threads) for ranker in rankers], axis=0)
 
 
 class LearnedHybrid(BatchRecommender):
-    """Fitted components plus one learned ranker per view. ``fit`` refits the components
-    on new data and keeps the rankers, which were learned on a validation split; given
-    ``data``, the components are those already fitted on it."""
+    """Fitted components plus learned rankers for each view, one per validation period, whose
+    probabilities are averaged. ``fit`` refits the components on new data and keeps the
+    rankers; given ``data``, the components are those already fitted on it."""
 
     name = "hybrid"
 
-    def __init__(self, components: list[BatchRecommender], rankers: dict[str, LGBMClassifier],
+    def __init__(self, components: list[BatchRecommender], rankers: dict[str, list[LGBMClassifier]],
                  per_model: int = 50, data: Interactions | None = None):
         self.components = components
         self.rankers = rankers
@@ -241,7 +247,7 @@ class HybridBlock(ScoreBlock):
         found = candidates(self._scores, view, keep)
         self._candidates[view, keep] = found
         # +1 keeps every candidate stored, even at probability 0.
-        probability = bought_probability(h.rankers[view], found.features, openmp_threads()) + 1.0
+        probability = bought_on_average(h.rankers[view], found.features, openmp_threads()) + 1.0
         return sp.csr_matrix((probability, (found.positions, found.cols)), shape=(len(self.rows), h.data.n_items))
 
     def top_n(self, n: int, exclude: sp.csr_matrix | None = None) -> TopN:

@@ -5,8 +5,9 @@ periods are cut the same way before it, so that what is peculiar to one period (
 promotion) weighs less. Every component is fitted on each period's training part at each point
 of its grid and keeps its best setting by the mean over periods (the costly components choose on
 the validation period alone); a component that cannot fit the data is left out with its reason.
-The hybrid's rankers are scored on each period by rankers learned on the others, else (one
-period) out of fold, so the hybrid is compared on the same footing as its components. The guard
+The hybrid learns one ranker per period and averages them; each period is ranked by the other
+periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
+as its components. The guard
 then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it wins
 by more than noise, customer by customer; else the best single model.
 """
@@ -20,6 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
+from lightgbm import LGBMClassifier
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
 from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, RankerSample, candidates,
@@ -162,28 +164,40 @@ def _mean(scores: list[APs]) -> dict[str, float]:
 
 
 def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]], selection: Selection,
-                    seed: int = 0) -> dict:
-    """The hybrid's validation score per view, and its rankers learned on every period's
-    customers. With several periods each is ranked by rankers learned on the others, as the
-    published rankers will rank weeks they never saw: what a ranker memorised of one period's
-    items and does not carry over to another counts against it. With one, the score is out of
-    fold: each half of the customers is ranked by a ranker learned on the other half."""
+                    seed: int = 0) -> dict[str, list[LGBMClassifier]]:
+    """The hybrid's validation score per view, and its rankers: one learned on each period's
+    customers. The published hybrid averages them all, so that no one period's peculiarities (a
+    holiday week's best sellers) decide its lists; on validation, each period is ranked by the
+    average of the other periods' rankers, as the published ones will rank weeks they never
+    saw: what a ranker memorised of one period's items and does not carry over to another
+    counts against it. With one period, the score is out of fold: each half of the customers is
+    ranked by a ranker learned on the other half."""
     rankers = {}
     hybrid: list[APs] = [{} for _ in periods]
     for view, found in _labelled_candidates(periods, fitted, seed).items():
-        samples = [sample for _, sample in found]
-        # These rankers score one period's candidates once: LightGBM's own scoring costs less
-        # than compiling them (``models.compiled_ranker``, for the published rankers).
+        by_period = [_ranker_of(sample, seed) for _, sample in found]
         for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
-            others = samples[:n] + samples[n + 1:]
+            others = [ranker for m, ranker in enumerate(by_period) if m != n and ranker is not None]
+            # These rankers score one period's candidates once: LightGBM's own scoring costs less
+            # than compiling them (``models.compiled_ranker``, for the published rankers).
             if others:
-                scores = fit_ranker(others, seed).predict_proba(shown.features)[:, 1] + 1.0
+                scores = np.mean([ranker.predict_proba(shown.features)[:, 1] for ranker in others], axis=0) + 1.0
             else:
                 scores = _out_of_fold_scores(shown, sample, len(part.test_users), seed)
             hybrid[n][view] = _hybrid_precisions(part, members, shown, scores, view)
-        rankers[view] = fit_ranker(samples, seed)
+        rankers[view] = [ranker for ranker in by_period if ranker is not None]
+        if not rankers[view]:
+            raise ValueError("no validation period gives bought and unbought candidates to learn from")
     _record(selection, "hybrid", hybrid)
     return rankers
+
+
+def _ranker_of(sample: RankerSample, seed: int) -> LGBMClassifier | None:
+    """A ranker learned on one period's ``sample``; None where it holds nothing to learn from."""
+    try:
+        return fit_ranker(sample, seed)
+    except ValueError:
+        return None
 
 
 def _labelled_candidates(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
@@ -233,7 +247,7 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
     fold = np.random.default_rng(seed).random(n_customers) < 0.5
     scores = np.zeros(len(shown.cols))
     for held in (True, False):
-        ranker = fit_ranker([sample.where(lambda found: fold[found.positions] != held)], seed)
+        ranker = fit_ranker(sample.where(lambda found: fold[found.positions] != held), seed)
         scored = fold[shown.positions] == held
         scores[scored] = ranker.predict_proba(shown.features[scored])[:, 1] + 1.0
     return scores

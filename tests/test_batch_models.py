@@ -388,21 +388,19 @@ def test_candidate_features_agree_with_each_components_own_lists(trained):
 def test_a_ranker_sample_kept_chunk_by_chunk_learns_from_what_thinning_every_candidate_at_once_keeps(monkeypatch):
     monkeypatch.setattr(models.hybrid, "TRAINING_ROWS", 300)
     rng = np.random.default_rng(7)
-    periods = [[_labelled_chunk(rng, size) for size in sizes] for sizes in ([400, 900, 50, 700], [1200, 300])]
-    samples = [RankerSample(seed=n) for n in range(len(periods))]
-    for sample, chunks in zip(samples, periods):
-        for chunk in chunks:
-            sample.add(chunk)
-    # At once: the same draws, one share for every candidate of both periods.
-    every = Candidates.joined([chunk for chunks in periods for chunk in chunks])
-    draws = np.concatenate([np.random.default_rng(n).random(sum(len(c.cols) for c in chunks))
-                            for n, chunks in enumerate(periods)])
+    chunks = [_labelled_chunk(rng, size) for size in (400, 900, 50, 700, 1200, 300)]
+    sample = RankerSample(seed=5)
+    for chunk in chunks:
+        sample.add(chunk)
+    # At once: the same draws, one share for every candidate.
+    every = Candidates.joined(chunks)
+    draws = np.random.default_rng(5).random(len(every.cols))
     share = (300 - every.labels.sum()) / (~every.labels).sum()
     expected = every.subset(every.labels | (draws < share))
-    learned = training_candidates(samples)
+    learned = training_candidates(sample)
     assert np.array_equal(learned.cols, expected.cols) and np.array_equal(learned.labels, expected.labels)
     assert 250 < len(learned.cols) < 350 and learned.labels.sum() == every.labels.sum()
-    held = sum(len(found.cols) for sample in samples for found, _ in sample.kept)
+    held = sum(len(found.cols) for found, _ in sample.kept)
     assert held < len(every.cols) / 4  # what a sample holds stays near the rows it will learn from
 
 
@@ -413,12 +411,23 @@ def _labelled_chunk(rng: np.random.Generator, size: int) -> Candidates:
                       rng.random(size) < 0.05)
 
 
+def test_the_hybrid_ranks_by_the_mean_of_one_ranker_per_validation_period(trained):
+    hybrid, rows = trained.hybrid, np.arange(trained.data.n_users)
+    assert trained.selection.periods == 3 and [len(hybrid.rankers[view]) for view in ("ALL", "NEW")] == [3, 3]
+    found = candidates(ComponentScores(trained.data, hybrid.components, rows, hybrid.per_model), "ALL")
+    each = np.array([ranker.predict_proba(found.features)[:, 1] for ranker in hybrid.rankers["ALL"]])
+    scored = hybrid.block(rows).at(found.positions, found.cols)
+    assert np.allclose(scored, each.mean(axis=0) + 1.0, rtol=0, atol=1e-6)
+    # Each period taught its ranker something of its own: no one of them gives the mean.
+    assert all(np.abs(alone - each.mean(axis=0)).max() > 1e-3 for alone in each)
+
+
 def test_compiled_rankers_give_lightgbms_own_probabilities_and_save_as_lightgbm_models(trained):
     rows = np.arange(trained.data.n_users)
     found = candidates(ComponentScores(trained.data, trained.hybrid.components, rows, per_model=20), "ALL")
     features = found.features.copy()
     features[::7, 0], features[::11, -1] = np.nan, np.inf  # missing and unbounded values take LightGBM's branches
-    for ranker in trained.hybrid.rankers.values():
+    for ranker in (ranker for rankers in trained.hybrid.rankers.values() for ranker in rankers):
         expected = ranker.predict_proba(features)[:, 1]
         for threads in (1, 2):
             compiled = bought_probability(ranker, features, threads)

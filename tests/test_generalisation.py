@@ -131,6 +131,7 @@ def test_with_one_validation_period_the_hybrid_is_scored_out_of_fold_and_beats_c
     periods, fitted = select_components([split], selection, lambda message: None, data)
     rankers = validate_hybrid(periods, fitted, selection)
     assert set(rankers) == {"ALL", "NEW"} and selection.by_period["hybrid"] == [selection.scores["hybrid"]]
+    assert [len(rankers[view]) for view in ("ALL", "NEW")] == [1, 1]  # learned on every validation customer
     for view in ("ALL", "NEW"):
         hybrid, popular = (selection.precisions[name][0][view] for name in ("hybrid", "popularity"))
         assert len(hybrid) == len(popular) > 50  # every validation customer with something to find
