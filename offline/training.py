@@ -107,7 +107,7 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     clock("components")
     try:
         rankers = validate_hybrid(periods, fitted, selection)
-        scored = f"ranked by rankers of the other {len(periods) - 1} periods" if len(periods) > 1 else "out of fold"
+        scored = "each period ranked by the mean of the other periods' rankers" if len(periods) > 1 else "out of fold"
         progress(f"  hybrid ({scored}): ALL {selection.scores['hybrid']['ALL']:.4f} "
                  f"NEW {selection.scores['hybrid']['NEW']:.4f}")
     except ValueError as exc:
