@@ -7,9 +7,9 @@ of its grid and keeps its best setting by the mean over periods (the costly comp
 the validation period alone); a component that cannot fit the data is left out with its reason.
 The hybrid learns one ranker per period and averages them; each period is ranked by the other
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
-as its components. The guard
-then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it wins
-by more than noise, customer by customer; else the best single model.
+as its components. The guard then publishes, for each list, the model with the best mean
+MAP@10: the hybrid only where it wins by more than noise, customer by customer; else the best
+single model.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ The split mirrors how the data is used, judged from the data itself:
   the history were active before it), so the last stretch of time is held out;
 * ``last-basket``: users come at different times and buy in baskets, so each
   user's last order is held out;
-* ``last-items``: no repeat purchases (a ratings or consumption log), so each
-  user's most recent interactions are held out; its "orders", if any, are only
-  the interactions that share a second, not baskets worth holding out whole;
+* ``last-items``: no repeat purchases (a ratings or consumption log), however its
+  events group into orders, so each user's most recent interactions are held out;
 * ``random-items``: no usable timestamps, so a seeded random share per user.
 
 The test window, if any, is never part of the history given here.
