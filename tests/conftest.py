@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import uuid
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,6 +19,9 @@ import pytest
 import redis
 
 from offline.retail_history import retail_path
+from streams import redis_keys
+from streams.events import ClickEvent, encode_event, event_key
+from streams.recommendation_store import decode_list
 from streams.local_stack import ServiceRecord, free_port, kafka_command, redis_command, start_server, stop_pid
 from streams.settings import Settings
 
@@ -38,6 +42,24 @@ def running_worker(settings: Settings, log_path: Path):
             worker.wait(timeout=20)
         finally:
             stop_pid(worker.pid)
+def wait_for_arm_lists(producer, settings: Settings, client: redis.Redis, tag: str, timeout: float = 60.0) -> int:
+    """A customer of no interest clicks until a list of an experiment arm comes back: the worker
+    follows the experiment (it loads its arms within seconds of the start, longer on a busy machine).
+    Returns the events sent."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        event = ClickEvent(f"{tag}-warm-{n}", "warm-up", "10001", "view", time.time() - 60)
+        producer.send(settings.topic_clicks, key=event_key(event), value=encode_event(event))
+        producer.flush()
+        time.sleep(1.0)
+        raw = client.get(redis_keys.recs("warm-up"))
+        if raw is not None and decode_list(raw).arm is not None:
+            return n
+    raise AssertionError("the worker never served an arm's list")
+
+
 DATA_DIR = Path(os.environ.get("DATA_DIR") or ROOT.parent / "shared" / "data")
 
 

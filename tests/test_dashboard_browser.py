@@ -24,8 +24,8 @@ from offline.simulator import simulate_history
 from streams.events import ClickEvent, OrderLine, PurchaseEvent, encode_event
 from streams.experiments import new_experiment, parse_arm, start_experiment
 from streams.recommendation_store import read_recommendations
-from streams.tasks import EXPERIMENT_CHECK_SECONDS
 from offline.training import evaluate_all
+from tests.conftest import wait_for_arm_lists
 
 pytestmark = pytest.mark.integration
 
@@ -138,9 +138,11 @@ def test_the_dashboard_draws_live_figures_from_a_running_stack(tmp_path, chromiu
         client = redis.Redis.from_url(settings.redis_url)
         start_experiment(client, new_experiment("dash", [parse_arm("A=latest:50"),
                                                          parse_arm("B=latest,RERANK_SESSION_WEIGHT=0.6:50")], settings))
-        time.sleep(2 * EXPERIMENT_CHECK_SECONDS)  # the worker loads the arms
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        warm_up = wait_for_arm_lists(producer, settings, client, "dash")
+        producer.close()
         stats = replay(settings, history.tail(2000))
-        sent = sum(stats.sent.values())
+        sent = warm_up + sum(stats.sent.values())
         assert wait_until_processed(client, sent, worker, timeout=120) == sent
         # A replay sends each order's clicks and purchase together, so few lists are served between
         # them: some shoppers also act on the list they were just shown, as a storefront's would.

@@ -21,7 +21,7 @@ from streams.experiments import Arm, Experiment, ExperimentError, parse_arm, rea
 from streams.recommendation_store import decode_list
 from streams.settings import settings_env
 from streams.topic_admin import ensure_topics
-from tests.conftest import running_worker
+from tests.conftest import running_worker, wait_for_arm_lists
 from tests.test_events_route import read_topic
 from tests.test_feedback_end_to_end import metrics_page
 
@@ -84,21 +84,8 @@ class Shoppers:
         self.producer.send(topic, key=event_key(event), value=encode_event(event))
         self.sent += 1
 
-    def wait_for_arms(self, round_name: str, timeout: float = 60.0) -> None:
-        """A customer of no interest clicks until a list of an arm comes back: the worker follows the
-        experiment (it loads its arms within seconds of the start)."""
-        deadline = time.monotonic() + timeout
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            self.send(self.settings.topic_clicks, ClickEvent(f"{round_name}-warm-{n}", "warm-up", "10001", "view",
-                                                             time.time() - 60))
-            self.producer.flush()
-            time.sleep(1.0)
-            raw = self.client.get(redis_keys.recs("warm-up"))
-            if raw is not None and decode_list(raw).arm is not None:
-                return
-        raise AssertionError("the worker never served an arm's list")
+    def wait_for_arms(self, round_name: str) -> None:
+        self.sent += wait_for_arm_lists(self.producer, self.settings, self.client, round_name)
 
     def visit(self, round_name: str) -> None:
         """Every customer opens the shop (a view), reads the list it gets, then acts on it."""
