@@ -49,7 +49,7 @@ COMPONENTS = (
                                              {"half_life_days": 1e6}), cheap=True),
     ComponentSpec("cooccurrence", ItemCooccurrence, ({"history_half_life_days": 1e6},
                                                      {"history_half_life_days": 30})),
-    ComponentSpec("ease", EASE, ({"l2": 100.0}, {"l2": 500.0})),
+    ComponentSpec("ease", EASE, ({"l2": 100.0}, {"l2": 200.0}, {"l2": 500.0})),
     ComponentSpec("als", ImplicitALS, ({"factors": 64, "regularization": 0.05},)),
     ComponentSpec("customer-knn", CustomerNeighbours, ({"neighbours": 200}, {"neighbours": 1000},
                                                       {"neighbours": 50})),
