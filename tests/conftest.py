@@ -21,8 +21,8 @@ import redis
 from offline.retail_history import retail_path
 from streams import redis_keys
 from streams.events import ClickEvent, encode_event, event_key
-from streams.recommendation_store import decode_list
 from streams.local_stack import ServiceRecord, free_port, kafka_command, redis_command, start_server, stop_pid
+from streams.recommendation_store import decode_list
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +42,8 @@ def running_worker(settings: Settings, log_path: Path):
             worker.wait(timeout=20)
         finally:
             stop_pid(worker.pid)
+
+
 def wait_for_arm_lists(producer, settings: Settings, client: redis.Redis, tag: str, timeout: float = 60.0) -> int:
     """A customer of no interest clicks until a list of an experiment arm comes back: the worker
     follows the experiment (it loads its arms within seconds of the start, longer on a busy machine).
