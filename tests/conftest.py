@@ -19,10 +19,9 @@ import pytest
 import redis
 
 from offline.retail_history import retail_path
-from streams import redis_keys
 from streams.events import ClickEvent, encode_event, event_key
 from streams.local_stack import ServiceRecord, free_port, kafka_command, redis_command, start_server, stop_pid
-from streams.recommendation_store import decode_list
+from streams.recommendation_store import read_recommendations
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +55,8 @@ def wait_for_arm_lists(producer, settings: Settings, client: redis.Redis, tag: s
         producer.send(settings.topic_clicks, key=event_key(event), value=encode_event(event))
         producer.flush()
         time.sleep(1.0)
-        raw = client.get(redis_keys.recs("warm-up"))
-        if raw is not None and decode_list(raw).arm is not None:
+        listing = read_recommendations(client, "warm-up")
+        if listing is not None and listing.arm is not None:
             return n
     raise AssertionError("the worker never served an arm's list")
 
