@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 import weakref
+from typing import Iterable
 
 import lleaves
 import numpy as np
@@ -38,6 +39,13 @@ def bought_probability(ranker: LGBMClassifier, features: np.ndarray, threads: in
     if trees is None:
         return ranker.predict_proba(features, num_threads=threads)[:, 1]
     return trees.predict(features, n_jobs=threads or os.cpu_count() or 1)
+
+
+def compile_ahead(rankers: Iterable[LGBMClassifier]) -> None:
+    """Compiles ``rankers`` now rather than on first use: on a thread of its own, compiling
+    goes on beside other work instead of holding up the first scoring."""
+    for ranker in rankers:
+        _compiled_trees(ranker)
 
 
 def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model | None:

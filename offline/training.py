@@ -20,6 +20,7 @@ from typing import Callable
 import pandas as pd
 
 from models.base import BatchRecommender
+from models.compiled_ranker import compile_ahead
 from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation, customer_features
@@ -118,7 +119,12 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     guard(selection, {name: model.capabilities for name, model in fitted[0].items()})
     for view, reason in selection.reasons.items():
         progress(f"{LISTS[view]} list: {selection.published[view]} ({reason})")
-    final = fit_components([SPECS[name].build(selection.params[name]) for name in fitted[0]], data)
+    with ThreadPoolExecutor(1) as beside:
+        # The published rankers compile on LLVM while the components refit, rather than when the
+        # export first scores candidates: there, a core would wait (6 s at 1M order lines).
+        beside.submit(compile_ahead, [ranker for view, name in selection.published.items()
+                                      if name == "hybrid" for ranker in rankers[view]])
+        final = fit_components([SPECS[name].build(selection.params[name]) for name in fitted[0]], data)
     hybrid = LearnedHybrid(final, rankers, PER_MODEL, data) if rankers else None
     components = {c.name: c for c in final}
     clock("final fit")
