@@ -3,11 +3,11 @@
 Scoring every customer's candidates is the largest single cost of publishing lists: at 1M
 order lines, LightGBM's own ``predict`` took about 40% of the export. The compiled trees give
 the same probabilities (to the last bit or two of a double; lists rank them as float32) about
-seven times as fast on one core. Each ranker is compiled once per process, on first use, in
-under a second: more than LightGBM takes to score one validation period's candidates, which
-validation's rankers therefore score themselves. Forked scoring processes inherit the compiled
-code. It stays in memory beside the ranker and never travels with it: rankers are saved and
-loaded as LightGBM models. Where the trees cannot be compiled (LLVM may find no executable
+seven times as fast on one core. Each ranker is compiled once per process, on first use or
+ahead of it (``compile_ahead``), in about a second: more than LightGBM takes to score one
+validation period's candidates, which validation's rankers therefore score themselves. Forked
+scoring processes inherit the compiled code. It stays in memory beside the ranker and never
+travels with it: rankers are saved and loaded as LightGBM models. Where the trees cannot be compiled (LLVM may find no executable
 memory on a locked-down host), LightGBM scores them itself, with a warning.
 """
 
