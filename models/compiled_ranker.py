@@ -7,8 +7,9 @@ seven times as fast on one core. Each ranker is compiled once per process, on fi
 ahead of it (``compile_ahead``), in about a second: more than LightGBM takes to score one
 validation period's candidates, which validation's rankers therefore score themselves. Forked
 scoring processes inherit the compiled code. It stays in memory beside the ranker and never
-travels with it: rankers are saved and loaded as LightGBM models. Where the trees cannot be compiled (LLVM may find no executable
-memory on a locked-down host), LightGBM scores them itself, with a warning.
+travels with it: rankers are saved and loaded as LightGBM models. Where the trees cannot be
+compiled (LLVM may find no executable memory on a locked-down host), LightGBM scores them
+itself, with a warning.
 """
 
 from __future__ import annotations
