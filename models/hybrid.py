@@ -203,7 +203,7 @@ class LearnedHybrid(BatchRecommender):
     name = "hybrid"
 
     def __init__(self, components: list[BatchRecommender], rankers: dict[str, list[LGBMClassifier]],
-                 per_model: int = 20, data: Interactions | None = None):
+                 per_model: int, data: Interactions | None = None):
         self.components = components
         self.rankers = rankers
         self.per_model = per_model
