@@ -122,7 +122,22 @@ def labelled(found: Candidates, relevant: list[set[int]]) -> Candidates:
     return found
 
 
-def new_ranker(seed: int = 0) -> LGBMClassifier:
+def evidence_constraints(components: list[BatchRecommender]) -> list[int]:
+    """LightGBM's monotone constraints for the features of ``feature_names(components)``: a
+    candidate's chance of being bought may only rise as a component ranks it higher, as more
+    components propose it, and as the score rises of a component that scores every customer's
+    items alike (popularity). Periods differ (a holiday's best sellers are not the next month's),
+    and unconstrained trees learn one period's bumps along these features, which mislead in the
+    weeks after it. A personal component's raw score is left free: its scale changes from one
+    customer to the next (with the length of their history), so more is not better across them."""
+    constraints = []
+    for component in components:
+        alike = int("personal" not in component.capabilities)
+        constraints += [alike, -1, alike]  # score, rank (0 = best), score relative to the customer's best
+    return constraints + [1] * len(AGREEMENT) + [0] * len(TRAITS)
+
+
+def new_ranker(seed: int = 0, monotone: list[int] | None = None) -> LGBMClassifier:
     # Small trees, learned slowly: the ranker must carry over from the periods it learned on
     # to the weeks after training, not fit any one of them closely. LightGBM rather than
     # scikit-learn's histogram boosting with the same settings: it ranks the millions of
@@ -132,7 +147,8 @@ def new_ranker(seed: int = 0) -> LGBMClassifier:
     # picks its layout by timing it). Candidates are scored by its trees compiled to machine
     # code (``models.compiled_ranker``).
     return LGBMClassifier(n_estimators=100, learning_rate=0.05, num_leaves=15, reg_lambda=1.0, min_child_samples=20,
-                          random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
+                          monotone_constraints=monotone, random_state=seed, deterministic=True, force_row_wise=True,
+                          verbose=-1)
 
 
 class RankerSample:
@@ -174,12 +190,13 @@ def _drawn(found: Candidates, draws: np.ndarray, bound: float) -> tuple[Candidat
     return (found, draws) if keep.all() else (found.subset(keep), draws[keep])
 
 
-def fit_ranker(sample: RankerSample, seed: int = 0) -> LGBMClassifier:
-    """A ranker on the labelled candidates of ``sample`` (see ``training_candidates``)."""
+def fit_ranker(sample: RankerSample, monotone: list[int], seed: int = 0) -> LGBMClassifier:
+    """A ranker on the labelled candidates of ``sample`` (see ``training_candidates``), under the
+    ``monotone`` constraints of ``evidence_constraints``."""
     found = training_candidates(sample)
     if found.labels.all() or not found.labels.any():
         raise ValueError("the validation period gives no bought and unbought candidates to learn from")
-    return new_ranker(seed).fit(found.features, found.labels)
+    return new_ranker(seed, monotone).fit(found.features, found.labels)
 
 
 def training_candidates(sample: RankerSample) -> Candidates:

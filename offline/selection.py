@@ -25,7 +25,7 @@ from lightgbm import LGBMClassifier
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
 from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, RankerSample, candidates,
-                           component_ranks, fit_ranker, labelled)
+                           component_ranks, evidence_constraints, fit_ranker, labelled)
 from models.interactions import Interactions
 from offline.components import COMPONENTS, ComponentSpec
 from offline.evaluation import HoldoutSplit, average_precisions, filled, model_lists, view_relevance
@@ -178,8 +178,9 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     ranked by a ranker learned on the other half."""
     rankers = {}
     hybrid: list[APs] = [{} for _ in periods]
+    monotone = evidence_constraints(list(fitted[0].values()))
     for view, found in _labelled_candidates(periods, fitted, seed).items():
-        by_period = [_ranker_of(sample, seed) for _, sample in found]
+        by_period = [_ranker_of(sample, monotone, seed) for _, sample in found]
         for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
             others = [ranker for m, ranker in enumerate(by_period) if m != n and ranker is not None]
             # These rankers score one period's candidates once: LightGBM's own scoring costs less
@@ -187,7 +188,7 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
             if others:
                 scores = np.mean([ranker.predict_proba(shown.features)[:, 1] for ranker in others], axis=0) + 1.0
             else:
-                scores = _out_of_fold_scores(shown, sample, len(part.test_users), seed)
+                scores = _out_of_fold_scores(shown, sample, len(part.test_users), monotone, seed)
             hybrid[n][view] = _hybrid_precisions(part, members, shown, scores, view)
         # Never empty: with no period's ranker, each period is scored out of fold, whose fits fail as theirs did.
         rankers[view] = [ranker for ranker in by_period if ranker is not None]
@@ -195,10 +196,10 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     return rankers
 
 
-def _ranker_of(sample: RankerSample, seed: int) -> LGBMClassifier | None:
+def _ranker_of(sample: RankerSample, monotone: list[int], seed: int) -> LGBMClassifier | None:
     """A ranker learned on one period's ``sample``; None where it holds nothing to learn from."""
     try:
-        return fit_ranker(sample, seed)
+        return fit_ranker(sample, monotone, seed)
     except ValueError:
         return None
 
@@ -245,12 +246,13 @@ def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender],
     return average_precisions(lists, view_relevance(part, view), K)
 
 
-def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: int, seed: int) -> np.ndarray:
+def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: int, monotone: list[int],
+                        seed: int) -> np.ndarray:
     """``shown`` candidates scored half by half, each half of the customers by a ranker learned on the other."""
     fold = np.random.default_rng(seed).random(n_customers) < 0.5
     scores = np.zeros(len(shown.cols))
     for held in (True, False):
-        ranker = fit_ranker(sample.where(lambda found: fold[found.positions] != held), seed)
+        ranker = fit_ranker(sample.where(lambda found: fold[found.positions] != held), monotone, seed)
         scored = fold[shown.positions] == held
         scores[scored] = ranker.predict_proba(shown.features[scored])[:, 1] + 1.0
     return scores

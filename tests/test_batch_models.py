@@ -20,9 +20,10 @@ from models.factorization import FactorBlock
 import models.compiled_ranker
 import models.hybrid
 from models.compiled_ranker import bought_probability
-from models.hybrid import (Candidates, ComponentScores, RankerSample, candidates, component_ranks, new_ranker,
-                           training_candidates)
+from models.hybrid import (Candidates, ComponentScores, RankerSample, candidates, component_ranks,
+                           evidence_constraints, feature_names, new_ranker, training_candidates)
 from models.popularity import RecentPopularity
+from models.repeat_purchase import RepeatPurchase
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation
 from offline.components import COMPONENT_NAMES, make_component
@@ -446,6 +447,30 @@ def test_a_ranker_without_a_split_scores_every_candidate_alike():
     labels = np.arange(200) % 5 == 0
     ranker = new_ranker().fit(np.zeros_like(features), labels)  # nothing to split on
     assert np.allclose(bought_probability(ranker, features, 1), 0.2, atol=1e-9)
+
+
+def test_a_ranker_learns_no_bump_along_a_rank_or_a_shared_score_but_does_along_a_personal_score():
+    components = [RecentPopularity(0.1), RepeatPurchase(90)]  # scores items alike for all / per customer
+    names = feature_names(components)
+    rng = np.random.default_rng(6)
+    features = rng.random((20_000, len(names)), dtype=np.float32)
+    for column in ("popularity_rank", "repeat_rank"):
+        features[:, names.index(column)] = rng.integers(0, 21, len(features))
+    # A period whose middle ranks and scores sold best: bumps along every evidence column.
+    middle = sum(np.exp(-((features[:, names.index(column)] - centre) / width) ** 2)
+                 for column, centre, width in (("popularity_rank", 10, 3), ("popularity", 0.5, 0.15),
+                                               ("repeat", 0.5, 0.15)))
+    ranker = new_ranker(0, evidence_constraints(components)).fit(features, rng.random(len(features)) < middle / 3)
+
+    def along(column: str, values: np.ndarray) -> np.ndarray:
+        grid = np.repeat(features[:50], len(values), axis=0)
+        grid[:, names.index(column)] = np.tile(values, 50)
+        return ranker.predict_proba(grid)[:, 1].reshape(50, len(values))
+
+    assert (np.diff(along("popularity_rank", np.arange(21, dtype=np.float32)), axis=1) <= 1e-12).all()
+    assert (np.diff(along("popularity", np.linspace(0, 1, 21, dtype=np.float32)), axis=1) >= -1e-12).all()
+    personal = along("repeat", np.array([0.05, 0.5, 0.95], dtype=np.float32)).mean(axis=0)
+    assert personal[1] > max(personal[0], personal[2]) * 1.2
 
 
 def test_a_ranker_whose_trees_cannot_be_compiled_is_scored_by_lightgbm_with_a_warning(monkeypatch, caplog):
