@@ -6,8 +6,9 @@ relative to the customer's best from that component; how many components propose
 it and their reciprocal-rank fusion; repeat signals (how often and how long ago the
 customer bought it) and item and customer traits. Gradient-boosted classifiers,
 one per view and held-out period, learn from labelled candidates (did the customer
-buy it in that period?) how much to trust each component; their probabilities are
-averaged, so that no one period's peculiarities decide. The ``ALL`` view ranks every
+buy it in that period?) how much to trust each component, never against the order of a
+component's own ranking (``evidence_constraints``); their probabilities are averaged, so
+that no one period's peculiarities decide. The ``ALL`` view ranks every
 candidate; the ``NEW`` view (discovery) ranks only items the customer never bought.
 
 Where the labelled candidates come from (a validation split that mirrors how the
