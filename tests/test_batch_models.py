@@ -449,6 +449,24 @@ def test_a_ranker_without_a_split_scores_every_candidate_alike():
     assert np.allclose(bought_probability(ranker, features, 1), 0.2, atol=1e-9)
 
 
+def test_a_candidates_category_share_is_its_customers_share_of_distinct_items_in_the_items_category(data):
+    planted = np.array([planted_category(item) for item in data.item_ids])
+    derived = models.hybrid.item_categories(data)  # the simulator's catalog has texts only
+    assert len(set(zip(planted, derived))) == len(set(planted)) == len(set(derived))
+    users, cols = np.repeat(np.arange(20), 30), np.tile(np.arange(30), 20)
+    shares = models.hybrid._pair_traits(data, np.arange(data.n_users), users, cols)[-1]
+    bought = data.bought.toarray() > 0
+    expected = [bought[u, planted == planted[c]].sum() / bought[u].sum() for u, c in zip(users, cols)]
+    assert np.allclose(shares, expected) and shares.max() > 0.5
+    catalog = pd.DataFrame({"category": np.where(np.arange(data.n_items) < 10, "first ten", "others")},
+                           index=data.item_ids)
+    assert (models.hybrid.item_categories(Interactions(data.events, data.item_ids, catalog, data.end))
+            == (np.arange(data.n_items) >= 10)).all()
+    bare = Interactions(data.events, data.item_ids, pd.DataFrame(index=data.item_ids), data.end)
+    assert (models.hybrid.item_categories(bare) == -1).all()
+    assert not models.hybrid._pair_traits(bare, np.arange(bare.n_users), users, cols)[-1].any()
+
+
 def test_a_ranker_learns_no_bump_along_a_rank_or_a_shared_score_but_does_along_a_personal_score():
     components = [RecentPopularity(0.1), RepeatPurchase(90)]  # scores items alike for all / per customer
     names = feature_names(components)
