@@ -28,7 +28,7 @@ from lightgbm import LGBMClassifier
 from models.base import BatchRecommender, ScoreBlock, SparseBlock, TopN, openmp_threads
 from models.compiled_ranker import bought_probability
 from models.interactions import Interactions
-from models.item_categories import derive_categories
+from models.item_categories import catalog_categories
 
 NEVER = 9999.0  # "days since last purchase" for items the customer never bought
 VIEWS = ("ALL", "NEW")
@@ -337,11 +337,10 @@ def _pair_traits(data: Interactions, rows: np.ndarray, positions: np.ndarray, co
     orders = np.asarray(data.orders[users, cols]).ravel()
     age = np.asarray(data.last_age_days[users, cols]).ravel()
     days_since = np.where(age > 0, age - 1.0, NEVER)
-    category_share = np.asarray(traits["category_shares"][users, np.maximum(traits["category"][cols], 0)]).ravel()
     return [orders, days_since, days_since / np.maximum(traits["user_gap"][users], 1.0),
             traits["item_repeat_rate"][cols], traits["item_buyers"][cols], traits["user_orders"][users],
             traits["user_idle"][users], traits["user_items"][users],
-            np.where(traits["category"][cols] >= 0, category_share, 0.0)]
+            np.asarray(traits["category_shares"][users, traits["category"][cols]]).ravel()]
 
 
 def _compute_traits(data: Interactions) -> dict[str, np.ndarray]:
@@ -367,25 +366,17 @@ def _compute_traits(data: Interactions) -> dict[str, np.ndarray]:
 
 
 def item_categories(data: Interactions) -> np.ndarray:
-    """Each item's category code, -1 where none is known: the catalog's categories, else ones
-    derived from the items' texts (a customer's categories say what they will buy next where a
-    few purchases say little about single items: on validation, the simulator's lists rose 2-4%
-    and Ta-Feng's 1-3%), else none."""
-    items = data.items.reindex(data.item_ids)
-    if "category" in items and items["category"].notna().any():
-        names = items["category"]
-    elif "text" in items and items["text"].fillna("").astype(str).str.strip().ne("").any():
-        names = derive_categories(items["text"].reset_index(drop=True))
-    else:
-        return np.full(data.n_items, -1)
-    return pd.factorize(names.to_numpy())[0]
+    """Each item's category code: the catalog's categories, else ones derived from the items'
+    texts (``models.item_categories``). A customer's categories say what they will buy next
+    where a few purchases say little about single items: on validation, the simulator's lists
+    rose 2-4% and Ta-Feng's 1-3%."""
+    return pd.factorize(catalog_categories(data.items.reindex(data.item_ids)).to_numpy())[0]
 
 
 def _category_shares(bought: sp.csr_matrix, category: np.ndarray) -> sp.csr_matrix:
     """customers x categories: the share of each customer's distinct items in each category."""
-    known = np.flatnonzero(category >= 0)
-    member = sp.csr_matrix((np.ones(len(known)), (known, category[known])),
-                           shape=(len(category), max(int(category.max()) + 1, 1)))
+    member = sp.csr_matrix((np.ones(len(category)), (np.arange(len(category)), category)),
+                           shape=(len(category), int(category.max(initial=0)) + 1))
     counts = (bought.astype(np.float64) @ member).tocsr()
     totals = np.asarray(counts.sum(axis=1)).ravel()
     return (sp.diags(1.0 / np.maximum(totals, 1.0)) @ counts).tocsr()

@@ -26,6 +26,16 @@ N_CATEGORIES = 15
 LSA_DIMENSIONS = 60
 
 
+def catalog_categories(items: pd.DataFrame) -> pd.Series:
+    """A category for each row of an item_id-indexed catalog (``text``, ``category``): the
+    catalog's own where it has one, else derived from the texts."""
+    category = items["category"] if "category" in items else pd.Series(np.nan, index=items.index, dtype=object)
+    if category.isna().any():
+        text = items["text"] if "text" in items else pd.Series("", index=items.index)
+        category = category.fillna(derive_categories(text))
+    return category
+
+
 def derive_categories(texts: pd.Series, k: int = N_CATEGORIES, seed: int = 0) -> pd.Series:
     """A category name for each text, indexed like ``texts``."""
     text = texts.fillna("").astype(str).str.lower()

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from models.item_categories import derive_categories
+from models.item_categories import catalog_categories
 from models.popularity import RecentPopularity
 from offline.customer_table import customer_feature_table
 from models.base import sparse_top_n
@@ -146,10 +146,7 @@ def item_table(trained: TrainedModels) -> pd.DataFrame:
     """item_id, category (the catalog's where it has one, else derived from descriptions), price and
     title (the item's text: its most frequent description)."""
     items = trained.data.items.reindex(trained.data.item_ids)
-    category = items["category"] if "category" in items else pd.Series(np.nan, index=items.index, dtype=object)
-    if category.isna().any():
-        text = items["text"] if "text" in items else pd.Series("", index=items.index)
-        category = category.fillna(derive_categories(text))
+    category = catalog_categories(items)
     price = items["price"] if "price" in items else pd.Series(np.nan, index=items.index)
     title = items["text"] if "text" in items else pd.Series("", index=items.index)
     return pd.DataFrame({"item_id": trained.data.item_ids, "category": category.astype(str).to_numpy(),

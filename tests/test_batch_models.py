@@ -462,9 +462,9 @@ def test_a_candidates_category_share_is_its_customers_share_of_distinct_items_in
                            index=data.item_ids)
     assert (models.hybrid.item_categories(Interactions(data.events, data.item_ids, catalog, data.end))
             == (np.arange(data.n_items) >= 10)).all()
-    bare = Interactions(data.events, data.item_ids, pd.DataFrame(index=data.item_ids), data.end)
-    assert (models.hybrid.item_categories(bare) == -1).all()
-    assert not models.hybrid._pair_traits(bare, np.arange(bare.n_users), users, cols)[-1].any()
+    bare = Interactions(data.events, data.item_ids, pd.DataFrame(index=data.item_ids), data.end)  # no text either
+    assert (models.hybrid.item_categories(bare) == 0).all()
+    assert (models.hybrid._pair_traits(bare, np.arange(bare.n_users), users, cols)[-1] == 1.0).all()
 
 
 def test_a_ranker_learns_no_bump_along_a_rank_or_a_shared_score_but_does_along_a_personal_score():
