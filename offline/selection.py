@@ -8,8 +8,8 @@ the validation period alone); a component that cannot fit the data is left out w
 The hybrid learns one ranker per period and averages them; each period is ranked by the other
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
 as its components. The guard then publishes, for each list, the model with the best mean
-MAP@10: the hybrid only where it wins by more than noise, customer by customer; else the best
-single model.
+MAP@10: the hybrid only where it wins by more than noise, customer by customer, and on every
+period; else the best single model.
 """
 
 from __future__ import annotations
@@ -260,7 +260,8 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
 
 def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
     """For each view, publish the model with the best validation MAP@10, and say why; where that is
-    the hybrid by less than ``LEAD_STANDARD_ERRORS``, the best single model instead."""
+    the hybrid by less than ``LEAD_STANDARD_ERRORS``, or with a validation period lost to the best
+    single model, that model instead."""
     for view in VIEWS:
         eligible = {name: s[view] for name, s in selection.scores.items()
                     if view == "ALL" or name == "hybrid" or "discovers" in capabilities.get(name, frozenset())}
@@ -284,8 +285,20 @@ def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[
         return runner_up, (f"{runner_up} ({scores[runner_up]:.4f}) is published: the hybrid's lead "
                            f"({scores[best]:.4f}) is {lead:.1f} standard errors of its per-customer "
                            f"difference, under {LEAD_STANDARD_ERRORS}")
+    if lost := _periods_lost(selection, view, runner_up):
+        return runner_up, (f"{runner_up} ({scores[runner_up]:.4f}) is published: the hybrid ({scores[best]:.4f}) "
+                           f"leads by {lead:.1f} standard errors but lost validation period {', '.join(lost)}")
     return best, (f"the hybrid ({scores[best]:.4f}) beat every single model, by {lead:.1f} standard errors "
                   f"over the next best, {runner_up} ({scores[runner_up]:.4f})")
+
+
+def _periods_lost(selection: Selection, view: str, rival: str) -> list[str]:
+    """The validation periods (1: the latest) whose MAP@K the hybrid lost to ``rival``. A lead
+    that one period carries (a holiday's best sellers) may not carry over to the weeks after
+    training, which are another period: the hybrid must win every one."""
+    pairs = zip(selection.precisions["hybrid"], selection.precisions[rival])
+    return [f"{n} ({_map(ours[view]):.4f} against {_map(theirs[view]):.4f})"
+            for n, (ours, theirs) in enumerate(pairs, start=1) if _map(ours[view]) < _map(theirs[view])]
 
 
 def _lead_in_standard_errors(selection: Selection, view: str, rival: str) -> float:

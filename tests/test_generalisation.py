@@ -124,6 +124,22 @@ def test_the_guard_ships_the_best_single_model_where_the_hybrids_lead_is_within_
     assert "repeat" in selection.reasons["ALL"] and "standard errors" in selection.reasons["ALL"]
 
 
+def test_the_guard_ships_the_best_single_model_where_the_hybrid_lost_a_validation_period():
+    rng = np.random.default_rng(2)
+    trending = [rng.random(400) * 0.1 for _ in range(3)]
+    # The hybrid's clear lead overall comes from the second period (a holiday); it loses the third.
+    hybrid = [t + lead + rng.normal(0.0, 0.01, 400) for t, lead in zip(trending, (0.003, 0.02, -0.002))]
+    selection = Selection("global-time", "test", 400, periods=3,
+                          precisions={"trending": [{"ALL": t, "NEW": t} for t in trending],
+                                      "hybrid": [{"ALL": t + 0.01, "NEW": h} for t, h in zip(trending, hybrid)]})
+    selection.scores = {name: {view: float(np.mean([p[view].mean() for p in periods])) for view in ("ALL", "NEW")}
+                        for name, periods in selection.precisions.items()}
+    guard(selection, {"trending": frozenset({"discovers"})})
+    assert selection.published == {"ALL": "hybrid", "NEW": "trending"}
+    assert selection.scores["hybrid"]["NEW"] > selection.scores["trending"]["NEW"]
+    assert "lost validation period 3" in selection.reasons["NEW"] and "standard errors" in selection.reasons["NEW"]
+
+
 def test_with_one_validation_period_the_hybrid_is_scored_out_of_fold_and_beats_chance():
     data = interactions(simulate_history(n_users=300, seed=2))
     split = validation_split(data, "global-time")
