@@ -2,7 +2,7 @@
 
 Scoring every customer's candidates is the largest single cost of publishing lists: at 1M
 order lines, LightGBM's own ``predict`` took about 40% of the export. The compiled trees give
-the same probabilities (to the last bit or two of a double; lists rank them as float32) about
+the same scores (to the last bit or two of a double; lists rank them as float32) about
 seven times as fast on one core. Each ranker is compiled once per process, on first use or
 ahead of it (``compile_ahead``), in about a second: more than LightGBM takes to score one
 validation period's candidates, which validation's rankers therefore score themselves. Forked
@@ -23,33 +23,43 @@ from typing import Iterable
 
 import lleaves
 import numpy as np
-from lightgbm import LGBMClassifier
+from lightgbm import LGBMClassifier, LGBMModel
+from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
-_compiled: weakref.WeakKeyDictionary[LGBMClassifier, lleaves.Model | None] = weakref.WeakKeyDictionary()
+_compiled: weakref.WeakKeyDictionary[LGBMModel, lleaves.Model | None] = weakref.WeakKeyDictionary()
 _compiling = threading.Lock()
 
 
-def bought_probability(ranker: LGBMClassifier, features: np.ndarray, threads: int = 0) -> np.ndarray:
-    """``ranker``'s probability that each row of candidate ``features`` is bought, as its
-    ``predict_proba(features)[:, 1]``, on ``threads`` threads (0: one per core)."""
+def relevance(ranker: LGBMModel, features: np.ndarray, threads: int = 0) -> np.ndarray:
+    """``ranker``'s score for each row of candidate ``features``, in (0, 1) and in the ranker's
+    order: a classifier's probability that the candidate is bought, a ranking model's score
+    through the logistic function; on ``threads`` threads (0: one per core)."""
     if len(features) == 0:  # lleaves would split no rows among threads in steps of zero, and fail
         return np.zeros(0)
     trees = _compiled_trees(ranker)
     if trees is None:
+        return lightgbm_relevance(ranker, features, threads)
+    scores = trees.predict(features, n_jobs=threads or os.cpu_count() or 1)  # a classifier's already probabilities
+    return scores if isinstance(ranker, LGBMClassifier) else expit(scores)
+
+
+def lightgbm_relevance(ranker: LGBMModel, features: np.ndarray, threads: int = 0) -> np.ndarray:
+    """``relevance`` as LightGBM's own trees score it."""
+    if isinstance(ranker, LGBMClassifier):
         return ranker.predict_proba(features, num_threads=threads)[:, 1]
-    return trees.predict(features, n_jobs=threads or os.cpu_count() or 1)
+    return expit(ranker.predict(features, num_threads=threads))
 
 
-def compile_ahead(rankers: Iterable[LGBMClassifier]) -> None:
+def compile_ahead(rankers: Iterable[LGBMModel]) -> None:
     """Compiles ``rankers`` now rather than on first use: on a thread of its own, compiling
     goes on beside other work instead of holding up the first scoring."""
     for ranker in rankers:
         _compiled_trees(ranker)
 
 
-def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model | None:
+def _compiled_trees(ranker: LGBMModel) -> lleaves.Model | None:
     with _compiling:
         if ranker not in _compiled:
             try:
@@ -60,7 +70,7 @@ def _compiled_trees(ranker: LGBMClassifier) -> lleaves.Model | None:
         return _compiled[ranker]
 
 
-def _compile(ranker: LGBMClassifier) -> lleaves.Model:
+def _compile(ranker: LGBMModel) -> lleaves.Model:
     # lleaves reads a model only from a path: a private temporary file (mode 0600), removed
     # once compiled; the one file that code in models/ touches.
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as model_file:
@@ -69,6 +79,6 @@ def _compile(ranker: LGBMClassifier) -> lleaves.Model:
         trees = lleaves.Model(model_file=model_file.name)
         # The small code model addresses code within 2 GB, which a ranker's few hundred small
         # trees are far from: a fifth faster to score and a third faster to compile than the
-        # default large one, with the same probabilities to the bit.
+        # default large one, with the same scores to the bit.
         trees.compile(fcodemodel="small")
     return trees

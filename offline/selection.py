@@ -7,7 +7,7 @@ of its grid and keeps its best setting by the mean over periods (the costly comp
 the validation period alone); a component that cannot fit the data is left out with its reason.
 The hybrid learns one ranker per period and averages them; each period is ranked by the other
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
-as its components. The guard then publishes, for each list, the model with the best mean
+as its components; each view keeps the ranker objective that scores best there. The guard then publishes, for each list, the model with the best mean
 MAP@10: the hybrid only where it wins by more than noise, customer by customer, and on every
 period; else the best single model.
 """
@@ -21,11 +21,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
-from lightgbm import LGBMClassifier
+from lightgbm import LGBMModel
 
 from models.base import BatchRecommender, CannotFit, SparseBlock
-from models.hybrid import (CANDIDATES_PER_SLOT, VIEWS, Candidates, ComponentScores, RankerSample, candidates,
-                           component_ranks, evidence_constraints, fit_ranker, labelled)
+from models.compiled_ranker import lightgbm_relevance
+from models.hybrid import (CANDIDATES_PER_SLOT, OBJECTIVES, VIEWS, Candidates, ComponentScores, RankerSample,
+                           candidates, component_ranks, evidence_constraints, fit_ranker, labelled)
 from models.interactions import Interactions
 from offline.components import COMPONENTS, ComponentSpec
 from offline.evaluation import HoldoutSplit, average_precisions, filled, model_lists, view_relevance
@@ -62,6 +63,8 @@ class Selection:
     # model -> per period: each customer's AP@10, for the guard (not in the manifest)
     precisions: dict[str, list[APs]] = field(default_factory=dict, repr=False)
     published: dict[str, str] = field(default_factory=dict)  # view -> model
+    objectives: dict[str, dict[str, float]] = field(default_factory=dict)  # view -> ranker objective -> mean MAP@10
+    objective: dict[str, str] = field(default_factory=dict)  # view -> the hybrid's ranker objective
     reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
 
     def as_dict(self) -> dict:
@@ -69,6 +72,7 @@ class Selection:
                 "validation_users": self.validation_users, "periods": self.periods, "params": self.params,
                 "dropped": self.dropped,
                 "validation_map@10": self.scores, "validation_map@10_by_period": self.by_period,
+                "ranker_objective": self.objective, "ranker_objective_map@10": self.objectives,
                 "published": self.published, "reasons": self.reasons}
 
 
@@ -168,10 +172,11 @@ def _mean(scores: list[APs]) -> dict[str, float]:
 
 
 def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]], selection: Selection,
-                    seed: int = 0) -> dict[str, list[LGBMClassifier]]:
+                    seed: int = 0) -> dict[str, list[LGBMModel]]:
     """The hybrid's validation score per view, and its rankers: one learned on each period's
-    customers. The published hybrid averages them all, so that no one period's peculiarities (a
-    holiday week's best sellers) decide its lists; on validation, each period is ranked by the
+    customers, with the objective (``OBJECTIVES``) that scores best on the view. The published
+    hybrid averages them all, so that no one period's peculiarities (a holiday week's best
+    sellers) decide its lists; on validation, each period is ranked by the
     average of the other periods' rankers, as the published ones will rank weeks they never
     saw: what a ranker memorised of one period's items and does not carry over to another
     counts against it. With one period, the score is out of fold: each half of the customers is
@@ -180,26 +185,46 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     hybrid: list[APs] = [{} for _ in periods]
     monotone = evidence_constraints(list(fitted[0].values()))
     for view, found in _labelled_candidates(periods, fitted, seed).items():
-        by_period = [_ranker_of(sample, monotone, seed) for _, sample in found]
-        for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
-            others = [ranker for m, ranker in enumerate(by_period) if m != n and ranker is not None]
-            # These rankers score one period's candidates once: LightGBM's own scoring costs less
-            # than compiling them (``models.compiled_ranker``, for the published rankers).
-            if others:
-                scores = np.mean([ranker.predict_proba(shown.features)[:, 1] for ranker in others], axis=0) + 1.0
-            else:
-                scores = _out_of_fold_scores(shown, sample, len(part.test_users), monotone, seed)
-            hybrid[n][view] = _hybrid_precisions(part, members, shown, scores, view)
-        # Never empty: with no period's ranker, each period is scored out of fold, whose fits fail as theirs did.
-        rankers[view] = [ranker for ranker in by_period if ranker is not None]
+        tried = {objective: _validated_rankers(periods, fitted, found, view, (monotone, seed, objective))
+                 for objective in OBJECTIVES}
+        selection.objectives[view] = {objective: float(np.mean([_map(period) for period in precisions]))
+                                      for objective, (_, precisions) in tried.items()}
+        # The first objective wins ties: a classifier's scores are probabilities, which read most plainly.
+        selection.objective[view] = max(OBJECTIVES, key=selection.objectives[view].get)
+        rankers[view], precisions = tried[selection.objective[view]]
+        for n, period in enumerate(precisions):
+            hybrid[n][view] = period
     _record(selection, "hybrid", hybrid)
     return rankers
 
 
-def _ranker_of(sample: RankerSample, monotone: list[int], seed: int) -> LGBMClassifier | None:
+Learning = tuple[list[int], int, str]  # a ranker's monotone constraints, seed and objective
+
+
+def _validated_rankers(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
+                       found: list[tuple[Candidates, RankerSample]], view: str,
+                       learning: Learning) -> tuple[list[LGBMModel], list[np.ndarray]]:
+    """``view``'s rankers learned on each period's ``found`` candidates, and each period's
+    per-customer APs as the other periods' rankers rank it (out of fold with one period)."""
+    by_period = [_ranker_of(sample, learning) for _, sample in found]
+    precisions = []
+    for n, (part, members, (shown, sample)) in enumerate(zip(periods, fitted, found)):
+        others = [ranker for m, ranker in enumerate(by_period) if m != n and ranker is not None]
+        # These rankers score one period's candidates once: LightGBM's own scoring costs less
+        # than compiling them (``models.compiled_ranker``, for the published rankers).
+        if others:
+            scores = np.mean([lightgbm_relevance(ranker, shown.features) for ranker in others], axis=0) + 1.0
+        else:
+            scores = _out_of_fold_scores(shown, sample, len(part.test_users), learning)
+        precisions.append(_hybrid_precisions(part, members, shown, scores, view))
+    # Never empty: with no period's ranker, each period is scored out of fold, whose fits fail as theirs did.
+    return [ranker for ranker in by_period if ranker is not None], precisions
+
+
+def _ranker_of(sample: RankerSample, learning: Learning) -> LGBMModel | None:
     """A ranker learned on one period's ``sample``; None where it holds nothing to learn from."""
     try:
-        return fit_ranker(sample, monotone, seed)
+        return fit_ranker(sample, *learning)
     except ValueError:
         return None
 
@@ -246,15 +271,14 @@ def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender],
     return average_precisions(lists, view_relevance(part, view), K)
 
 
-def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: int, monotone: list[int],
-                        seed: int) -> np.ndarray:
+def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: int, learning: Learning) -> np.ndarray:
     """``shown`` candidates scored half by half, each half of the customers by a ranker learned on the other."""
-    fold = np.random.default_rng(seed).random(n_customers) < 0.5
+    fold = np.random.default_rng(learning[1]).random(n_customers) < 0.5
     scores = np.zeros(len(shown.cols))
     for held in (True, False):
-        ranker = fit_ranker(sample.where(lambda found: fold[found.positions] != held), monotone, seed)
+        ranker = fit_ranker(sample.where(lambda found: fold[found.positions] != held), *learning)
         scored = fold[shown.positions] == held
-        scores[scored] = ranker.predict_proba(shown.features[scored])[:, 1] + 1.0
+        scores[scored] = lightgbm_relevance(ranker, shown.features[scored]) + 1.0
     return scores
 
 

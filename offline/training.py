@@ -109,8 +109,10 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     try:
         rankers = validate_hybrid(periods, fitted, selection)
         scored = "each period ranked by the mean of the other periods' rankers" if len(periods) > 1 else "out of fold"
-        progress(f"  hybrid ({scored}): ALL {selection.scores['hybrid']['ALL']:.4f} "
-                 f"NEW {selection.scores['hybrid']['NEW']:.4f}")
+        progress(f"  hybrid ({scored}): " + " ".join(
+            f"{view} {selection.scores['hybrid'][view]:.4f} ({selection.objective[view]} ranker; "
+            + ", ".join(f"{name} {score:.4f}" for name, score in selection.objectives[view].items()) + ")"
+            for view in selection.objective))
     except ValueError as exc:
         rankers = None
         selection.dropped["hybrid"] = str(exc)

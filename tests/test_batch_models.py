@@ -19,9 +19,11 @@ from models.base import (CannotFit, Context, ItemItemRecommender, SparseBlock, d
 from models.factorization import FactorBlock
 import models.compiled_ranker
 import models.hybrid
-from models.compiled_ranker import bought_probability
-from models.hybrid import (Candidates, ComponentScores, RankerSample, candidates, component_ranks,
-                           evidence_constraints, feature_names, new_ranker, training_candidates)
+from models.compiled_ranker import lightgbm_relevance, relevance
+from lightgbm import LGBMClassifier, LGBMRanker
+
+from models.hybrid import (OBJECTIVES, VIEWS, Candidates, ComponentScores, RankerSample, candidates, component_ranks,
+                           evidence_constraints, feature_names, fit_ranker, new_ranker, training_candidates)
 from models.popularity import RecentPopularity
 from models.repeat_purchase import RepeatPurchase
 from models.interactions import Interactions
@@ -416,37 +418,72 @@ def test_the_hybrid_ranks_by_the_mean_of_one_ranker_per_validation_period(traine
     hybrid, rows = trained.hybrid, np.arange(trained.data.n_users)
     assert trained.selection.periods == 3 and [len(hybrid.rankers[view]) for view in ("ALL", "NEW")] == [3, 3]
     found = candidates(ComponentScores(trained.data, hybrid.components, rows, hybrid.per_model), "ALL")
-    each = np.array([ranker.predict_proba(found.features)[:, 1] for ranker in hybrid.rankers["ALL"]])
+    each = np.array([lightgbm_relevance(ranker, found.features) for ranker in hybrid.rankers["ALL"]])
     scored = hybrid.block(rows).at(found.positions, found.cols)
     assert np.allclose(scored, each.mean(axis=0) + 1.0, rtol=0, atol=1e-6)
     # Each period taught its ranker something of its own: no one of them gives the mean.
     assert all(np.abs(alone - each.mean(axis=0)).max() > 1e-3 for alone in each)
 
 
-def test_compiled_rankers_give_lightgbms_own_probabilities_and_save_as_lightgbm_models(trained):
+def test_compiled_rankers_give_lightgbms_own_scores_and_save_as_lightgbm_models(trained):
     rows = np.arange(trained.data.n_users)
     found = candidates(ComponentScores(trained.data, trained.hybrid.components, rows, per_model=20), "ALL")
     features = found.features.copy()
     features[::7, 0], features[::11, -1] = np.nan, np.inf  # missing and unbounded values take LightGBM's branches
-    for ranker in (ranker for rankers in trained.hybrid.rankers.values() for ranker in rankers):
-        expected = ranker.predict_proba(features)[:, 1]
+    bought = np.random.default_rng(5).random(len(found.cols)) < 0.1
+    listwise = new_ranker(objective="rank_xendcg").fit(found.features, bought,
+                                                         group=np.unique(found.positions, return_counts=True)[1])
+    for ranker in [listwise, *(ranker for rankers in trained.hybrid.rankers.values() for ranker in rankers)]:
+        expected = lightgbm_relevance(ranker, features)
         for threads in (1, 2):
-            compiled = bought_probability(ranker, features, threads)
+            compiled = relevance(ranker, features, threads)
             assert np.allclose(compiled, expected, rtol=0, atol=1e-12)
             # Lists rank scores as float32: the compiled trees must not reorder them.
             assert np.array_equal(compiled.astype(np.float32), expected.astype(np.float32))
         assert 0.0 < expected.min() < expected.max() < 1.0
         saved = io.BytesIO()
         joblib.dump(ranker, saved)  # the compiled code stays out of the saved ranker
-        assert np.array_equal(joblib.load(io.BytesIO(saved.getvalue())).predict_proba(features)[:, 1], expected)
-    assert bought_probability(ranker, features[:0]).shape == (0,)
+        assert np.array_equal(lightgbm_relevance(joblib.load(io.BytesIO(saved.getvalue())), features), expected)
+    assert relevance(ranker, features[:0]).shape == (0,)
+
+
+def test_each_view_keeps_the_ranker_objective_that_scored_best_on_validation(trained):
+    selection = trained.selection
+    for view in VIEWS:
+        scores = selection.objectives[view]
+        assert set(scores) == set(OBJECTIVES) and scores["binary"] != scores["rank_xendcg"]  # both learned
+        chosen = selection.objective[view]
+        assert chosen == max(scores, key=scores.get)
+        assert selection.scores["hybrid"][view] == pytest.approx(scores[chosen])
+        kind = LGBMClassifier if chosen == "binary" else LGBMRanker
+        assert all(type(ranker) is kind for ranker in trained.hybrid.rankers[view])
+    assert trained.selection.as_dict()["ranker_objective"] == selection.objective
+
+
+def test_a_listwise_ranker_learns_each_customers_list_whatever_order_their_candidates_were_found_in():
+    rng = np.random.default_rng(8)
+    positions = rng.permutation(np.repeat(np.arange(400), 20))  # customers' candidates found interleaved
+    signal = rng.random(len(positions))
+    features = np.column_stack([signal, rng.random(400)[positions]]).astype(np.float32)  # and each customer's level
+    bought = signal == pd.Series(signal).groupby(positions).transform("max").to_numpy()
+
+    def learned(order: np.ndarray):
+        sample = RankerSample()
+        sample.add(Candidates(positions[order], order, features[order], bought[order]))
+        return fit_ranker(sample, [0, 0], objective="rank_xendcg")
+
+    interleaved, customer_by_customer = learned(np.arange(len(positions))), learned(np.argsort(positions, kind="stable"))
+    scores = relevance(interleaved, features, 1)
+    assert np.array_equal(scores, relevance(customer_by_customer, features, 1))
+    assert ((scores > 0) & (scores < 1)).all()
+    assert bought[pd.Series(scores).groupby(positions).idxmax().to_numpy()].mean() > 0.9
 
 
 def test_a_ranker_without_a_split_scores_every_candidate_alike():
     features = np.random.default_rng(3).random((200, 4), dtype=np.float32)
     labels = np.arange(200) % 5 == 0
     ranker = new_ranker().fit(np.zeros_like(features), labels)  # nothing to split on
-    assert np.allclose(bought_probability(ranker, features, 1), 0.2, atol=1e-9)
+    assert np.allclose(relevance(ranker, features, 1), 0.2, atol=1e-9)
 
 
 def test_a_candidates_category_share_is_its_customers_share_of_distinct_items_in_the_items_category(data):
@@ -500,7 +537,7 @@ def test_a_ranker_whose_trees_cannot_be_compiled_is_scored_by_lightgbm_with_a_wa
 
     monkeypatch.setattr(models.compiled_ranker, "_compile", no_executable_memory)
     with caplog.at_level("WARNING", logger="models.compiled_ranker"):
-        scored = bought_probability(ranker, features, 1)
+        scored = relevance(ranker, features, 1)
     assert np.array_equal(scored, ranker.predict_proba(features)[:, 1])
     assert "cannot map executable memory" in caplog.text
 
