@@ -7,9 +7,9 @@ of its grid and keeps its best setting by the mean over periods (the costly comp
 the validation period alone); a component that cannot fit the data is left out with its reason.
 The hybrid learns one ranker per period and averages them; each period is ranked by the other
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
-as its components; each view keeps the ranker objective that scores best there. The guard then publishes, for each list, the model with the best mean
-MAP@10: the hybrid only where it wins by more than noise, customer by customer, and on every
-period; else the best single model.
+as its components; each view keeps the ranker objective that scores best there. The guard
+then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it
+wins by more than noise, customer by customer, and on every period; else the best single model.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class Selection:
     # model -> per period: each customer's AP@10, for the guard (not in the manifest)
     precisions: dict[str, list[APs]] = field(default_factory=dict, repr=False)
     published: dict[str, str] = field(default_factory=dict)  # view -> model
-    objectives: dict[str, dict[str, float]] = field(default_factory=dict)  # view -> ranker objective -> mean MAP@10
-    objective: dict[str, str] = field(default_factory=dict)  # view -> the hybrid's ranker objective
+    objective_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # view -> objective -> mean MAP@10
+    ranker_objective: dict[str, str] = field(default_factory=dict)  # view -> the objective the hybrid's rankers kept
     reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
 
     def as_dict(self) -> dict:
@@ -72,7 +72,7 @@ class Selection:
                 "validation_users": self.validation_users, "periods": self.periods, "params": self.params,
                 "dropped": self.dropped,
                 "validation_map@10": self.scores, "validation_map@10_by_period": self.by_period,
-                "ranker_objective": self.objective, "ranker_objective_map@10": self.objectives,
+                "ranker_objective": self.ranker_objective, "ranker_objective_map@10": self.objective_scores,
                 "published": self.published, "reasons": self.reasons}
 
 
@@ -176,22 +176,22 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     """The hybrid's validation score per view, and its rankers: one learned on each period's
     customers, with the objective (``OBJECTIVES``) that scores best on the view. The published
     hybrid averages them all, so that no one period's peculiarities (a holiday week's best
-    sellers) decide its lists; on validation, each period is ranked by the
-    average of the other periods' rankers, as the published ones will rank weeks they never
-    saw: what a ranker memorised of one period's items and does not carry over to another
-    counts against it. With one period, the score is out of fold: each half of the customers is
-    ranked by a ranker learned on the other half."""
+    sellers) decide its lists; on validation, each period is ranked by the average of the other
+    periods' rankers, as the published ones will rank weeks they never saw: what a ranker
+    memorised of one period's items and does not carry over to another counts against it. With
+    one period, the score is out of fold: each half of the customers is ranked by a ranker
+    learned on the other half."""
     rankers = {}
     hybrid: list[APs] = [{} for _ in periods]
     monotone = evidence_constraints(list(fitted[0].values()))
     for view, found in _labelled_candidates(periods, fitted, seed).items():
         tried = {objective: _validated_rankers(periods, fitted, found, view, (monotone, seed, objective))
                  for objective in OBJECTIVES}
-        selection.objectives[view] = {objective: float(np.mean([_map(period) for period in precisions]))
-                                      for objective, (_, precisions) in tried.items()}
+        selection.objective_scores[view] = {objective: float(np.mean([_map(period) for period in precisions]))
+                                            for objective, (_, precisions) in tried.items()}
         # The first objective wins ties: a classifier's scores are probabilities, which read most plainly.
-        selection.objective[view] = max(OBJECTIVES, key=selection.objectives[view].get)
-        rankers[view], precisions = tried[selection.objective[view]]
+        selection.ranker_objective[view] = max(OBJECTIVES, key=selection.objective_scores[view].get)
+        rankers[view], precisions = tried[selection.ranker_objective[view]]
         for n, period in enumerate(precisions):
             hybrid[n][view] = period
     _record(selection, "hybrid", hybrid)

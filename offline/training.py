@@ -110,9 +110,9 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
         rankers = validate_hybrid(periods, fitted, selection)
         scored = "each period ranked by the mean of the other periods' rankers" if len(periods) > 1 else "out of fold"
         progress(f"  hybrid ({scored}): " + " ".join(
-            f"{view} {selection.scores['hybrid'][view]:.4f} ({selection.objective[view]} ranker; "
-            + ", ".join(f"{name} {score:.4f}" for name, score in selection.objectives[view].items()) + ")"
-            for view in selection.objective))
+            f"{view} {selection.scores['hybrid'][view]:.4f} ({selection.ranker_objective[view]} ranker; "
+            + ", ".join(f"{name} {score:.4f}" for name, score in selection.objective_scores[view].items()) + ")"
+            for view in selection.ranker_objective))
     except ValueError as exc:
         rankers = None
         selection.dropped["hybrid"] = str(exc)

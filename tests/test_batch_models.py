@@ -450,14 +450,14 @@ def test_compiled_rankers_give_lightgbms_own_scores_and_save_as_lightgbm_models(
 def test_each_view_keeps_the_ranker_objective_that_scored_best_on_validation(trained):
     selection = trained.selection
     for view in VIEWS:
-        scores = selection.objectives[view]
+        scores = selection.objective_scores[view]
         assert set(scores) == set(OBJECTIVES) and scores["binary"] != scores["rank_xendcg"]  # both learned
-        chosen = selection.objective[view]
+        chosen = selection.ranker_objective[view]
         assert chosen == max(scores, key=scores.get)
         assert selection.scores["hybrid"][view] == pytest.approx(scores[chosen])
         kind = LGBMClassifier if chosen == "binary" else LGBMRanker
         assert all(type(ranker) is kind for ranker in trained.hybrid.rankers[view])
-    assert trained.selection.as_dict()["ranker_objective"] == selection.objective
+    assert trained.selection.as_dict()["ranker_objective"] == selection.ranker_objective
 
 
 def test_a_listwise_ranker_learns_each_customers_list_whatever_order_their_candidates_were_found_in():
