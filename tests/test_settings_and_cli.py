@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import time
@@ -144,3 +145,29 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [f.name.upper() for f in dataclasses.fields(Settings) if f"| `{f.name.upper()}` |" not in readme]
     assert missing == []
+
+
+# Records the spin count each OpenMP library meets when it is first imported, then imports the
+# trainer's and the worker's entry points.
+FIRST_OPENMP_IMPORTS = """
+import importlib.abc, os, sys
+met = {}
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in ("lightgbm", "sklearn", "implicit"):
+            met.setdefault(name, os.environ.get("GOMP_SPINCOUNT"))
+sys.meta_path.insert(0, Watch())
+import offline.selection, offline.cli, streams.app
+print(sorted(met.items()))
+"""
+
+
+@pytest.mark.parametrize("operators", [None, "300000"])
+def test_openmp_threads_spin_briefly_before_they_sleep_unless_the_operator_says_otherwise(operators):
+    env = {name: value for name, value in os.environ.items() if name != "GOMP_SPINCOUNT"}
+    if operators:
+        env["GOMP_SPINCOUNT"] = operators
+    shown = subprocess.run([sys.executable, "-c", FIRST_OPENMP_IMPORTS], capture_output=True, text=True,
+                           env=env, check=True).stdout
+    spins = operators or "20000"
+    assert shown.strip() == repr([("implicit", spins), ("lightgbm", spins), ("sklearn", spins)])
