@@ -15,6 +15,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import pandas as pd
@@ -109,10 +110,8 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     try:
         rankers = validate_hybrid(periods, fitted, selection)
         scored = "each period ranked by the mean of the other periods' rankers" if len(periods) > 1 else "out of fold"
-        progress(f"  hybrid ({scored}): " + " ".join(
-            f"{view} {selection.scores['hybrid'][view]:.4f} ({selection.ranker_objective[view]} ranker; "
-            + ", ".join(f"{name} {score:.4f}" for name, score in selection.objective_scores[view].items()) + ")"
-            for view in selection.ranker_objective))
+        views = map(partial(_hybrid_score, selection), selection.ranker_objective)
+        progress(f"  hybrid ({scored}): " + " ".join(views))
     except ValueError as exc:
         rankers = None
         selection.dropped["hybrid"] = str(exc)
@@ -132,6 +131,12 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     clock("final fit")
     progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
     return selection, components, hybrid, seconds
+
+
+def _hybrid_score(selection: Selection, view: str) -> str:
+    """The hybrid's validation score in ``view``, with the objective its rankers kept and both objectives' scores."""
+    tried = ", ".join(f"{objective} {score:.4f}" for objective, score in selection.objective_scores[view].items())
+    return f"{view} {selection.scores['hybrid'][view]:.4f} ({selection.ranker_objective[view]} ranker; {tried})"
 
 
 def fit_components(models: list[BatchRecommender], data: Interactions) -> list[BatchRecommender]:
