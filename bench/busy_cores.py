@@ -61,17 +61,16 @@ def main() -> None:
     args = parser.parse_args()
     runs: dict[str, float | None] = {}
     for machine in ("idle", "busy"):
-        hogs = [multiprocessing.Process(target=busy, daemon=True) for _ in range(os.cpu_count() or 1)]
-        if machine == "busy":
-            for hog in hogs:
-                hog.start()
+        hogs = [multiprocessing.Process(target=busy, daemon=True) for _ in range(os.cpu_count() or 1)
+                if machine == "busy"]
+        for hog in hogs:
+            hog.start()
         try:
             for spins, meaning in SPIN_COUNTS.items():
                 runs[f"{machine}, {spins} spins: {meaning}"] = learn_one_ranker(spins, args.limit)
         finally:
             for hog in hogs:
-                if hog.is_alive():
-                    hog.terminate()
+                hog.terminate()
     baseline = runs["idle, 300000 spins: the runtime's default"]
     table = Table("machine, spins of an idle OpenMP thread", "seconds", "x idle, default",
                   title=f"one ranker learned, {os.cpu_count()} cores")

@@ -64,8 +64,13 @@ class Selection:
     precisions: dict[str, list[APs]] = field(default_factory=dict, repr=False)
     published: dict[str, str] = field(default_factory=dict)  # view -> model
     objective_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # view -> objective -> mean MAP@10
-    ranker_objective: dict[str, str] = field(default_factory=dict)  # view -> the objective the hybrid's rankers kept
     reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
+
+    @property
+    def ranker_objective(self) -> dict[str, str]:
+        """view -> the objective the hybrid's rankers kept: the better scoring one, the first of
+        ``OBJECTIVES`` on a tie (a classifier's scores are probabilities, which read most plainly)."""
+        return {view: max(OBJECTIVES, key=scores.get) for view, scores in self.objective_scores.items()}
 
     def as_dict(self) -> dict:
         return {"protocol": self.protocol, "protocol_reason": self.protocol_reason,
@@ -189,8 +194,6 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
                  for objective in OBJECTIVES}
         selection.objective_scores[view] = {objective: float(np.mean([_map(period) for period in precisions]))
                                             for objective, (_, precisions) in tried.items()}
-        # The first objective wins ties: a classifier's scores are probabilities, which read most plainly.
-        selection.ranker_objective[view] = max(OBJECTIVES, key=selection.objective_scores[view].get)
         rankers[view], precisions = tried[selection.ranker_objective[view]]
         for n, period in enumerate(precisions):
             hybrid[n][view] = period
