@@ -6,11 +6,13 @@ the median customer, so the names follow the data rather than a fixed list.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
@@ -97,9 +99,11 @@ class CustomerSegmentation:
         for k in self.k_range:
             if k >= len(X):
                 break
-            model = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(X[fit_rows])
+            with warnings.catch_warnings():  # fewer distinct customers than k: ``_silhouette`` says so
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(X[fit_rows])
             models[k] = model
-            self.silhouette[k] = float(silhouette_score(X[sample], model.predict(X[sample])))
+            self.silhouette[k] = _silhouette(X[sample], model.predict(X[sample]))
         if not models:
             raise ValueError("too few customers to segment")
         self.k = max(self.silhouette, key=self.silhouette.get)
@@ -143,6 +147,14 @@ class CustomerSegmentation:
                 profiles[cluster] = SegmentProfile(f"{name}{qualifier}", int((clusters == cluster).sum()),
                                                    named[cluster][1], centres[cluster].round(2).to_dict())
         return profiles
+
+
+def _silhouette(X: np.ndarray, clusters: np.ndarray) -> float:
+    """The silhouette of ``clusters``; -1, the worst it can be, where it is undefined: customers
+    alike in every feature fall into fewer clusters than were asked for, maybe one."""
+    if 1 < len(np.unique(clusters)) < len(X):
+        return float(silhouette_score(X, clusters))
+    return -1.0
 
 
 def _spend_qualifiers(n: int) -> list[str]:

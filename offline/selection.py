@@ -72,6 +72,12 @@ class Selection:
         ``OBJECTIVES`` on a tie (a classifier's scores are probabilities, which read most plainly)."""
         return {view: max(OBJECTIVES, key=scores.get) for view, scores in self.objective_scores.items()}
 
+    def leave_out(self, name: str, reason: str) -> None:
+        """Forget ``name``'s validation results: it will not be published, for ``reason``."""
+        for results in (self.params, self.scores, self.by_period, self.precisions):
+            results.pop(name, None)
+        self.dropped[name] = reason
+
     def as_dict(self) -> dict:
         return {"protocol": self.protocol, "protocol_reason": self.protocol_reason,
                 "validation_users": self.validation_users, "periods": self.periods, "params": self.params,
@@ -301,9 +307,11 @@ def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[
     """The model to publish for ``view`` among ``scores`` (model -> mean MAP@K), and why."""
     best, *others = sorted(scores, key=lambda name: (scores[name], name == "hybrid"), reverse=True)
     runner_up = others[0] if others else None
+    if best != "hybrid" and "hybrid" not in scores:
+        reason = f"{best} ({scores[best]:.4f}) is the best single model; the hybrid was left out"
+        return best, reason + (f" ({selection.dropped['hybrid']})" if "hybrid" in selection.dropped else "")
     if best != "hybrid":
-        reason = (f"{best} ({scores[best]:.4f}) beat the hybrid ({scores.get('hybrid', float('nan')):.4f})"
-                  f"; the hybrid is not published for this list")
+        reason = f"{best} ({scores[best]:.4f}) beat the hybrid ({scores['hybrid']:.4f}); the hybrid is not published for this list"
         return best, reason + (f"; next best {runner_up} ({scores[runner_up]:.4f})" if runner_up else "")
     if runner_up is None:
         return best, f"the hybrid ({scores[best]:.4f}) is the only model"

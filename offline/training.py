@@ -27,15 +27,18 @@ from models.interactions import Interactions
 from models.segments import CustomerSegmentation, customer_features
 from offline.components import LARGE_HISTORY, SPECS
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
+from offline.retail_history import HistoryError
 from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
 from offline.threads import on_every_core
-from offline.validation import resolve_protocol, validation_split
+from offline.validation import HOLDS_OUT, resolve_protocol, validation_split
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 VALIDATION_USERS = 8000  # customers scored on validation; enough to rank models, bounded in time
 EARLIER_SPLITS = 2  # periods cut before the validation period: models are scored on all of them
 LISTS = {"ALL": "recs", "NEW": "discover"}
+# K-Means needs more customers than its smallest number of segments.
+MIN_CUSTOMERS = min(CustomerSegmentation().k_range) + 1
 
 
 def item_catalog(history: pd.DataFrame, items: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -76,6 +79,9 @@ def train_all(history: pd.DataFrame, items: pd.DataFrame | None = None, progress
 
 def train_models(data: Interactions, progress: Progress = print, protocol: str | None = None) -> TrainedModels:
     progress(f"history: {data.n_users:,} customers, {data.n_items:,} items, {len(data.events):,} order lines")
+    if data.n_users < MIN_CUSTOMERS:
+        raise HistoryError(f"the history has {data.n_users} customer{'s' * (data.n_users != 1)}; "
+                           f"training needs at least {MIN_CUSTOMERS} to segment them and validate on")
     # The customers' features are computed beside the model selection, which leaves a core idle
     # much of the time (at 10M order lines, segmenting took 34 s on one core, most of it these).
     # Clustering them waits for the models: K-Means sets the process's BLAS thread count, on
@@ -101,8 +107,8 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     # hold on a sample, and each validation fit then costs what a mid-sized shop's would.
     split = validation_split(data.customer_sample(LARGE_HISTORY), chosen.name).sample(VALIDATION_USERS)
     if len(split.test_users) == 0:
-        raise ValueError(f"the {chosen.name} validation split leaves no customer to validate on; "
-                         "the history is too short to train on")
+        raise HistoryError(f"the {chosen.name} validation split leaves no customer to validate on: "
+                           f"it needs {HOLDS_OUT[chosen.name]}, holding out items that the rest of the history has")
     selection = Selection(chosen.name, chosen.reason, len(split.test_users))
     progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
     periods, fitted = select_components([split, *_earlier_periods(split, chosen.name)], selection, progress, data)
@@ -117,20 +123,40 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
         selection.dropped["hybrid"] = str(exc)
         progress(f"  hybrid left out: {exc}")
     clock("hybrid validation")
-    guard(selection, {name: model.capabilities for name, model in fitted[0].items()})
+    capabilities = {name: model.capabilities for name, model in fitted[0].items()}
+    guard(selection, capabilities)
+    components, rankers = _fit_kept(selection, capabilities, rankers, data, progress)
+    hybrid = LearnedHybrid(list(components.values()), rankers, PER_MODEL, data) if rankers else None
+    clock("final fit")
     for view, reason in selection.reasons.items():
         progress(f"{LISTS[view]} list: {selection.published[view]} ({reason})")
+    progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
+    return selection, components, hybrid, seconds
+
+
+def _fit_kept(selection: Selection, capabilities: dict[str, frozenset], rankers: dict | None, data: Interactions,
+              progress: Progress) -> tuple[dict[str, BatchRecommender], dict | None]:
+    """The kept components fitted on the whole history, and the hybrid's rankers. A component
+    that fitted on every validation period may still fail on the whole history (a similarity
+    undefined on it): it is left out, and the hybrid with it, whose rankers read its scores; the
+    guard then chooses again among the models left."""
     with ThreadPoolExecutor(1) as beside:
         # The published rankers compile on LLVM while the components refit, rather than when the
         # export first scores candidates: there, a core would wait (6 s at 1M order lines).
         beside.submit(compile_ahead, [ranker for view, name in selection.published.items()
                                       if name == "hybrid" for ranker in rankers[view]])
-        final = fit_components([SPECS[name].build(selection.params[name]) for name in fitted[0]], data)
-    hybrid = LearnedHybrid(final, rankers, PER_MODEL, data) if rankers else None
-    components = {c.name: c for c in final}
-    clock("final fit")
-    progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
-    return selection, components, hybrid, seconds
+        final, failed = fit_components([SPECS[name].build(selection.params[name]) for name in capabilities], data)
+    if "popularity" in failed:
+        raise HistoryError(f"popularity cannot fit the whole history: {failed['popularity']}")
+    for name, reason in failed.items():
+        progress(f"component {name} left out: it cannot fit the whole history: {reason}")
+        selection.leave_out(name, f"cannot fit the whole history: {reason}")
+    if failed:
+        if rankers:
+            selection.leave_out("hybrid", f"its component {', '.join(failed)} cannot fit the whole history")
+        rankers = None
+        guard(selection, capabilities)
+    return {component.name: component for component in final}, rankers
 
 
 def _hybrid_score(selection: Selection, view: str) -> str:
@@ -139,12 +165,24 @@ def _hybrid_score(selection: Selection, view: str) -> str:
     return f"{view} {selection.scores['hybrid'][view]:.4f} ({selection.ranker_objective[view]} ranker; {tried})"
 
 
-def fit_components(models: list[BatchRecommender], data: Interactions) -> list[BatchRecommender]:
-    """``models`` fitted on ``data``, in their order: those whose fit runs on one core side by
-    side, one per core, then those that use every core by themselves, one after another."""
+def fit_components(models: list[BatchRecommender], data: Interactions
+                   ) -> tuple[list[BatchRecommender], dict[str, str]]:
+    """``models`` fitted on ``data``, in their order, and why each that could not fit failed (by
+    name): those whose fit runs on one core side by side, one per core, then those that use
+    every core by themselves, one after another."""
+
+    def fit(model: BatchRecommender) -> BatchRecommender | Exception:
+        try:
+            return model.fit(data)
+        except Exception as exc:  # a component's failure is its own: the others go on
+            return exc
+
     one_core = [model for model in models if not model.fits_on_every_core]
-    fitted = dict(zip(map(id, one_core), on_every_core(lambda model: model.fit(data), one_core)))
-    return [fitted[id(model)] if id(model) in fitted else model.fit(data) for model in models]
+    fitted = dict(zip(map(id, one_core), on_every_core(fit, one_core)))
+    results = [fitted[id(model)] if id(model) in fitted else fit(model) for model in models]
+    failed = {model.name: f"{type(result).__name__}: {result}"
+              for model, result in zip(models, results) if isinstance(result, Exception)}
+    return [result for result in results if not isinstance(result, Exception)], failed
 
 
 def _earlier_periods(split: HoldoutSplit, protocol: str, count: int = EARLIER_SPLITS) -> list[HoldoutSplit]:

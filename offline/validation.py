@@ -30,6 +30,11 @@ MIN_RETURNING_SHARE = 0.3
 # ratings or consumption log. Its order size says nothing: ratings entered in the same second
 # share an order id (MovieLens: 2 per "order").
 MAX_RATINGS_LOG_REPEATS = 0.01
+# Whose history each protocol can hold part of out, for the error where a history has no one.
+HOLDS_OUT = {"global-time": "customers who bought both before and after its cut",
+             "last-basket": "customers with two orders or more",
+             "last-items": "customers with two interactions or more",
+             "random-items": "customers with two interactions or more"}
 
 
 @dataclass(frozen=True)

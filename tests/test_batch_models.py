@@ -317,6 +317,15 @@ def test_segmentation_names_every_customer_and_reports_the_curve(data):
     assert (seg.predict(seg.features) == seg.labels).all()
 
 
+def test_customers_alike_in_every_feature_still_get_a_segment():
+    from models.segments import FEATURES
+    features = pd.DataFrame(1.0, index=[f"c{n}" for n in range(10)], columns=FEATURES)
+    seg = CustomerSegmentation(k_range=range(3, 6)).fit_features(features)
+    # K-Means finds one distinct cluster whatever k is: the silhouette is undefined, the worst.
+    assert seg.silhouette == {3: -1.0, 4: -1.0, 5: -1.0} and seg.k == 3
+    assert seg.labels.nunique() == 1 and (seg.predict(features) == seg.labels).all()
+
+
 def test_a_segment_without_recent_buyers_gets_its_all_time_popular_items():
     day = pd.Timestamp("2024-01-01")
     events = pd.DataFrame({

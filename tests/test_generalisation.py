@@ -8,11 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.base import CannotFit
 from models.offline_lists import OfflineListsWithSession
+from models.popularity import RecentPopularity
+from offline import selection as model_selection
+from offline.components import SPECS, ComponentSpec
 from offline.model_export import slot_files
 from offline.release import train_and_publish
 from offline.selection import Selection, guard, select_components, validate_hybrid
 from offline.simulator import simulate_history
+from offline.retail_history import HistoryError
 from offline.training import interactions, train_all
 from offline.validation import choose_protocol, resolve_protocol, validation_split
 from streams import redis_keys
@@ -72,6 +77,50 @@ def test_one_interaction_per_pair_and_no_item_text_train_with_reasons():
     assert {"popularity", "repeat", "cooccurrence", "als"} <= set(trained.components)
     for view in ("ALL", "NEW"):
         assert trained.published(view) is not None and view in selection.reasons
+
+
+class PopularUpTo(RecentPopularity):
+    """Popularity that cannot fit a history longer than ``most_lines`` order lines."""
+
+    name = "popular-up-to"
+
+    def __init__(self, most_lines: int):
+        super().__init__()
+        self.most_lines = most_lines
+
+    def fit(self, data):
+        if len(data.events) > self.most_lines:
+            raise CannotFit(f"more than {self.most_lines} order lines")
+        return super().fit(data)
+
+
+def test_a_component_that_cannot_fit_the_whole_history_is_left_out_with_the_hybrid(monkeypatch):
+    history = simulate_history(n_users=200, orders_per_user=5, seed=5)
+    # It fits every validation period (each a part of the history) but not the whole history.
+    spec = ComponentSpec(PopularUpTo.name, lambda: PopularUpTo(len(history) - 1), cheap=True)
+    monkeypatch.setattr(model_selection, "COMPONENTS", (*model_selection.COMPONENTS, spec))
+    monkeypatch.setitem(SPECS, spec.name, spec)
+    steps = []
+    trained = train_all(history, progress=steps.append)
+    selection = trained.selection
+    assert f"{spec.name} left out: it cannot fit the whole history" in "\n".join(steps)
+    assert spec.name not in trained.components and "more than" in selection.dropped[spec.name]
+    assert spec.name not in selection.scores and spec.name not in selection.params
+    # The hybrid's rankers read every validated component's scores: it goes too, with the reason.
+    assert trained.hybrid is None and spec.name in selection.dropped["hybrid"]
+    for view in ("ALL", "NEW"):
+        assert selection.published[view] in trained.components
+        assert "the hybrid was left out" in selection.reasons[view]
+
+
+def test_histories_too_small_to_validate_on_are_one_line_errors():
+    shop = simulate_history(n_users=200, orders_per_user=5, seed=5)
+    with pytest.raises(HistoryError, match="the history has 3 customers; training needs at least 4"):
+        train_all(shop[shop["user_id"].isin(shop["user_id"].unique()[:3])], progress=lambda m: None)
+    # Every customer bought once: no one has a later purchase to hold out.
+    first = shop.drop_duplicates("user_id")
+    with pytest.raises(HistoryError, match="leaves no customer to validate on: it needs customers with two"):
+        train_all(first, progress=lambda m: None)
 
 
 def test_the_same_history_trains_the_same_rankers_and_lists():
