@@ -57,6 +57,8 @@ def derive_categories(texts: pd.Series, k: int = N_CATEGORIES, seed: int = 0) ->
     try:
         vectors = vectorizer.fit_transform(text)
     except ValueError:  # no term appears twice: nothing to group by
+        vectors = None
+    if vectors is None or vectors.shape[1] < 2:  # one term at most: no topics to tell apart
         return pd.Series("", index=texts.index)
     k = max(1, min(k, vectors.shape[0] // 5, _distinct_rows(vectors, enough=k)))
     dims = max(2, min(LSA_DIMENSIONS, vectors.shape[1] - 1))

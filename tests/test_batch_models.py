@@ -513,6 +513,13 @@ def test_a_candidates_category_share_is_its_customers_share_of_distinct_items_in
     assert (models.hybrid._pair_traits(bare, np.arange(bare.n_users), users, cols)[-1] == 1.0).all()
 
 
+def test_item_texts_of_one_word_give_no_categories_rather_than_an_error():
+    from models.item_categories import derive_categories
+    assert (derive_categories(pd.Series(["same words"] * 30)) == "").all()
+    assert (derive_categories(pd.Series(["mug"] * 20 + ["a b"] * 10)) == "").all()  # one term of 3+ letters
+    assert derive_categories(pd.Series(["mug", "candle"] * 15)).nunique() == 2
+
+
 def test_a_ranker_learns_no_bump_along_a_rank_or_a_shared_score_but_does_along_a_personal_score():
     components = [RecentPopularity(0.1), RepeatPurchase(90)]  # scores items alike for all / per customer
     names = feature_names(components)
