@@ -3,8 +3,8 @@
 Interactions need ``user_id`` and ``item_id``. Everything else is optional, and an
 optional column may be absent or empty:
 
-* ``timestamp`` (a date, or Unix time in seconds, milliseconds, microseconds or
-  nanoseconds); without it the history has no time, and
+* ``timestamp`` (a date, day or month first, with an optional UTC offset; or Unix
+  time in seconds, milliseconds, microseconds or nanoseconds); without it the history has no time, and
   lines of one user form one order;
 * ``order_id`` (lines of one user at one timestamp form an order when absent);
 * ``quantity`` (default 1) and ``price`` (unknown when empty);
@@ -18,6 +18,7 @@ in a column that is present are reported with their line numbers.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +95,30 @@ def _timestamps(path, raw: pd.DataFrame) -> pd.Series:
     if "timestamp" not in raw or raw["timestamp"].isna().all():
         return pd.Series(NO_TIME, index=raw.index)
     ts = raw["timestamp"]
-    parsed = (pd.to_datetime(ts, unit=_unix_unit(ts), errors="coerce") if pd.api.types.is_numeric_dtype(ts)
-              else pd.to_datetime(ts, errors="coerce", format="mixed"))
+    if pd.api.types.is_numeric_dtype(ts):
+        parsed = pd.to_datetime(ts, unit=_unix_unit(ts), errors="coerce")
+    else:
+        # Times with an offset (daylight saving changes it within one file) are taken to UTC,
+        # as Unix times are; times without one are kept as written.
+        parsed = pd.to_datetime(ts, errors="coerce", format="mixed", utc=True,
+                                dayfirst=_day_first(ts)).dt.tz_localize(None)
     _bad_rows(path, parsed.isna(), "an unparseable timestamp")
     return parsed
+
+
+DAY_MONTH = re.compile(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}")  # 31/12/2024 or 12/31/2024, 31.12.24
+
+
+def _day_first(times: pd.Series) -> bool:
+    """Whether dates are written day first (31/12/2024): some date's first number is over 12
+    and none's second is. Each date would otherwise be read on its own, month first wherever
+    that makes a date, and a file of days first would be read half one way, half the other."""
+    written = times.dropna()
+    # Times read as such already (Parquet), or not in this form (ISO 8601: 2024-12-31), go no further.
+    if pd.api.types.is_datetime64_any_dtype(written) or not DAY_MONTH.match(str(written.iat[0])):
+        return False
+    fields = pd.Series(written.unique()).astype(str).str.extract(DAY_MONTH).astype(float)
+    return bool((fields[0] > 12).any() and not (fields[1] > 12).any())
 
 
 def _unix_unit(times: pd.Series) -> str:

@@ -85,6 +85,20 @@ def test_bad_interaction_files_name_the_problem(tmp_path, content, message):
         load_interactions(path)
 
 
+@pytest.mark.parametrize("written, meant", [
+    # Days first, as most of the world writes them: every date read so, not only those over the 12th.
+    (["05/01/2024 10:00", "31/12/2024 09:30"], ["2024-01-05 10:00", "2024-12-31 09:30"]),
+    (["01/05/2024", "12/31/2024"], ["2024-01-05", "2024-12-31"]),  # months first
+    # Offsets that change with daylight saving within the file: all taken to UTC.
+    (["2024-03-30T12:00:00+01:00", "2024-04-01T12:00:00+02:00"], ["2024-03-30 11:00", "2024-04-01 10:00"]),
+])
+def test_timestamps_are_read_alike_in_every_row(tmp_path, written, meant):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,timestamp\n" + "".join(f"u{n},A,{time}\n" for n, time in enumerate(written)))
+    frame = load_interactions(path).sort_values("user_id")
+    assert frame["timestamp"].tolist() == [pd.Timestamp(time) for time in meant]
+
+
 def test_periodic_training_intervals_and_failures_do_not_stop_the_schedule():
     import typer
     from rich.console import Console
