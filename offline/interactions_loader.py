@@ -29,16 +29,36 @@ from offline.retail_history import HISTORY_COLUMNS, HistoryError
 REQUIRED = ["user_id", "item_id"]
 NO_TIME = pd.Timestamp("1970-01-01")
 MAX_REPORTED = 5
+DELIMITERS = ",;\t|"  # the first wins a tie
 
 
 def _read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"user_id": str, "item_id": str, "order_id": str})
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else _read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise HistoryError(f"{path}: cannot read ({exc})") from None
+    return table.rename(columns=_column)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    delimiter = _delimiter(path)
+    names = pd.read_csv(path, sep=delimiter, nrows=0).columns
+    # Ids stay text as written ("007" is not 7), whatever case their column names take.
+    ids = {name: str for name in names if _column(name) in ("user_id", "item_id", "order_id")}
+    return pd.read_csv(path, sep=delimiter, dtype=ids)
+
+
+def _column(name) -> str:
+    """A column's name as the format spells it: `` User_ID`` is ``user_id``."""
+    return str(name).strip().lower()
+
+
+def _delimiter(path: Path) -> str:
+    """The delimiter that the header line uses most: exports write commas, semicolons
+    (where the comma is the decimal mark), tabs or bars."""
+    header = pd.read_csv(path, header=None, nrows=1, sep="\x1f", dtype=str).iat[0, 0]  # the whole line
+    return max(DELIMITERS, key=str(header).count)
 
 
 def _bad_rows(path, mask: pd.Series, what: str) -> None:

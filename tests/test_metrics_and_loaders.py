@@ -1,3 +1,4 @@
+import gzip
 import math
 
 import numpy as np
@@ -97,6 +98,17 @@ def test_timestamps_are_read_alike_in_every_row(tmp_path, written, meant):
     path.write_text("user_id,item_id,timestamp\n" + "".join(f"u{n},A,{time}\n" for n, time in enumerate(written)))
     frame = load_interactions(path).sort_values("user_id")
     assert frame["timestamp"].tolist() == [pd.Timestamp(time) for time in meant]
+
+
+@pytest.mark.parametrize("name, delimiter", [("events.csv", ";"), ("events.tsv", "\t"), ("events.csv", "|"),
+                                             ("events.csv.gz", ";")])
+def test_exports_with_other_delimiters_and_header_cases_load_alike(tmp_path, name, delimiter):
+    path = tmp_path / name
+    lines = [" User_ID", "Item_ID", "Quantity"], ["007", "A", "2"], ["7", "B", "1"]
+    text = "".join(delimiter.join(line) + "\n" for line in lines)
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    frame = load_interactions(path).sort_values("item_id")
+    assert frame["user_id"].tolist() == ["007", "7"] and frame["quantity"].tolist() == [2, 1]
 
 
 def test_periodic_training_intervals_and_failures_do_not_stop_the_schedule():
