@@ -28,7 +28,8 @@ from models.segments import CustomerSegmentation, customer_features
 from offline.components import LARGE_HISTORY, SPECS
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.retail_history import HistoryError
-from offline.selection import K, PER_MODEL, Selection, guard, select_components, validate_hybrid
+from offline.selection import (K, PER_MODEL, Selection, guard, ranker_objectives, select_components,
+                               validate_hybrid)
 from offline.threads import on_every_core
 from offline.validation import HOLDS_OUT, resolve_protocol, validation_split
 
@@ -114,7 +115,7 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     periods, fitted = select_components([split, *_earlier_periods(split, chosen.name)], selection, progress, data)
     clock("components")
     try:
-        rankers = validate_hybrid(periods, fitted, selection)
+        rankers = validate_hybrid(periods, fitted, selection, ranker_objectives(len(data.events)))
         scored = "each period ranked by the mean of the other periods' rankers" if len(periods) > 1 else "out of fold"
         views = map(partial(_hybrid_score, selection), selection.ranker_objective)
         progress(f"  hybrid ({scored}): " + " ".join(views))

@@ -7,17 +7,19 @@ import asyncio
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier
 
 from models.base import CannotFit
+from models.hybrid import OBJECTIVES
 from models.offline_lists import OfflineListsWithSession
 from models.popularity import RecentPopularity
 from offline import selection as model_selection
-from offline.components import SPECS, ComponentSpec
+from offline.components import LARGE_HISTORY, SPECS, ComponentSpec
 from offline.model_export import slot_files
 from offline.release import train_and_publish
-from offline.selection import Selection, guard, select_components, validate_hybrid
-from offline.simulator import simulate_history
 from offline.retail_history import HistoryError
+from offline.selection import Selection, guard, ranker_objectives, select_components, validate_hybrid
+from offline.simulator import simulate_history
 from offline.training import interactions, train_all
 from offline.validation import choose_protocol, resolve_protocol, validation_split
 from streams import redis_keys
@@ -202,6 +204,19 @@ def test_with_one_validation_period_the_hybrid_is_scored_out_of_fold_and_beats_c
         assert len(hybrid) == len(popular) > 50  # every validation customer with something to find
         # Ranked from what the components propose, it beats popular items by far.
         assert selection.scores["hybrid"][view] > 2 * selection.scores["popularity"][view], view
+
+
+def test_on_a_large_history_the_rankers_learn_with_the_first_objective_only():
+    assert ranker_objectives(LARGE_HISTORY) == OBJECTIVES and ranker_objectives(LARGE_HISTORY + 1) == ("binary",)
+    data = interactions(simulate_history(n_users=300, seed=2))
+    split = validation_split(data, "global-time")
+    selection = Selection("global-time", "a test", len(split.test_users))
+    periods, fitted = select_components([split], selection, lambda message: None, data)
+    rankers = validate_hybrid(periods, fitted, selection, ("binary",))
+    assert {view: set(scores) for view, scores in selection.objective_scores.items()} == {"ALL": {"binary"},
+                                                                                          "NEW": {"binary"}}
+    assert selection.ranker_objective == {"ALL": "binary", "NEW": "binary"}
+    assert all(isinstance(ranker, LGBMClassifier) for view in rankers for ranker in rankers[view])
 
 
 @pytest.mark.integration
