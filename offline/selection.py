@@ -186,8 +186,8 @@ def _mean(scores: list[APs]) -> dict[str, float]:
 def ranker_objectives(order_lines: int) -> tuple[str, ...]:
     """The ranker objectives worth trying on a history of ``order_lines``: on a large history,
     the first only, as with the components' settings (``offline.components``). The second
-    costs a fifth of the training time at 1M order lines, and on validation it led by 1% or
-    less wherever it won on a large history (Ta-Feng's last baskets)."""
+    adds 8% to the training time at 1M order lines, and where it won on a large history
+    (Ta-Feng's last baskets) it led by 1% on validation."""
     return OBJECTIVES if order_lines <= LARGE_HISTORY else OBJECTIVES[:1]
 
 
@@ -320,7 +320,8 @@ def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[
         reason = f"{best} ({scores[best]:.4f}) is the best single model; the hybrid was left out"
         return best, reason + (f" ({selection.dropped['hybrid']})" if "hybrid" in selection.dropped else "")
     if best != "hybrid":
-        reason = f"{best} ({scores[best]:.4f}) beat the hybrid ({scores['hybrid']:.4f}); the hybrid is not published for this list"
+        reason = (f"{best} ({scores[best]:.4f}) beat the hybrid ({scores['hybrid']:.4f}); "
+                  "the hybrid is not published for this list")
         return best, reason + (f"; next best {runner_up} ({scores[runner_up]:.4f})" if runner_up else "")
     if runner_up is None:
         return best, f"the hybrid ({scores[best]:.4f}) is the only model"
