@@ -109,7 +109,7 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
                 tried = periods if spec.cheap else periods[:1]
                 models = [spec.build(params).fit(part.train) for part in tried]
             except Exception as exc:  # a component's failure is its own: the others go on
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = failure_reason(exc)
                 log.warning("component %s %s left out: %s", spec.name, params, reason)
                 selection.dropped.setdefault(spec.name, reason)
                 continue
@@ -151,14 +151,25 @@ def _on_other_periods(spec: ComponentSpec, params: dict, every_core: bool, perio
 
     def fit_and_score(period: tuple[HoldoutSplit, dict[str, BatchRecommender]]):
         part, members = period
-        try:
-            model = spec.build(params).fit(part.train)
-        except Exception as exc:
-            return exc
-        return model, _scored(part, model, members)
+        model = fitted_or_failure(spec.build(params), part.train)
+        return model if isinstance(model, Exception) else (model, _scored(part, model, members))
 
     rest = list(zip(periods[start:], fitted[start:]))
     return map(fit_and_score, rest) if every_core else on_every_core(fit_and_score, rest)
+
+
+def fitted_or_failure(model: BatchRecommender, data: Interactions) -> BatchRecommender | Exception:
+    """``model`` fitted on ``data``, or the exception that stopped its fit: a component's failure
+    is its own, and the others go on."""
+    try:
+        return model.fit(data)
+    except Exception as exc:
+        return exc
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why a component was left out, as the log and the manifest say it."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> APs:

@@ -28,8 +28,8 @@ from models.segments import CustomerSegmentation, customer_features
 from offline.components import LARGE_HISTORY, SPECS
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.retail_history import HistoryError
-from offline.selection import (K, PER_MODEL, Selection, guard, ranker_objectives, select_components,
-                               validate_hybrid)
+from offline.selection import (K, PER_MODEL, Selection, failure_reason, fitted_or_failure, guard, ranker_objectives,
+                               select_components, validate_hybrid)
 from offline.threads import on_every_core
 from offline.validation import HOLDS_OUT, resolve_protocol, validation_split
 
@@ -171,17 +171,11 @@ def fit_components(models: list[BatchRecommender], data: Interactions
     """``models`` fitted on ``data``, in their order, and why each that could not fit failed (by
     name): those whose fit runs on one core side by side, one per core, then those that use
     every core by themselves, one after another."""
-
-    def fit(model: BatchRecommender) -> BatchRecommender | Exception:
-        try:
-            return model.fit(data)
-        except Exception as exc:  # a component's failure is its own: the others go on
-            return exc
-
+    fit = partial(fitted_or_failure, data=data)
     one_core = [model for model in models if not model.fits_on_every_core]
     fitted = dict(zip(map(id, one_core), on_every_core(fit, one_core)))
     results = [fitted[id(model)] if id(model) in fitted else fit(model) for model in models]
-    failed = {model.name: f"{type(result).__name__}: {result}"
+    failed = {model.name: failure_reason(result)
               for model, result in zip(models, results) if isinstance(result, Exception)}
     return [result for result in results if not isinstance(result, Exception)], failed
 
