@@ -7,7 +7,7 @@ optional column may be absent or empty:
   time in seconds, milliseconds, microseconds or nanoseconds); without it the history has no time, and
   lines of one user form one order;
 * ``order_id`` (lines of one user at one timestamp form an order when absent);
-* ``quantity`` (default 1) and ``price`` (unknown when empty);
+* ``quantity`` (default 1) and ``price`` (unknown when empty), with decimal points or commas;
 * ``rating`` (any numeric scale; low ratings count less) or ``weight`` (>= 0):
   how strong a signal the line is, 1 when absent;
 * ``description``, ``country``.
@@ -103,11 +103,25 @@ def _optional_number(path, raw: pd.DataFrame, column: str) -> pd.Series:
     if column not in raw:
         return pd.Series(np.nan, index=raw.index)
     text = raw[column].astype("string").str.strip()
-    values = pd.to_numeric(text, errors="coerce")
+    values = numbers(text)
     bad = values.isna() & text.notna() & (text != "")
     if bad.any():
         lines = ", ".join(str(n + 2) for n in bad[bad].index[:MAX_REPORTED])
         raise HistoryError(f"{path}: {int(bad.sum())} rows whose {column} is not a number (lines {lines})")
+    return values
+
+
+DECIMAL_COMMA = r"^[+-]?\d*,\d+$"  # 2,55: the decimal mark of exports delimited by semicolons
+
+
+def numbers(text: pd.Series) -> pd.Series:
+    """``text`` (stripped strings) as numbers, NaN where it is none. A column written with decimal
+    commas and no point anywhere (2,55) is read as such; with a point anywhere, a comma is no
+    decimal mark."""
+    values = pd.to_numeric(text, errors="coerce")
+    unread = text[values.isna() & text.notna() & (text != "")]
+    if len(unread) and unread.str.match(DECIMAL_COMMA).all() and not text.str.contains(".", regex=False).any():
+        values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
     return values
 
 
@@ -174,5 +188,5 @@ def load_items(path: str | Path) -> pd.DataFrame:
         if column in raw:
             items[column] = raw[column].fillna("").astype(str)
     if "price" in raw:
-        items["price"] = pd.to_numeric(raw["price"], errors="coerce")
+        items["price"] = numbers(raw["price"].astype("string").str.strip()).astype("float64")
     return items.drop_duplicates("item_id", keep="last")

@@ -111,6 +111,21 @@ def test_exports_with_other_delimiters_and_header_cases_load_alike(tmp_path, nam
     assert frame["user_id"].tolist() == ["007", "7"] and frame["quantity"].tolist() == [2, 1]
 
 
+def test_decimal_commas_are_read_where_no_decimal_point_is_written(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id;item_id;price;rating\nu1;A;2,55;4,5\nu1;B;;1\nu2;A;,5;3\n")
+    frame = load_interactions(path).set_index(["user_id", "item_id"])
+    assert frame["price"].to_dict() == {("u1", "A"): 2.55, ("u1", "B"): 0.0, ("u2", "A"): 0.5}
+    assert frame["weight"].to_dict() == {("u1", "A"): 1.0, ("u1", "B"): 0.5, ("u2", "A"): 0.5 + 0.5 * 2 / 3.5}
+    items = tmp_path / "items.csv"
+    items.write_text("item_id;price\nA;3,10\nB;12\n")
+    assert load_items(items)["price"].tolist() == [3.1, 12.0]
+    # With a decimal point in the same column, a comma is no decimal mark: the line is reported.
+    path.write_text("user_id;item_id;price\nu1;A;2,55\nu1;B;1.5\n")
+    with pytest.raises(HistoryError, match="1 rows whose price is not a number \\(lines 2\\)"):
+        load_interactions(path)
+
+
 def test_periodic_training_intervals_and_failures_do_not_stop_the_schedule():
     import typer
     from rich.console import Console
