@@ -3,8 +3,9 @@
 Interactions need ``user_id`` and ``item_id``. Everything else is optional, and an
 optional column may be absent or empty:
 
-* ``timestamp`` (a date, day or month first, with an optional UTC offset; or Unix
-  time in seconds, milliseconds, microseconds or nanoseconds); without it the history has no time, and
+* ``timestamp`` (a date, day or month first, with an optional UTC offset; digits such as
+  20241231 or 20241231235959; or Unix time in seconds, milliseconds, microseconds or
+  nanoseconds); without it the history has no time, and
   lines of one user form one order;
 * ``order_id`` (lines of one user at one timestamp form an order when absent);
 * ``quantity`` (default 1) and ``price`` (unknown when empty), with decimal points or commas;
@@ -130,7 +131,9 @@ def _timestamps(path, raw: pd.DataFrame) -> pd.Series:
         return pd.Series(NO_TIME, index=raw.index)
     ts = raw["timestamp"]
     if pd.api.types.is_numeric_dtype(ts):
-        parsed = pd.to_datetime(ts, unit=_unix_unit(ts), errors="coerce")
+        parsed = _compact_dates(ts)
+        if parsed is None:
+            parsed = pd.to_datetime(ts, unit=_unix_unit(ts), errors="coerce")
     else:
         # Times with an offset (daylight saving changes it within one file) are taken to UTC,
         # as Unix times are; times without one are kept as written.
@@ -153,6 +156,26 @@ def _day_first(times: pd.Series) -> bool:
         return False
     fields = pd.Series(written.unique()).astype(str).str.extract(DAY_MONTH).astype(float)
     return bool((fields[0] > 12).any() and not (fields[1] > 12).any())
+
+
+COMPACT_DATES = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}  # digits -> format: 20241231, ...
+
+
+def _compact_dates(times: pd.Series) -> pd.Series | None:
+    """Dates written as digits (20241231, 202412312359 or 20241231235959), or None where the
+    numbers are not all such dates of one form. As Unix times they would all fall in 1970-73
+    or past the year 2500, which no export's times do."""
+    written = times.dropna()
+    if written.empty or written.min() <= 0:
+        return None
+    length = len(str(int(written.max())))
+    # Told apart by size first: a column of Unix times (10, 13, 16 or 19 digits today) goes no further.
+    if length not in COMPACT_DATES or len(str(int(written.min()))) != length or (written % 1 != 0).any():
+        return None
+    parsed = pd.to_datetime(written.astype("int64").astype(str), format=COMPACT_DATES[length], errors="coerce")
+    if parsed.isna().any() or not parsed.dt.year.between(1900, 2200).all():
+        return None
+    return parsed.reindex(times.index)
 
 
 def _unix_unit(times: pd.Series) -> str:

@@ -92,10 +92,21 @@ def test_bad_interaction_files_name_the_problem(tmp_path, content, message):
     (["01/05/2024", "12/31/2024"], ["2024-01-05", "2024-12-31"]),  # months first
     # Offsets that change with daylight saving within the file: all taken to UTC.
     (["2024-03-30T12:00:00+01:00", "2024-04-01T12:00:00+02:00"], ["2024-03-30 11:00", "2024-04-01 10:00"]),
+    # Dates as digits, not seconds since 1970; one missing (an empty field makes the column float).
+    (["20240105", "20241231", ""], ["2024-01-05", "2024-12-31", None]),
+    (["20240105093000", "20241231235959"], ["2024-01-05 09:30", "2024-12-31 23:59:59"]),
+    # Unix times of every size are still Unix times.
+    (["1704447000", "1735689599"], ["2024-01-05 09:30", "2024-12-31 23:59:59"]),
+    (["883612800000", "883699200000"], ["1998-01-01", "1998-01-02"]),  # milliseconds, 12 digits
 ])
 def test_timestamps_are_read_alike_in_every_row(tmp_path, written, meant):
     path = tmp_path / "events.csv"
     path.write_text("user_id,item_id,timestamp\n" + "".join(f"u{n},A,{time}\n" for n, time in enumerate(written)))
+    if None in meant:
+        with pytest.raises(HistoryError, match="1 rows with an unparseable timestamp"):
+            load_interactions(path)
+        path.write_text(path.read_text().replace("u2,A,\n", ""))
+        written, meant = written[:-1], meant[:-1]
     frame = load_interactions(path).sort_values("user_id")
     assert frame["timestamp"].tolist() == [pd.Timestamp(time) for time in meant]
 
