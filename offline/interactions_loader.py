@@ -4,8 +4,8 @@ Interactions need ``user_id`` and ``item_id``. Everything else is optional, and 
 optional column may be absent or empty:
 
 * ``timestamp`` (a date, day or month first, with an optional UTC offset; digits such as
-  20241231 or 20241231235959; or Unix time in seconds, milliseconds, microseconds or
-  nanoseconds); without it the history has no time, and
+  20241231 or 20241231235959; a day number under 100,000; or Unix time in seconds,
+  milliseconds, microseconds or nanoseconds); without it the history has no time, and
   lines of one user form one order;
 * ``order_id`` (lines of one user at one timestamp form an order when absent);
 * ``quantity`` (default 1) and ``price`` (unknown when empty), with decimal points or commas;
@@ -133,7 +133,7 @@ def _timestamps(path, raw: pd.DataFrame) -> pd.Series:
     if pd.api.types.is_numeric_dtype(ts):
         parsed = _compact_dates(ts)
         if parsed is None:
-            parsed = pd.to_datetime(ts, unit=_unix_unit(ts), errors="coerce")
+            parsed = pd.to_datetime(ts, unit=_time_unit(ts), errors="coerce")
     else:
         # Times with an offset (daylight saving changes it within one file) are taken to UTC,
         # as Unix times are; times without one are kept as written.
@@ -178,11 +178,14 @@ def _compact_dates(times: pd.Series) -> pd.Series | None:
     return parsed.reindex(times.index)
 
 
-def _unix_unit(times: pd.Series) -> str:
-    """Seconds, milliseconds, microseconds or nanoseconds since 1970, told apart by size: event
-    logs count in any of them, and a time in seconds stays below 1e11 until the year 5138."""
+def _time_unit(times: pd.Series) -> str:
+    """Days, or seconds, milliseconds, microseconds or nanoseconds since 1970, told apart by
+    size: event logs count in any of the latter, and a time in seconds stays below 1e11 until
+    the year 5138. Numbers under 100,000 are day numbers (exports that count days from their
+    start, spreadsheet dates): as seconds they would all fall on the first day of 1970."""
     largest = times.abs().max()
-    return next((unit for unit, limit in (("s", 1e11), ("ms", 1e14), ("us", 1e17)) if largest < limit), "ns")
+    return next((unit for unit, limit in (("D", 1e5), ("s", 1e11), ("ms", 1e14), ("us", 1e17)) if largest < limit),
+                "ns")
 
 
 def _weights(path, raw: pd.DataFrame) -> pd.Series:

@@ -98,6 +98,8 @@ def test_bad_interaction_files_name_the_problem(tmp_path, content, message):
     # Unix times of every size are still Unix times.
     (["1704447000", "1735689599"], ["2024-01-05 09:30", "2024-12-31 23:59:59"]),
     (["883612800000", "883699200000"], ["1998-01-01", "1998-01-02"]),  # milliseconds, 12 digits
+    # Day numbers (days from the export's start, spreadsheet dates): days apart, not seconds.
+    (["1", "711.5"], ["1970-01-02", "1971-12-13 12:00"]),
 ])
 def test_timestamps_are_read_alike_in_every_row(tmp_path, written, meant):
     path = tmp_path / "events.csv"
