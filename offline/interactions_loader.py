@@ -19,6 +19,7 @@ in a column that is present are reported with their line numbers.
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -43,11 +44,30 @@ def _read_table(path: str | Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    delimiter = _delimiter(path)
-    names = pd.read_csv(path, sep=delimiter, nrows=0).columns
+    *tried, last = _encodings(path)
+    for encoding in tried:
+        try:
+            return _read_csv_as(path, encoding)
+        except UnicodeDecodeError:
+            continue  # read again as the next: a file that is not UTF-8 fails only where its bytes say so
+    return _read_csv_as(path, last)
+
+
+def _encodings(path: Path) -> tuple[str, ...]:
+    """The text encodings a CSV may be in, to try in turn: UTF-16 where the file starts with its
+    byte-order mark (spreadsheets' "Unicode text"), else UTF-8, else Windows' Western encoding
+    (spreadsheets' plain CSV on Windows), else Latin-1, which reads any bytes."""
+    with open(path, "rb") as file:
+        start = file.read(2)
+    return ("utf-16",) if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else ("utf-8", "cp1252", "latin-1")
+
+
+def _read_csv_as(path: Path, encoding: str) -> pd.DataFrame:
+    delimiter = _delimiter(path, encoding)
+    names = pd.read_csv(path, sep=delimiter, nrows=0, encoding=encoding).columns
     # Ids stay text as written ("007" is not 7), whatever case their column names take.
     ids = {name: str for name in names if _column(name) in ("user_id", "item_id", "order_id")}
-    return pd.read_csv(path, sep=delimiter, dtype=ids)
+    return pd.read_csv(path, sep=delimiter, dtype=ids, encoding=encoding)
 
 
 def _column(name) -> str:
@@ -55,10 +75,10 @@ def _column(name) -> str:
     return str(name).strip().lower()
 
 
-def _delimiter(path: Path) -> str:
+def _delimiter(path: Path, encoding: str) -> str:
     """The delimiter that the header line uses most: exports write commas, semicolons
     (where the comma is the decimal mark), tabs or bars."""
-    header = pd.read_csv(path, header=None, nrows=1, sep="\x1f", dtype=str).iat[0, 0]  # the whole line
+    header = pd.read_csv(path, header=None, nrows=1, sep="\x1f", dtype=str, encoding=encoding).iat[0, 0]  # the whole line
     return max(DELIMITERS, key=str(header).count)
 
 

@@ -124,6 +124,15 @@ def test_exports_with_other_delimiters_and_header_cases_load_alike(tmp_path, nam
     assert frame["user_id"].tolist() == ["007", "7"] and frame["quantity"].tolist() == [2, 1]
 
 
+@pytest.mark.parametrize("encoding, delimiter", [("cp1252", ","), ("utf-16", "\t"), ("utf-8-sig", ";")])
+def test_exports_in_spreadsheet_encodings_load_alike(tmp_path, encoding, delimiter):
+    path = tmp_path / "events.csv"
+    lines = ["user_id", "item_id", "description"], ["u1", "A", "Café crème 5€"], ["u2", "B", "plain"]
+    path.write_bytes("".join(delimiter.join(line) + "\n" for line in lines).encode(encoding))
+    frame = load_interactions(path).sort_values("user_id")
+    assert frame["description"].tolist() == ["Café crème 5€", "plain"]
+
+
 def test_decimal_commas_are_read_where_no_decimal_point_is_written(tmp_path):
     path = tmp_path / "events.csv"
     path.write_text("user_id;item_id;price;rating\nu1;A;2,55;4,5\nu1;B;;1\nu2;A;,5;3\n")
