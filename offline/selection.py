@@ -9,7 +9,8 @@ The hybrid learns one ranker per period and averages them; each period is ranked
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
 as its components; each view keeps the ranker objective that scores best there. The guard
 then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it
-wins by more than noise, customer by customer, and on every period; else the best single model.
+wins by more than noise, customer by customer, and loses no period beyond noise; else the best
+single model.
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
 def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
     """For each view, publish the model with the best validation MAP@10, and say why; where that is
     the hybrid by less than ``LEAD_STANDARD_ERRORS``, or with a validation period lost to the best
-    single model, that model instead."""
+    single model by as many, that model instead."""
     for view in VIEWS:
         eligible = {name: s[view] for name, s in selection.scores.items()
                     if view == "ALL" or name == "hybrid" or "discovers" in capabilities.get(name, frozenset())}
@@ -349,19 +350,27 @@ def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[
 
 
 def _periods_lost(selection: Selection, view: str, rival: str) -> list[str]:
-    """The validation periods (1: the latest) whose MAP@K the hybrid lost to ``rival``. A lead
-    that one period carries (a holiday's best sellers) may not carry over to the weeks after
-    training, which are another period: the hybrid must win every one."""
+    """The validation periods (1: the latest) that the hybrid lost to ``rival``: where the
+    rival's per-customer lead is at least ``LEAD_STANDARD_ERRORS`` standard errors. A lead that
+    one period carries (a holiday's best sellers) may not carry over to the weeks after
+    training, which are another period: the hybrid must not lose any one beyond noise. Within
+    noise (on a small shop's periods, or two lists filled alike), a period is no evidence."""
     pairs = zip(selection.precisions["hybrid"], selection.precisions[rival])
-    return [f"{n} ({_map(ours[view]):.4f} against {_map(theirs[view]):.4f})"
-            for n, (ours, theirs) in enumerate(pairs, start=1) if _map(ours[view]) < _map(theirs[view])]
+    return [f"{n} ({_map(ours[view]):.4f} against {_map(theirs[view]):.4f}, "
+            f"{_standard_errors(theirs[view] - ours[view]):.1f} standard errors)"
+            for n, (ours, theirs) in enumerate(pairs, start=1)
+            if _standard_errors(theirs[view] - ours[view]) >= LEAD_STANDARD_ERRORS]
 
 
 def _lead_in_standard_errors(selection: Selection, view: str, rival: str) -> float:
     """The hybrid's mean AP lead over ``rival`` in standard errors, paired customer by customer
     over every validation period."""
     pairs = zip(selection.precisions["hybrid"], selection.precisions[rival])
-    lead = np.concatenate([ours[view] - theirs[view] for ours, theirs in pairs])
+    return _standard_errors(np.concatenate([ours[view] - theirs[view] for ours, theirs in pairs]))
+
+
+def _standard_errors(lead: np.ndarray) -> float:
+    """The mean of per-customer ``lead``s in standard errors of that mean."""
     spread = lead.std(ddof=1) / np.sqrt(len(lead)) if len(lead) > 1 else 0.0
     if spread > 0:
         return float(lead.mean() / spread)

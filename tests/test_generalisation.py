@@ -189,6 +189,13 @@ def test_the_guard_ships_the_best_single_model_where_the_hybrid_lost_a_validatio
     assert selection.published == {"ALL": "hybrid", "NEW": "trending"}
     assert selection.scores["hybrid"]["NEW"] > selection.scores["trending"]["NEW"]
     assert "lost validation period 3" in selection.reasons["NEW"] and "standard errors" in selection.reasons["NEW"]
+    # A period lost within noise (two lists that fill alike tie) is no evidence against a clear lead.
+    noise = rng.normal(0.0, 0.01, 400)
+    selection.precisions["hybrid"][2]["NEW"] = trending[2] - 0.0002 + noise - noise.mean()  # 0.4 standard errors
+    selection.scores["hybrid"]["NEW"] = float(np.mean([p["NEW"].mean() for p in selection.precisions["hybrid"]]))
+    guard(selection, {"trending": frozenset({"discovers"})})
+    assert selection.published == {"ALL": "hybrid", "NEW": "hybrid"}
+    assert "beat every single model" in selection.reasons["NEW"]
 
 
 def test_with_one_validation_period_the_hybrid_is_scored_out_of_fold_and_beats_chance():
