@@ -9,7 +9,7 @@ optional column may be absent or empty:
   lines of one user form one order;
 * ``order_id`` (lines of one user at one timestamp form an order when absent);
 * ``quantity`` (default 1) and ``price`` (unknown when empty), with decimal points or commas;
-* ``rating`` (any numeric scale; low ratings count less) or ``weight`` (>= 0):
+* ``rating`` (any numeric scale; low ratings count less) or ``weight`` (>= 0, or true/false):
   how strong a signal the line is, 1 when absent;
 * ``description``, ``country``.
 
@@ -136,12 +136,17 @@ DECIMAL_COMMA = r"^[+-]?\d*,\d+$"  # 2,55: the decimal mark of exports delimited
 
 
 def numbers(text: pd.Series) -> pd.Series:
-    """``text`` (stripped strings) as numbers, NaN where it is none. A column written with decimal
-    commas and no point anywhere (2,55) is read as such; with a point anywhere, a comma is no
-    decimal mark."""
+    """``text`` (stripped strings) as numbers, NaN where it is none. Flags (true, false: bought,
+    clicked) are 1 and 0. A column written with decimal commas and no point anywhere (2,55) is
+    read as such; with a point anywhere, a comma is no decimal mark."""
     values = pd.to_numeric(text, errors="coerce")
     unread = text[values.isna() & text.notna() & (text != "")]
-    if len(unread) and unread.str.match(DECIMAL_COMMA).all() and not text.str.contains(".", regex=False).any():
+    if not len(unread):
+        return values
+    flags = unread.str.lower()
+    if flags.isin(["true", "false"]).all():
+        values[unread.index] = (flags == "true").astype("int64")
+    elif unread.str.match(DECIMAL_COMMA).all() and not text.str.contains(".", regex=False).any():
         values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
     return values
 

@@ -133,12 +133,15 @@ def test_exports_in_spreadsheet_encodings_load_alike(tmp_path, encoding, delimit
     assert frame["description"].tolist() == ["Café crème 5€", "plain"]
 
 
-def test_decimal_commas_are_read_where_no_decimal_point_is_written(tmp_path):
+def test_decimal_commas_and_flags_are_read_as_numbers(tmp_path):
     path = tmp_path / "events.csv"
     path.write_text("user_id;item_id;price;rating\nu1;A;2,55;4,5\nu1;B;;1\nu2;A;,5;3\n")
     frame = load_interactions(path).set_index(["user_id", "item_id"])
     assert frame["price"].to_dict() == {("u1", "A"): 2.55, ("u1", "B"): 0.0, ("u2", "A"): 0.5}
     assert frame["weight"].to_dict() == {("u1", "A"): 1.0, ("u1", "B"): 0.5, ("u2", "A"): 0.5 + 0.5 * 2 / 3.5}
+    path.write_text("user_id,item_id,weight\nu1,A,True\nu1,B,false\nu2,A,\n")  # flags as weights
+    assert load_interactions(path).set_index(["user_id", "item_id"])["weight"].to_dict() == {
+        ("u1", "A"): 1.0, ("u1", "B"): 0.0, ("u2", "A"): 1.0}
     items = tmp_path / "items.csv"
     items.write_text("item_id;price\nA;3,10\nB;12\n")
     assert load_items(items)["price"].tolist() == [3.1, 12.0]
