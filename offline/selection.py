@@ -8,7 +8,8 @@ the validation period alone); a component that cannot fit the data is left out w
 The hybrid learns one ranker per period and averages them; each period is ranked by the other
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
 as its components; each view keeps the ranker objective that scores best there. The guard
-then publishes, for each list, the model with the best mean MAP@10: the hybrid only where it
+then publishes, for each list, the model with the best mean MAP@10 among the view's baseline
+(popularity; for ALL, or repeat) and the models that beat it by more than noise: the hybrid only where it
 wins by more than noise, customer by customer, and loses no period beyond noise; else the best
 single model.
 """
@@ -46,6 +47,9 @@ SCORED_TOGETHER = 2048  # validation customers whose candidates are found in one
 # per-customer difference (one-sided 95%): a lead within noise does not pay for a ranker that
 # may carry over less well to the weeks after training than the single model it beat.
 LEAD_STANDARD_ERRORS = 1.645
+# Per view, the simple lists that any other model must beat by ``LEAD_STANDARD_ERRORS`` to be
+# published: the better of them is the view's baseline.
+BASELINES = {"ALL": ("popularity", "repeat"), "NEW": ("popularity",)}
 APs = dict[str, np.ndarray]  # view -> each validation customer's AP@K, in customer order
 
 
@@ -313,15 +317,36 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
 
 
 def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
-    """For each view, publish the model with the best validation MAP@10, and say why; where that is
-    the hybrid by less than ``LEAD_STANDARD_ERRORS``, or with a validation period lost to the best
-    single model by as many, that model instead."""
+    """For each view, publish the model with the best validation MAP@10, and say why: among the
+    view's baseline and the models that beat it by ``LEAD_STANDARD_ERRORS`` (``_contenders``);
+    where that is the hybrid by less than as many over the best single contender, or with a
+    validation period lost to it by as many, that model instead."""
     for view in VIEWS:
         eligible = {name: s[view] for name, s in selection.scores.items()
                     if view == "ALL" or name == "hybrid" or "discovers" in capabilities.get(name, frozenset())}
-        selection.published[view], reason = _winner(selection, view, eligible)
-        selection.reasons[view] = f"validation MAP@{K}, {view}: {reason}"
+        contenders, note = _contenders(selection, view, eligible)
+        selection.published[view], reason = _winner(selection, view, contenders)
+        selection.reasons[view] = f"validation MAP@{K}, {view}: {reason}{note}"
         log.info("%s list: %s", view, selection.reasons[view])
+
+
+def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tuple[dict[str, float], str]:
+    """Of ``scores`` (model -> mean MAP@K), the view's baseline (the better of ``BASELINES``), the
+    hybrid, and the single models whose per-customer lead over the baseline is at least
+    ``LEAD_STANDARD_ERRORS`` standard errors; and a note naming the others. With few validation customers, the best mean of a
+    dozen models is largely luck, and a simple list carries over best to the weeks after training."""
+    baselines = [name for name in BASELINES[view] if name in scores]
+    if not baselines:
+        return scores, ""
+    baseline = max(baselines, key=scores.get)
+    # The hybrid stays: ``_winner`` holds it to a lead as large over the best single contender.
+    kept = {name: score for name, score in scores.items() if name in (baseline, "hybrid")
+            or _lead_in_standard_errors(selection, view, name, baseline) >= LEAD_STANDARD_ERRORS}
+    beaten = sorted(set(scores) - set(kept), key=scores.get, reverse=True)
+    if not beaten:
+        return kept, ""
+    return kept, (f"; not contending: {', '.join(f'{name} ({scores[name]:.4f})' for name in beaten)}, under "
+                  f"{LEAD_STANDARD_ERRORS} standard errors ahead of the baseline, {baseline} ({scores[baseline]:.4f})")
 
 
 def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[str, str]:
@@ -337,7 +362,7 @@ def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[
         return best, reason + (f"; next best {runner_up} ({scores[runner_up]:.4f})" if runner_up else "")
     if runner_up is None:
         return best, f"the hybrid ({scores[best]:.4f}) is the only model"
-    lead = _lead_in_standard_errors(selection, view, runner_up)
+    lead = _lead_in_standard_errors(selection, view, "hybrid", runner_up)
     if lead < LEAD_STANDARD_ERRORS:
         return runner_up, (f"{runner_up} ({scores[runner_up]:.4f}) is published: the hybrid's lead "
                            f"({scores[best]:.4f}) is {lead:.1f} standard errors of its per-customer "
@@ -362,10 +387,10 @@ def _periods_lost(selection: Selection, view: str, rival: str) -> list[str]:
             if _standard_errors(theirs[view] - ours[view]) >= LEAD_STANDARD_ERRORS]
 
 
-def _lead_in_standard_errors(selection: Selection, view: str, rival: str) -> float:
-    """The hybrid's mean AP lead over ``rival`` in standard errors, paired customer by customer
+def _lead_in_standard_errors(selection: Selection, view: str, model: str, rival: str) -> float:
+    """``model``'s mean AP lead over ``rival`` in standard errors, paired customer by customer
     over every validation period."""
-    pairs = zip(selection.precisions["hybrid"], selection.precisions[rival])
+    pairs = zip(selection.precisions[model], selection.precisions[rival])
     return _standard_errors(np.concatenate([ours[view] - theirs[view] for ours, theirs in pairs]))
 
 

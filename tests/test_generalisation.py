@@ -198,6 +198,24 @@ def test_the_guard_ships_the_best_single_model_where_the_hybrid_lost_a_validatio
     assert "beat every single model" in selection.reasons["NEW"]
 
 
+def test_a_single_model_ahead_of_popularity_within_noise_does_not_ship():
+    rng = np.random.default_rng(3)
+    popular, noise = rng.random(400) * 0.1, rng.normal(0.0, 0.05, 400)
+    noise -= noise.mean()  # trending leads by exactly 0.002, a fraction of a standard error
+    capabilities = {name: frozenset({"discovers"}) for name in ("popularity", "trending", "ease")}
+    selection = validated({"popularity": {"ALL": popular, "NEW": popular},
+                           "trending": {"ALL": popular + 0.002 + noise, "NEW": popular + 0.002 + noise},
+                           "ease": {"ALL": popular / 2, "NEW": popular / 2}})
+    guard(selection, capabilities)
+    assert selection.published == {"ALL": "popularity", "NEW": "popularity"}
+    assert "not contending: trending" in selection.reasons["NEW"] and "baseline, popularity" in selection.reasons["NEW"]
+    # A clear lead over the baseline contends, and wins.
+    selection = validated({"popularity": {"ALL": popular, "NEW": popular},
+                           "trending": {"ALL": popular + 0.02 + noise, "NEW": popular + 0.02 + noise}})
+    guard(selection, capabilities)
+    assert selection.published == {"ALL": "trending", "NEW": "trending"} and "not contending" not in selection.reasons["NEW"]
+
+
 def test_with_one_validation_period_the_hybrid_is_scored_out_of_fold_and_beats_chance():
     data = interactions(simulate_history(n_users=300, seed=2))
     split = validation_split(data, "global-time")
