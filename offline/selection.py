@@ -317,15 +317,15 @@ def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: in
 
 
 def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
-    """For each view, publish the model with the best validation MAP@10, and say why: among the
-    view's baseline and the models that beat it by ``LEAD_STANDARD_ERRORS`` (``_contenders``);
-    where that is the hybrid by less than as many over the best single contender, or with a
-    validation period lost to it by as many, that model instead."""
+    """For each view, publish the model with the best validation MAP@10, and say why: the hybrid
+    where it beats every single model by ``LEAD_STANDARD_ERRORS`` and loses no period to the
+    strongest by as many; else the best of the view's baseline and the single models that beat
+    the baseline by as many (``_contenders``)."""
     for view in VIEWS:
         eligible = {name: s[view] for name, s in selection.scores.items()
                     if view == "ALL" or name == "hybrid" or "discovers" in capabilities.get(name, frozenset())}
         contenders, note = _contenders(selection, view, eligible)
-        selection.published[view], reason = _winner(selection, view, contenders)
+        selection.published[view], reason = _winner(selection, view, eligible, contenders)
         selection.reasons[view] = f"validation MAP@{K}, {view}: {reason}{note}"
         log.info("%s list: %s", view, selection.reasons[view])
 
@@ -339,7 +339,7 @@ def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tu
     if not baselines:
         return scores, ""
     baseline = max(baselines, key=scores.get)
-    # The hybrid stays: ``_winner`` holds it to a lead as large over the best single contender.
+    # The hybrid stays: ``_winner`` holds it to a lead as large over the strongest single model.
     kept = {name: score for name, score in scores.items() if name in (baseline, "hybrid")
             or _lead_in_standard_errors(selection, view, name, baseline) >= LEAD_STANDARD_ERRORS}
     beaten = sorted(set(scores) - set(kept), key=scores.get, reverse=True)
@@ -349,29 +349,32 @@ def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tu
                   f"{LEAD_STANDARD_ERRORS} standard errors ahead of the baseline, {baseline} ({scores[baseline]:.4f})")
 
 
-def _winner(selection: Selection, view: str, scores: dict[str, float]) -> tuple[str, str]:
-    """The model to publish for ``view`` among ``scores`` (model -> mean MAP@K), and why."""
-    best, *others = sorted(scores, key=lambda name: (scores[name], name == "hybrid"), reverse=True)
-    runner_up = others[0] if others else None
-    if best != "hybrid" and "hybrid" not in scores:
-        reason = f"{best} ({scores[best]:.4f}) is the best single model; the hybrid was left out"
-        return best, reason + (f" ({selection.dropped['hybrid']})" if "hybrid" in selection.dropped else "")
-    if best != "hybrid":
-        reason = (f"{best} ({scores[best]:.4f}) beat the hybrid ({scores['hybrid']:.4f}); "
-                  "the hybrid is not published for this list")
-        return best, reason + (f"; next best {runner_up} ({scores[runner_up]:.4f})" if runner_up else "")
-    if runner_up is None:
-        return best, f"the hybrid ({scores[best]:.4f}) is the only model"
-    lead = _lead_in_standard_errors(selection, view, "hybrid", runner_up)
+def _winner(selection: Selection, view: str, scores: dict[str, float],
+            contenders: dict[str, float]) -> tuple[str, str]:
+    """The model to publish for ``view``, and why: the hybrid where it beats the strongest single
+    model of ``scores`` (model -> mean MAP@K), contending or not, by more than noise and on every
+    period; else the best single model of ``contenders``."""
+    single = max((name for name in contenders if name != "hybrid"), key=contenders.get, default="hybrid")
+    published = f"{single} ({scores[single]:.4f}) is published"
+    if "hybrid" not in scores:
+        reason = f"{single} ({scores[single]:.4f}) is the best single contender; the hybrid was left out"
+        return single, reason + (f" ({selection.dropped['hybrid']})" if "hybrid" in selection.dropped else "")
+    rival = max((name for name in scores if name != "hybrid"), key=scores.get, default=None)
+    if rival is None:
+        return "hybrid", f"the hybrid ({scores['hybrid']:.4f}) is the only model"
+    if scores["hybrid"] < scores[rival]:
+        return single, (f"{rival} ({scores[rival]:.4f}) beat the hybrid ({scores['hybrid']:.4f}); "
+                        "the hybrid is not published for this list" + (f"; {published}" if single != rival else ""))
+    lead = _lead_in_standard_errors(selection, view, "hybrid", rival)
     if lead < LEAD_STANDARD_ERRORS:
-        return runner_up, (f"{runner_up} ({scores[runner_up]:.4f}) is published: the hybrid's lead "
-                           f"({scores[best]:.4f}) is {lead:.1f} standard errors of its per-customer "
-                           f"difference, under {LEAD_STANDARD_ERRORS}")
-    if lost := _periods_lost(selection, view, runner_up):
-        return runner_up, (f"{runner_up} ({scores[runner_up]:.4f}) is published: the hybrid ({scores[best]:.4f}) "
-                           f"leads by {lead:.1f} standard errors but lost validation period {', '.join(lost)}")
-    return best, (f"the hybrid ({scores[best]:.4f}) beat every single model, by {lead:.1f} standard errors "
-                  f"over the next best, {runner_up} ({scores[runner_up]:.4f})")
+        return single, (f"{published}: the hybrid's lead ({scores['hybrid']:.4f}) over {rival} "
+                        f"({scores[rival]:.4f}) is {lead:.1f} standard errors of its per-customer difference, "
+                        f"under {LEAD_STANDARD_ERRORS}")
+    if lost := _periods_lost(selection, view, rival):
+        return single, (f"{published}: the hybrid ({scores['hybrid']:.4f}) leads {rival} by {lead:.1f} "
+                        f"standard errors but lost validation period {', '.join(lost)}")
+    return "hybrid", (f"the hybrid ({scores['hybrid']:.4f}) beat every single model, by {lead:.1f} standard errors "
+                      f"over the next best, {rival} ({scores[rival]:.4f})")
 
 
 def _periods_lost(selection: Selection, view: str, rival: str) -> list[str]:

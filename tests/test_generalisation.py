@@ -209,6 +209,12 @@ def test_a_single_model_ahead_of_popularity_within_noise_does_not_ship():
     guard(selection, capabilities)
     assert selection.published == {"ALL": "popularity", "NEW": "popularity"}
     assert "not contending: trending" in selection.reasons["NEW"] and "baseline, popularity" in selection.reasons["NEW"]
+    # The hybrid is held to the strongest single model, contending or not.
+    selection.precisions["hybrid"] = [{view: popular + 0.001 for view in ("ALL", "NEW")}]
+    selection.scores["hybrid"] = {view: float((popular + 0.001).mean()) for view in ("ALL", "NEW")}
+    guard(selection, capabilities)
+    assert selection.published == {"ALL": "popularity", "NEW": "popularity"}
+    assert selection.reasons["NEW"].startswith("validation MAP@10, NEW: trending (") and "beat the hybrid" in selection.reasons["NEW"]
     # A clear lead over the baseline contends, and wins.
     selection = validated({"popularity": {"ALL": popular, "NEW": popular},
                            "trending": {"ALL": popular + 0.02 + noise, "NEW": popular + 0.02 + noise}})
