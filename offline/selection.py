@@ -8,10 +8,9 @@ the validation period alone); a component that cannot fit the data is left out w
 The hybrid learns one ranker per period and averages them; each period is ranked by the other
 periods' rankers, else (one period) out of fold, so the hybrid is compared on the same footing
 as its components; each view keeps the ranker objective that scores best there. The guard
-then publishes, for each list, the model with the best mean MAP@10 among the view's baseline
-(popularity; for ALL, or repeat) and the models that beat it by more than noise: the hybrid only where it
-wins by more than noise, customer by customer, and loses no period beyond noise; else the best
-single model.
+then publishes, for each list, the hybrid where it beats every single model by more than noise,
+customer by customer, and loses no period beyond noise; else the best of the view's baseline
+(popularity; for ALL, or repeat) and the single models that beat that baseline by more than noise.
 """
 
 from __future__ import annotations
@@ -333,8 +332,9 @@ def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
 def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tuple[dict[str, float], str]:
     """Of ``scores`` (model -> mean MAP@K), the view's baseline (the better of ``BASELINES``), the
     hybrid, and the single models whose per-customer lead over the baseline is at least
-    ``LEAD_STANDARD_ERRORS`` standard errors; and a note naming the others. With few validation customers, the best mean of a
-    dozen models is largely luck, and a simple list carries over best to the weeks after training."""
+    ``LEAD_STANDARD_ERRORS`` standard errors; and a note naming the others. With few validation
+    customers, the best mean of a dozen models is largely luck, and a simple list carries over
+    best to the weeks after training."""
     baselines = [name for name in BASELINES[view] if name in scores]
     if not baselines:
         return scores, ""
@@ -384,10 +384,9 @@ def _periods_lost(selection: Selection, view: str, rival: str) -> list[str]:
     training, which are another period: the hybrid must not lose any one beyond noise. Within
     noise (on a small shop's periods, or two lists filled alike), a period is no evidence."""
     pairs = zip(selection.precisions["hybrid"], selection.precisions[rival])
-    return [f"{n} ({_map(ours[view]):.4f} against {_map(theirs[view]):.4f}, "
-            f"{_standard_errors(theirs[view] - ours[view]):.1f} standard errors)"
+    return [f"{n} ({_map(ours[view]):.4f} against {_map(theirs[view]):.4f}, {behind:.1f} standard errors)"
             for n, (ours, theirs) in enumerate(pairs, start=1)
-            if _standard_errors(theirs[view] - ours[view]) >= LEAD_STANDARD_ERRORS]
+            if (behind := _standard_errors(theirs[view] - ours[view])) >= LEAD_STANDARD_ERRORS]
 
 
 def _lead_in_standard_errors(selection: Selection, view: str, model: str, rival: str) -> float:
