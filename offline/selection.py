@@ -332,9 +332,9 @@ def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
 def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tuple[dict[str, float], str]:
     """Of ``scores`` (model -> mean MAP@K), the view's baseline (the better of ``BASELINES``), the
     hybrid, and the single models whose per-customer lead over the baseline is at least
-    ``LEAD_STANDARD_ERRORS`` standard errors; and a note naming the others. With few validation
-    customers, the best mean of a dozen models is largely luck, and a simple list carries over
-    best to the weeks after training."""
+    ``LEAD_STANDARD_ERRORS`` standard errors; and a note naming those ahead of it by less. With
+    few validation customers, the best mean of a dozen models is largely luck, and a simple list
+    carries over best to the weeks after training."""
     baselines = [name for name in BASELINES[view] if name in scores]
     if not baselines:
         return scores, ""
@@ -342,11 +342,13 @@ def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tu
     # The hybrid stays: ``_winner`` holds it to a lead as large over the strongest single model.
     kept = {name: score for name, score in scores.items() if name in (baseline, "hybrid")
             or _lead_in_standard_errors(selection, view, name, baseline) >= LEAD_STANDARD_ERRORS}
-    beaten = sorted(set(scores) - set(kept), key=scores.get, reverse=True)
-    if not beaten:
+    within_noise = sorted((name for name in set(scores) - set(kept) if scores[name] > scores[baseline]),
+                          key=scores.get, reverse=True)
+    if not within_noise:
         return kept, ""
-    return kept, (f"; not contending: {', '.join(f'{name} ({scores[name]:.4f})' for name in beaten)}, under "
-                  f"{LEAD_STANDARD_ERRORS} standard errors ahead of the baseline, {baseline} ({scores[baseline]:.4f})")
+    return kept, (f"; not contending, ahead of the baseline, {baseline} ({scores[baseline]:.4f}), by under "
+                  f"{LEAD_STANDARD_ERRORS} standard errors: "
+                  + ", ".join(f"{name} ({scores[name]:.4f})" for name in within_noise))
 
 
 def _winner(selection: Selection, view: str, scores: dict[str, float],

@@ -208,7 +208,8 @@ def test_a_single_model_ahead_of_popularity_within_noise_does_not_ship():
                            "ease": {"ALL": popular / 2, "NEW": popular / 2}})
     guard(selection, capabilities)
     assert selection.published == {"ALL": "popularity", "NEW": "popularity"}
-    assert "not contending: trending" in selection.reasons["NEW"] and "baseline, popularity" in selection.reasons["NEW"]
+    assert selection.reasons["NEW"].endswith(f"not contending, ahead of the baseline, popularity ({popular.mean():.4f}), "
+                                             f"by under 1.645 standard errors: trending ({popular.mean() + 0.002:.4f})")
     # The hybrid is held to the strongest single model, contending or not.
     selection.precisions["hybrid"] = [{view: popular + 0.001 for view in ("ALL", "NEW")}]
     selection.scores["hybrid"] = {view: float((popular + 0.001).mean()) for view in ("ALL", "NEW")}
