@@ -61,7 +61,8 @@ real Redis exactly as `recsys train --publish --interactions` does, and the list
 from Redis as the storefront reads them. Baselines and each of the hybrid's own components are
 fitted on the same training part in the same run; their lists are filled with popular items,
 as the published ones are. Datasets: UCI Online Retail under two protocols, the built-in
-simulator, Ta-Feng (grocery baskets, by day) under two protocols, Book-Crossing (ratings, no
+simulator, Ta-Feng (grocery baskets, by day) under two protocols and as a small grocer (a seeded
+sample of 600 customers, each one's last basket held out), Book-Crossing (ratings, no
 timestamps, 340k ISBNs) with a seeded random 20% per customer held out, and MovieLens-100K (film
 ratings, one per customer and film, downloaded from PyPI in the recbole wheel) with each customer's
 latest 20% held out. On the simulator, whose
@@ -122,6 +123,17 @@ def movielens() -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return history, items
 
 
+SMALL_SHOP = 600  # customers: a small shop's history, with few customers to validate on
+
+
+def ta_feng_small() -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """A seeded sample of Ta-Feng's customers, all their lines: a small grocer's history."""
+    history, items = ta_feng()
+    customers = history["user_id"].drop_duplicates().sample(SMALL_SHOP, random_state=1)
+    sample = history[history["user_id"].isin(customers)].reset_index(drop=True)
+    return sample, items[items["item_id"].isin(sample["item_id"])]
+
+
 # name -> (loader, test protocol)
 DATASETS = {
     "retail-global": (retail, "global-time"),
@@ -129,6 +141,7 @@ DATASETS = {
     "simulator": (simulator, "global-time"),
     "ta-feng-global": (ta_feng, "global-time"),
     "ta-feng-basket": (ta_feng, "last-basket"),
+    "ta-feng-small": (ta_feng_small, "last-basket"),
     "book-crossing": (book_crossing, "random-items"),
     "movielens-100k": (movielens, "last-items"),
 }
