@@ -125,7 +125,7 @@ def _optional_number(path, raw: pd.DataFrame, column: str) -> pd.Series:
         return pd.Series(np.nan, index=raw.index)
     text = raw[column].astype("string").str.strip()
     values = numbers(text)
-    bad = values.isna() & text.notna() & (text != "")
+    bad = _unread(text, values)
     if bad.any():
         lines = ", ".join(str(n + 2) for n in bad[bad].index[:MAX_REPORTED])
         raise HistoryError(f"{path}: {int(bad.sum())} rows whose {column} is not a number (lines {lines})")
@@ -140,7 +140,7 @@ def numbers(text: pd.Series) -> pd.Series:
     clicked) are 1 and 0. A column written with decimal commas and no point anywhere (2,55) is
     read as such; with a point anywhere, a comma is no decimal mark."""
     values = pd.to_numeric(text, errors="coerce")
-    unread = text[values.isna() & text.notna() & (text != "")]
+    unread = text[_unread(text, values)]
     if not len(unread):
         return values
     flags = unread.str.lower()
@@ -149,6 +149,11 @@ def numbers(text: pd.Series) -> pd.Series:
     elif unread.str.match(DECIMAL_COMMA).all() and not text.str.contains(".", regex=False).any():
         values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
     return values
+
+
+def _unread(text: pd.Series, values: pd.Series) -> pd.Series:
+    """Where ``text`` holds something that ``values`` does not read as a number."""
+    return values.isna() & text.notna() & (text != "")
 
 
 def _timestamps(path, raw: pd.DataFrame) -> pd.Series:
