@@ -86,15 +86,16 @@ def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndar
     recs_block = recs_model.block(rows)
     discover_block = recs_block if discover_model is recs_model else discover_model.block(rows)
     repeat_block = repeat.block(rows)
-    proposed = {"recs": recs_block.top_n(k), "buyagain": repeat_block.top_n(k),
+    recs_exclude = bought if trained.selection.recs_unbought else None
+    proposed = {"recs": recs_block.top_n(k, recs_exclude), "buyagain": repeat_block.top_n(k),
                 "discover": discover_block.top_n(k, bought)}
     tops = {
-        "recs": filled(proposed["recs"], popular.top_n(k), k=k),
+        "recs": filled(proposed["recs"], popular.top_n(k, recs_exclude), k=k),
         "buyagain": proposed["buyagain"],
         "discover": filled(proposed["discover"], popular.top_n(k, bought), k=k),
     }
     explained = {
-        "recs": (recs_model, recs_block, None), "buyagain": (repeat, repeat_block, None),
+        "recs": (recs_model, recs_block, recs_exclude), "buyagain": (repeat, repeat_block, None),
         "discover": (discover_model, discover_block, bought)}
     out = {}
     for slot, top in tops.items():

@@ -50,6 +50,9 @@ LEAD_STANDARD_ERRORS = 1.645
 # published: the better of them is the view's baseline.
 BASELINES = {"ALL": ("popularity", "repeat"), "NEW": ("popularity",)}
 APs = dict[str, np.ndarray]  # view -> each validation customer's AP@K, in customer order
+# The APs key of a model's NEW (discovery) lists scored as its ALL lists are: against everything
+# the customer bought next, as the recs list would be if it showed unbought items only.
+DISCOVERY_AS_RECS = "NEW lists, ALL relevance"
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Selection:
     published: dict[str, str] = field(default_factory=dict)  # view -> model
     objective_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # view -> objective -> mean MAP@10
     reasons: dict[str, str] = field(default_factory=dict)  # view -> why that model
+    recs_unbought: bool = False  # the recs list shows the discover list: unbought items only
 
     @property
     def ranker_objective(self) -> dict[str, str]:
@@ -89,7 +93,7 @@ class Selection:
                 "dropped": self.dropped,
                 "validation_map@10": self.scores, "validation_map@10_by_period": self.by_period,
                 "ranker_objective": self.ranker_objective, "ranker_objective_map@10": self.objective_scores,
-                "published": self.published, "reasons": self.reasons}
+                "published": self.published, "recs_unbought": self.recs_unbought, "reasons": self.reasons}
 
 
 def select_components(periods: list[HoldoutSplit], selection: Selection, progress: Progress,
@@ -179,7 +183,8 @@ def failure_reason(exc: Exception) -> str:
 def _scored(part: HoldoutSplit, model: BatchRecommender, fitted: dict[str, BatchRecommender]) -> APs:
     """Per view, each customer's AP@K of ``model``'s lists on ``part``, filled with that period's popular items."""
     lists = model_lists(model, part, K, fitted.get("popularity", model))
-    return {view: average_precisions(lists[view], view_relevance(part, view), K) for view in VIEWS}
+    return {view: average_precisions(lists[view], view_relevance(part, view), K) for view in VIEWS} | {
+        DISCOVERY_AS_RECS: average_precisions(lists["NEW"], view_relevance(part, "ALL"), K)}
 
 
 def _record(selection: Selection, name: str, scores: list[APs]) -> None:
@@ -222,11 +227,11 @@ def validate_hybrid(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRec
     for view, found in _labelled_candidates(periods, fitted, seed).items():
         tried = {objective: _validated_rankers(periods, fitted, found, view, (monotone, seed, objective))
                  for objective in objectives}
-        selection.objective_scores[view] = {objective: float(np.mean([_map(period) for period in precisions]))
+        selection.objective_scores[view] = {objective: float(np.mean([_map(period[view]) for period in precisions]))
                                             for objective, (_, precisions) in tried.items()}
         rankers[view], precisions = tried[selection.ranker_objective[view]]
         for n, period in enumerate(precisions):
-            hybrid[n][view] = period
+            hybrid[n] |= period
     _record(selection, "hybrid", hybrid)
     return rankers
 
@@ -236,7 +241,7 @@ Learning = tuple[list[int], int, str]  # a ranker's monotone constraints, seed a
 
 def _validated_rankers(periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
                        found: list[tuple[Candidates, RankerSample]], view: str,
-                       learning: Learning) -> tuple[list[LGBMModel], list[np.ndarray]]:
+                       learning: Learning) -> tuple[list[LGBMModel], list[APs]]:
     """``view``'s rankers learned on each period's ``found`` candidates, and each period's
     per-customer APs as the other periods' rankers rank it (out of fold with one period)."""
     by_period = [_ranker_of(sample, learning) for _, sample in found]
@@ -294,14 +299,18 @@ def _labelled_candidates(periods: list[HoldoutSplit], fitted: list[dict[str, Bat
 
 
 def _hybrid_precisions(part: HoldoutSplit, members: dict[str, BatchRecommender], found: Candidates,
-                       scores: np.ndarray, view: str) -> np.ndarray:
-    """Each customer's AP@K of the lists that ``scores`` of ``found`` candidates make, filled with popular items."""
+                       scores: np.ndarray, view: str) -> APs:
+    """Each customer's AP@K of the ``view`` lists that ``scores`` of ``found`` candidates make,
+    filled with popular items (NEW lists: also as ``DISCOVERY_AS_RECS``)."""
     train, rows = part.train, part.user_rows
     exclude = train.bought[rows] if view == "NEW" else None
     popular = members["popularity"].block(rows).top_n(K, exclude)
     ranked = sp.csr_matrix((scores, (found.positions, found.cols)), shape=(len(rows), train.n_items))
     lists = filled(SparseBlock(ranked).top_n(K, exclude), popular, k=K).items
-    return average_precisions(lists, view_relevance(part, view), K)
+    precisions = {view: average_precisions(lists, view_relevance(part, view), K)}
+    if view == "NEW":
+        precisions[DISCOVERY_AS_RECS] = average_precisions(lists, view_relevance(part, "ALL"), K)
+    return precisions
 
 
 def _out_of_fold_scores(shown: Candidates, sample: RankerSample, n_customers: int, learning: Learning) -> np.ndarray:
@@ -326,7 +335,27 @@ def guard(selection: Selection, capabilities: dict[str, frozenset]) -> None:
         contenders, note = _contenders(selection, view, eligible)
         selection.published[view], reason = _winner(selection, view, eligible, contenders)
         selection.reasons[view] = f"validation MAP@{K}, {view}: {reason}{note}"
+    _recs_unbought(selection)
+    for view in VIEWS:
         log.info("%s list: %s", view, selection.reasons[view])
+
+
+def _recs_unbought(selection: Selection) -> None:
+    """Where customers (almost) never take an item twice (a ratings log, books, films), a recs
+    slot given to an item they had is wasted: the recs list shows the discover list where, on
+    validation, that list scores ahead of the recs list on everything bought next by
+    ``LEAD_STANDARD_ERRORS``. Elsewhere (repeat buying) the recs list keeps what it chose."""
+    recs, discover = selection.published["ALL"], selection.published["NEW"]
+    if DISCOVERY_AS_RECS not in selection.precisions[discover][0]:
+        return
+    pairs = zip(selection.precisions[discover], selection.precisions[recs])
+    lead = _standard_errors(np.concatenate([ours[DISCOVERY_AS_RECS] - theirs["ALL"] for ours, theirs in pairs]))
+    as_recs = np.mean([_map(period[DISCOVERY_AS_RECS]) for period in selection.precisions[discover]])
+    selection.recs_unbought = bool(lead >= LEAD_STANDARD_ERRORS)
+    if selection.recs_unbought:
+        selection.published["ALL"] = discover
+        selection.reasons["ALL"] += (f"; the discover list, of unbought items, scores {as_recs:.4f} on ALL, "
+                                     f"{lead:.1f} standard errors ahead: the recs list shows it")
 
 
 def _contenders(selection: Selection, view: str, scores: dict[str, float]) -> tuple[dict[str, float], str]:

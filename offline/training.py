@@ -253,5 +253,6 @@ def evaluate_all(history: pd.DataFrame, items: pd.DataFrame | None = None, cut: 
         record("hybrid", "hybrid", model_lists(trained.hybrid, split, k, popularity))
     recs = model_lists(trained.published("ALL"), split, k, popularity)
     discover = model_lists(trained.published("NEW"), split, k, popularity)
-    record("published (recs / discover)", "published", {"ALL": recs["ALL"], "NEW": discover["NEW"]})
+    recs_view = "NEW" if trained.selection.recs_unbought else "ALL"
+    record("published (recs / discover)", "published", {"ALL": recs[recs_view], "NEW": discover["NEW"]})
     return report

@@ -3,6 +3,7 @@ cannot fit is left out with its reason, the guard ships the best model per list,
 lists reach Redis (real Redis and Tansu for publishing)."""
 
 import asyncio
+import io
 
 import numpy as np
 import pandas as pd
@@ -15,10 +16,10 @@ from models.offline_lists import OfflineListsWithSession
 from models.popularity import RecentPopularity
 from offline import selection as model_selection
 from offline.components import LARGE_HISTORY, SPECS, ComponentSpec
-from offline.model_export import slot_files
+from offline.model_export import SLOT_FILES, slot_files
 from offline.release import train_and_publish
 from offline.retail_history import HistoryError
-from offline.selection import Selection, guard, ranker_objectives, select_components, validate_hybrid
+from offline.selection import DISCOVERY_AS_RECS, Selection, guard, ranker_objectives, select_components, validate_hybrid
 from offline.simulator import simulate_history
 from offline.training import interactions, train_all
 from offline.validation import choose_protocol, resolve_protocol, validation_split
@@ -79,6 +80,33 @@ def test_one_interaction_per_pair_and_no_item_text_train_with_reasons():
     assert {"popularity", "repeat", "cooccurrence", "als"} <= set(trained.components)
     for view in ("ALL", "NEW"):
         assert trained.published(view) is not None and view in selection.reasons
+    # Where the guard has the recs slot show the discover list (on this log the hybrid's ALL
+    # list learned to skip rated items: it does not), the export never lists an item the
+    # customer had, even from a model whose ALL list is mostly such items.
+    assert not selection.recs_unbought
+    selection.recs_unbought, selection.published = True, {"ALL": "popularity", "NEW": "popularity"}
+    recs = pd.read_parquet(io.BytesIO(slot_files(trained, 10)[SLOT_FILES["recs"]]))
+    had = trained.data.events.groupby("user_id")["item_id"].agg(set)
+    assert len(recs) == trained.data.n_users and all(len(items) == 10 for items in recs["items"])
+    assert not any(had[user] & set(items) for user, items in zip(recs["user_id"], recs["items"]))
+
+
+def test_the_recs_list_shows_unbought_items_only_where_that_clearly_scores_higher():
+    rng = np.random.default_rng(4)
+    repeat, discovered = rng.random(400) * 0.3, rng.random(400) * 0.1
+    capabilities = {"repeat": frozenset({"personal"}), "popularity": frozenset({"discovers"})}
+    precisions = {"repeat": {"ALL": repeat, "NEW": discovered, DISCOVERY_AS_RECS: discovered},
+                  "popularity": {"ALL": discovered, "NEW": discovered, DISCOVERY_AS_RECS: discovered / 2}}
+    selection = validated(precisions)
+    guard(selection, capabilities)  # repeat buying: what the customer had leads
+    assert selection.published == {"ALL": "repeat", "NEW": "popularity"} and not selection.recs_unbought
+    # Nothing bought before is bought again: the recs list loses slots to items the customer had.
+    precisions["repeat"]["ALL"] = discovered / 4
+    precisions["popularity"][DISCOVERY_AS_RECS] = discovered + 0.02 + rng.normal(0.0, 0.05, 400)
+    selection = validated(precisions)
+    guard(selection, capabilities)
+    assert selection.recs_unbought and selection.published == {"ALL": "popularity", "NEW": "popularity"}
+    assert "the recs list shows it" in selection.reasons["ALL"]
 
 
 class PopularUpTo(RecentPopularity):
