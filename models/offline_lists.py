@@ -72,8 +72,12 @@ class OfflineListsWithSession(Recommender):
                  segment_popular: dict[str, Scored] | None = None, complements: dict[str, Scored] | None = None,
                  items: dict[str, ItemInfo] | None = None, category_popular: dict[str, Scored] | None = None,
                  buy_again: dict[str, Scored] | None = None, discover: dict[str, Scored] | None = None,
-                 offline_reasons: dict[str, dict[str, Sequence[Reason]]] | None = None):
+                 offline_reasons: dict[str, dict[str, Sequence[Reason]]] | None = None,
+                 recs_unbought: bool = False):
         self.user_lists = user_lists
+        # The trainer had the recs list show unbought items only (customers who never take an
+        # item twice): re-ranking keeps it so, as it keeps the discover list.
+        self.recs_unbought = recs_unbought
         self.buy_again = buy_again or {}
         self.discover = discover
         self.similar_items = similar_items
@@ -102,7 +106,8 @@ class OfflineListsWithSession(Recommender):
         return list(self.user_lists.get(user_id, self.popular))[:k]
 
     def recommend(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> Scored:
-        return self._rerank(self.user_lists.get(user_id, ()), user_id, k, context, context.exclude)
+        exclude = self._unbought_only(user_id, context) if self.recs_unbought else context.exclude
+        return self._rerank(self.user_lists.get(user_id, ()), user_id, k, context, exclude)
 
     def slot_lists(self, user_id: str, k: int, context: Context = NO_CONTEXT) -> dict[str, Scored]:
         """``buyagain``: the offline buy-again list and what was bought since, less ``exclude``;
@@ -117,9 +122,15 @@ class OfflineListsWithSession(Recommender):
             again[item] += 1.0 / (rank + 1)
         for rank, (item, _) in enumerate(earlier):
             again[item] += 1.0 / (rank + 1)
-        never = set(exclude).union(bought, (item for item, _ in earlier))
         return {"buyagain": top_k(again, k, exclude),
-                "discover": self._rerank(self.discover.get(user_id, ()), user_id, k, context, never)}
+                "discover": self._rerank(self.discover.get(user_id, ()), user_id, k, context,
+                                         self._unbought_only(user_id, context))}
+
+    def _unbought_only(self, user_id: str, context: Context) -> set[str]:
+        """What a list of unbought items leaves out: the context's exclusions, what the customer
+        bought in the stream and their published buy-again items."""
+        earlier = self.buy_again.get(user_id, ())
+        return set(context.exclude).union(context.bought, (item for item, _ in earlier))
 
     def _rerank(self, base: Scored, user_id: str, k: int, context: Context, exclude: Collection[str]) -> Scored:
         cart, segment = context.cart, context.segment

@@ -61,6 +61,7 @@ def offline_recommender(artifact: Artifact, popular_count: int,
         if items is not None else None,
         category_popular={name: _scored(entries[:popular_count])
                           for name, entries in popular.get("categories", {}).items()},
+        recs_unbought=bool(artifact.manifest.get("validation", {}).get("recs_unbought", False)),
     )
 
 

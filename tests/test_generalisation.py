@@ -16,8 +16,8 @@ from models.offline_lists import OfflineListsWithSession
 from models.popularity import RecentPopularity
 from offline import selection as model_selection
 from offline.components import LARGE_HISTORY, SPECS, ComponentSpec
-from offline.model_export import SLOT_FILES, slot_files
-from offline.release import train_and_publish
+from offline.model_export import SLOT_FILES, export_files, slot_files
+from offline.release import manifest_for, train_and_publish
 from offline.retail_history import HistoryError
 from offline.selection import DISCOVERY_AS_RECS, Selection, guard, ranker_objectives, select_components, validate_hybrid
 from offline.simulator import simulate_history
@@ -27,6 +27,7 @@ from streams import redis_keys
 from streams.event_pipeline import EventPipeline
 from streams.events import OrderLine, PurchaseEvent, encode_event
 from streams.model_artifacts import ArtifactStore
+from streams.model_updates import load_version
 from streams.recommendation_store import decode_list
 from streams.settings import Settings
 from tests.fakes import Msg, RecordingOutbox, RecordingWriter
@@ -71,8 +72,9 @@ def test_the_protocol_follows_the_data():
         resolve_protocol(shop, "sometimes")
 
 
-def test_one_interaction_per_pair_and_no_item_text_train_with_reasons():
-    trained = train_all(ratings_log(), progress=lambda m: None)
+def test_one_interaction_per_pair_and_no_item_text_train_with_reasons(tmp_path):
+    history = ratings_log()
+    trained = train_all(history, progress=lambda m: None)
     selection = trained.selection
     assert selection.protocol == "last-items"
     # No item has a text: content similarity is left out, with the reason, and training goes on.
@@ -89,6 +91,9 @@ def test_one_interaction_per_pair_and_no_item_text_train_with_reasons():
     had = trained.data.events.groupby("user_id")["item_id"].agg(set)
     assert len(recs) == trained.data.n_users and all(len(items) == 10 for items in recs["items"])
     assert not any(had[user] & set(items) for user, items in zip(recs["user_id"], recs["items"]))
+    # The version says so, and the worker that loads it keeps its recs lists unbought.
+    ArtifactStore(tmp_path).write("v1", export_files(trained, history, 10), manifest_for(trained, "h", "test", 10))
+    assert load_version(Settings(artifact_dir=str(tmp_path)), "v1")[0].recs_unbought
 
 
 def test_the_recs_list_shows_unbought_items_only_where_that_clearly_scores_higher():
@@ -323,3 +328,22 @@ def test_the_worker_rewrites_buy_again_and_discover_lists():
     # D was just bought: never in discover, nor in this session's buy-again; its neighbour E is.
     assert "E" in discover and not {"A", "B", "D"} & set(discover)
     assert again == ["A", "B"]
+
+
+def test_where_the_trainer_had_recs_show_unbought_items_the_worker_keeps_it_so():
+    def worker(recs_unbought: bool) -> EventPipeline:
+        model = OfflineListsWithSession(
+            user_lists={"u1": [("C", 0.9), ("D", 0.8)]}, similar_items={"D": [("A", 1.0), ("E", 0.9)]},
+            popular=[("P", 1.0), ("A", 0.5), ("Q", 0.4)], version="v1",
+            buy_again={"u1": [("A", 3.0), ("B", 1.0)]}, discover={"u1": [("C", 0.9), ("D", 0.8)]},
+            recs_unbought=recs_unbought)
+        return EventPipeline(Settings(recs_count=4), model, RecordingWriter(), {}, RecordingOutbox(), "v1")
+
+    order = PurchaseEvent("p1", "u1", "o1", [OrderLine("D", 1, 2.0)], 1_600_000_000.0)
+    for recs_unbought in (False, True):
+        pipeline = worker(recs_unbought)
+        asyncio.run(pipeline.handle_user_events([Msg("purchases", encode_event(order))]))
+        recs = pipeline.writer.lists["u1"].items
+        # D's neighbour A was bought before: a repeat-buying shop's recs may show it, a film shop's never.
+        assert ("A" in recs) is not recs_unbought and "E" in recs
+        assert not recs_unbought or not {"A", "B", "D"} & set(recs)
