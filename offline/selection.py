@@ -11,6 +11,8 @@ as its components; each view keeps the ranker objective that scores best there. 
 then publishes, for each list, the hybrid where it beats every single model by more than noise,
 customer by customer, and loses no period beyond noise; else the best of the view's baseline
 (popularity; for ALL, or repeat) and the single models that beat that baseline by more than noise.
+Where customers (almost) never take an item twice, the recs list shows the discover list, if that
+scores higher by more than noise on everything bought next.
 """
 
 from __future__ import annotations
