@@ -280,7 +280,7 @@ def report(results: list[dict]) -> str:
         lines += [f"### {result['dataset']} ({result['protocol']} test; {result['train_users']:,} customers, "
                   f"{result['items']:,} items, {result['test_users']:,} test customers, {result['seconds']:.0f} s)",
                   "", f"Validation: {v['protocol']} ({v['protocol_reason']}). Published: recs = "
-                      f"{v['published']['ALL']}{' (unbought items only)' * v.get('recs_unbought', False)}, "
+                      f"{v['published']['ALL']}{' (unbought items only)' if v.get('recs_unbought') else ''}, "
                       f"discover = {v['published']['NEW']}. "
                       + (f"Left out: {'; '.join(f'{k}: {r}' for k, r in v['dropped'].items())}." if v['dropped'] else ""),
                   "", "| model | ALL MAP@10 | ALL NDCG@10 | NEW MAP@10 | NEW NDCG@10 |", "|---|---|---|---|---|"]

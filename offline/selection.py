@@ -350,8 +350,7 @@ def _recs_unbought(selection: Selection) -> None:
     recs, discover = selection.published["ALL"], selection.published["NEW"]
     if DISCOVERY_AS_RECS not in selection.precisions[discover][0]:
         return
-    pairs = zip(selection.precisions[discover], selection.precisions[recs])
-    lead = _standard_errors(np.concatenate([ours[DISCOVERY_AS_RECS] - theirs["ALL"] for ours, theirs in pairs]))
+    lead = _lead_in_standard_errors(selection, DISCOVERY_AS_RECS, discover, recs, rival_view="ALL")
     as_recs = np.mean([_map(period[DISCOVERY_AS_RECS]) for period in selection.precisions[discover]])
     selection.recs_unbought = bool(lead >= LEAD_STANDARD_ERRORS)
     if selection.recs_unbought:
@@ -422,11 +421,12 @@ def _periods_lost(selection: Selection, view: str, rival: str) -> list[str]:
             if (behind := _standard_errors(theirs[view] - ours[view])) >= LEAD_STANDARD_ERRORS]
 
 
-def _lead_in_standard_errors(selection: Selection, view: str, model: str, rival: str) -> float:
-    """``model``'s mean AP lead over ``rival`` in standard errors, paired customer by customer
-    over every validation period."""
+def _lead_in_standard_errors(selection: Selection, view: str, model: str, rival: str,
+                             rival_view: str | None = None) -> float:
+    """``model``'s mean AP lead in ``view`` over ``rival`` in ``rival_view`` (default: the same
+    view) in standard errors, paired customer by customer over every validation period."""
     pairs = zip(selection.precisions[model], selection.precisions[rival])
-    return _standard_errors(np.concatenate([ours[view] - theirs[view] for ours, theirs in pairs]))
+    return _standard_errors(np.concatenate([ours[view] - theirs[rival_view or view] for ours, theirs in pairs]))
 
 
 def _standard_errors(lead: np.ndarray) -> float:
