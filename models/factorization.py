@@ -58,7 +58,18 @@ class FactorBlock(ScoreBlock):
                 left_max = user_norms[pending] * norms[start] * (1 + 1e-4)
                 pending = pending[best.scores[pending, -1] < left_max]
         items_found = np.where(best.items >= 0, order[np.maximum(best.items, 0)], -1)
-        return pad_top_n(TopN(items_found, best.scores), n)
+        return pad_top_n(self._rescored(items_found), n)
+
+    def _rescored(self, items: np.ndarray) -> TopN:
+        """Each user's ``items`` (-1: none) with their scores computed pair by pair (``at``), best
+        first. The matrix products that found them round differently with how many users are
+        scored together, and a customer's list must not depend on who was scored beside them
+        (the export scores customers a chunk at a time, in several processes)."""
+        rows, slots = np.nonzero(items >= 0)
+        scores = np.full(items.shape, -np.inf, dtype=np.float32)
+        scores[rows, slots] = self.at(rows, items[rows, slots])
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return TopN(np.take_along_axis(items, order, axis=1), np.take_along_axis(scores, order, axis=1))
 
     def at(self, positions: np.ndarray, cols: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         users, items = self._with_bias()

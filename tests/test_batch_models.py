@@ -205,6 +205,19 @@ def test_factor_top_n_scored_longest_vectors_first_equals_scoring_every_item(fir
         assert np.allclose(top.scores, np.take_along_axis(allowed, expected, axis=1), rtol=1e-5)
 
 
+def test_factor_scores_of_a_customer_do_not_depend_on_who_is_scored_beside_them():
+    rng = np.random.default_rng(7)
+    users = rng.normal(size=(300, 64)).astype(np.float32)
+    items = rng.normal(size=(500, 64)).astype(np.float32)
+    block = FactorBlock(users, items)
+    together = block.top_n(20)
+    for start in range(0, 300, 32):  # the export's chunks
+        alone = FactorBlock(users[start:start + 32], items).top_n(20)
+        assert (alone.items == together.items[start:start + 32]).all()
+        assert np.array_equal(alone.scores, together.scores[start:start + 32])
+    assert np.array_equal(block.at(np.arange(300), together.items[:, 0]), together.scores[:, 0])
+
+
 def test_work_on_every_core_keeps_its_order_and_each_thread_to_one_openmp_thread():
     ran = list(on_every_core(lambda n: (n, openmp_threads()), range(20), threads=2))
     assert [n for n, _ in ran] == list(range(20))
