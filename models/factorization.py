@@ -63,8 +63,10 @@ class FactorBlock(ScoreBlock):
     def _rescored(self, items: np.ndarray) -> TopN:
         """Each user's ``items`` (-1: none) with their scores computed pair by pair (``at``), best
         first. The matrix products that found them round differently with how many users are
-        scored together, and a customer's list must not depend on who was scored beside them
-        (the export scores customers a chunk at a time, in several processes)."""
+        scored together (in the 7th digit), and the hybrid's trees turn on such digits: a
+        customer's scores must not depend on who was scored beside them (the export scores
+        customers a chunk at a time, in several processes). Only an item within that rounding of
+        a user's n-th best could still come or go."""
         rows, slots = np.nonzero(items >= 0)
         scores = np.full(items.shape, -np.inf, dtype=np.float32)
         scores[rows, slots] = self.at(rows, items[rows, slots])
