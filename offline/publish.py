@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import msgspec
+import pandas as pd
 import redis
 from kafka import KafkaProducer
 
@@ -97,56 +99,32 @@ def _explained_rows(lists):
         yield user_id, items, scores, list(zip(codes, evidence))
 
 
+@dataclass
+class Publication:
+    """What a version writes besides its products, read from its artifact before anything is
+    written: a missing file stops the publish before the version's fence rises."""
+
+    version: str
+    slots: list[tuple[Callable[[str], str], pd.DataFrame]]  # each customer list's key and frame
+    similar: pd.DataFrame
+    segments: pd.DataFrame
+    popular: dict
+
+    @classmethod
+    def read(cls, artifact: Artifact) -> "Publication":
+        slots = [(redis_keys.recs, artifact.frame("recommendations.parquet"))]
+        if artifact.has("buy_again.parquet"):
+            slots += [(redis_keys.buy_again, artifact.frame("buy_again.parquet")),
+                      (redis_keys.discover, artifact.frame("discover.parquet"))]
+        return cls(artifact.version, slots, artifact.frame("similar_items.parquet"),
+                   artifact.frame("segments.parquet"), artifact.json("popular.json"))
+
+
 def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[[int], None] = lambda n: None) -> int:
     """Write every customer's lists (recs, buy again, discover), less the items they dismissed, similar
     items, popular lists and segments; return the key count."""
-    version = artifact.version
-    now = round(time.time(), 3)
-    slots = [(redis_keys.recs, artifact.frame("recommendations.parquet"))]
-    if artifact.has("buy_again.parquet"):
-        slots += [(redis_keys.buy_again, artifact.frame("buy_again.parquet")),
-                  (redis_keys.discover, artifact.frame("discover.parquet"))]
-    similar = artifact.frame("similar_items.parquet")
-    segments = artifact.frame("segments.parquet")
-    popular = artifact.json("popular.json")
-    ttl = settings.recs_ttl_seconds
-
-    def as_list(items, scores, reasons=None) -> bytes:
-        # Without EXPLAIN_LISTS the published lists carry no reasons either: the smallest values.
-        return stored_list(items, scores, new_rec_id(), version, now, reasons=reasons if settings.explain_lists else None)
-
-    fence = fence_of(version)
-
-    def fenced(entries):
-        """The lists, a script call per ``LISTS_PER_SCRIPT``: each written only while no newer version is."""
-        chunk = []
-        for entry in entries:
-            chunk.append(entry)
-            if len(chunk) == LISTS_PER_SCRIPT:
-                yield ("fenced", *write_arguments(fence, chunk))
-                chunk = []
-        if chunk:
-            yield ("fenced", *write_arguments(fence, chunk))
-
-    def commands(dismissals: dict[str, set[str]]):
-        yield from fenced((key(user_id), as_list(*without_dismissed(user_id, items, scores, reasons, dismissals)), ttl)
-                          for key, lists in slots for user_id, items, scores, reasons in _explained_rows(lists))
-        for item_id, record in catalog_records(artifact):
-            # nx: a record the platform sent on the products topic is never replaced.
-            yield "set", redis_keys.product(item_id), record, None, None, True
-        for item_id, items, scores in similar.itertuples(index=False):
-            yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
-        for user_id, segment in segments.itertuples(index=False):
-            yield "hset", redis_keys.segment_bucket(user_id), user_id, segment
-        # Segment sizes start from this version's segments; workers then move customers between them.
-        yield "delete", redis_keys.SEGMENT_SIZES
-        for segment, size in segments["segment"].value_counts().items():
-            yield "hset", redis_keys.SEGMENT_SIZES, segment, int(size)
-        yield from fenced([(redis_keys.POPULAR, as_list(*zip(*popular["all"]), [Reason(TRENDING)] * len(popular["all"])),
-                            0)])
-        for segment, entries in popular["segments"].items():
-            yield "set", redis_keys.segment_popular(segment), as_list(*zip(*entries), [popular_in(segment)] * len(entries))
-
+    publication = Publication.read(artifact)
+    fence = fence_of(artifact.version)
     client = redis_client(settings)
     try:
         # Raised before any list is written: from here on, workers still on an older version
@@ -154,10 +132,69 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
         in_force = client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence).decode()
         if in_force > fence:
             raise StaleVersion(f"a newer model version (fence {in_force}) is already published; "
-                               f"{version} is not written")
-        return _batched(commands(read_dismissals(client, time.time())), client, on_batch)
+                               f"{artifact.version} is not written")
+        commands = _commands(publication, catalog_records(artifact), settings, fence,
+                             read_dismissals(client, time.time()))
+        return _batched(commands, client, on_batch)
     finally:
         client.close()
+
+
+def _commands(publication: Publication, products: Iterable[tuple[str, bytes]], settings: Settings, fence: str,
+              dismissals: dict[str, set[str]]) -> Iterator[tuple]:
+    """The Redis commands of a publish, in order: customer lists, products, similar items, segments, popular lists."""
+    encoded = _list_encoder(publication.version, settings.explain_lists)
+    yield from _fenced(fence, ((key(user_id), encoded(*without_dismissed(user_id, items, scores, reasons, dismissals)),
+                                settings.recs_ttl_seconds)
+                               for key, lists in publication.slots
+                               for user_id, items, scores, reasons in _explained_rows(lists)))
+    for item_id, record in products:
+        # nx: a record the platform sent on the products topic is never replaced.
+        yield "set", redis_keys.product(item_id), record, None, None, True
+    for item_id, items, scores in publication.similar.itertuples(index=False):
+        yield "set", redis_keys.similar(item_id), _encode({"items": list(items), "scores": [float(s) for s in scores]})
+    yield from _segment_commands(publication.segments)
+    yield from _popular_commands(publication.popular, encoded, fence)
+
+
+def _list_encoder(version: str, explain: bool) -> Callable[..., bytes]:
+    """Stored lists of ``version``, stamped with the publish's start."""
+    now = round(time.time(), 3)
+
+    def encoded(items, scores, reasons=None) -> bytes:
+        # Without EXPLAIN_LISTS the published lists carry no reasons either: the smallest values.
+        return stored_list(items, scores, new_rec_id(), version, now, reasons=reasons if explain else None)
+
+    return encoded
+
+
+def _fenced(fence: str, entries: Iterable[tuple[str, bytes, int]]) -> Iterator[tuple]:
+    """The lists, a script call per ``LISTS_PER_SCRIPT``: each written only while no newer version is."""
+    chunk = []
+    for entry in entries:
+        chunk.append(entry)
+        if len(chunk) == LISTS_PER_SCRIPT:
+            yield ("fenced", *write_arguments(fence, chunk))
+            chunk = []
+    if chunk:
+        yield ("fenced", *write_arguments(fence, chunk))
+
+
+def _segment_commands(segments: pd.DataFrame) -> Iterator[tuple]:
+    for user_id, segment in segments.itertuples(index=False):
+        yield "hset", redis_keys.segment_bucket(user_id), user_id, segment
+    # Segment sizes start from this version's segments; workers then move customers between them.
+    yield "delete", redis_keys.SEGMENT_SIZES
+    for segment, size in segments["segment"].value_counts().items():
+        yield "hset", redis_keys.SEGMENT_SIZES, segment, int(size)
+
+
+def _popular_commands(popular: dict, encoded: Callable[..., bytes], fence: str) -> Iterator[tuple]:
+    best_sellers = popular["all"]
+    reasons = [Reason(TRENDING)] * len(best_sellers)
+    yield from _fenced(fence, [(redis_keys.POPULAR, encoded(*zip(*best_sellers), reasons), 0)])
+    for segment, entries in popular["segments"].items():
+        yield "set", redis_keys.segment_popular(segment), encoded(*zip(*entries), [popular_in(segment)] * len(entries))
 
 
 def announce_model(artifact: Artifact, settings: Settings) -> None:
