@@ -227,9 +227,45 @@ def count_arguments(group: str, positions: dict[str, Position], started_from: di
     return keys, args
 
 
+def counter_increments(counters: dict[str, int] | None, prequential: dict[str, float] | None,
+                       segment_moves: dict[str, int] | None,
+                       experiment_outcomes: dict[tuple[str, str], dict[str, float]] | None) -> list[tuple[str, dict, bool]]:
+    """A batch's counter increments as ``count_arguments`` takes them, leaving out those that add nothing."""
+    return [(key, amounts, floats) for key, amounts, floats in (
+        (redis_keys.EVENT_STATS, {field: n for field, n in (counters or {}).items() if n}, False),
+        (redis_keys.PREQUENTIAL_STATS, dict(prequential or {}), True),
+        (redis_keys.SEGMENT_SIZES, {segment: n for segment, n in (segment_moves or {}).items() if n}, False),
+        *experiment_increments(experiment_outcomes)) if amounts]
+
+
 def experiment_increments(outcomes: dict[tuple[str, str], dict[str, float]] | None):
     for (experiment, outcome), amounts in (outcomes or {}).items():
         yield outcome_key(experiment, outcome), amounts, outcome == "revenue"
+
+
+def fenced_entries(lists: Iterable[RecommendationList], slot_lists: Iterable[tuple[str, RecommendationList]],
+                   popular: RecommendationList | None, ttl_seconds: int) -> list[tuple[str, bytes, int]]:
+    """(key, stored list, ttl) of a batch's lists: those the version fence guards."""
+    fenced = [(redis_keys.recs(rec_list.user_id), encode_list(rec_list), ttl_seconds) for rec_list in lists]
+    fenced += [(key, encode_list(rec_list), ttl_seconds) for key, rec_list in slot_lists]
+    if popular is not None:
+        fenced.append((redis_keys.POPULAR, encode_list(popular), 0))
+    return fenced
+
+
+def state_commands(products: Iterable[tuple[str, bytes]], segments: dict[str, str] | None,
+                   sessions: dict[str, bytes] | None, session_seconds: int,
+                   dismissals: dict[str, dict[str, float]] | None) -> list[tuple]:
+    """The pipeline commands for a batch's catalog records, segments, session snapshots and dismissals."""
+    commands = [("set", redis_keys.product(item_id), record, {}) for item_id, record in products]
+    commands += [("hset", redis_keys.segment_bucket(user_id), user_id, segment, {})
+                 for user_id, segment in (segments or {}).items()]
+    commands += [("set", redis_keys.session(user_id), snapshot, {"ex": session_seconds})
+                 for user_id, snapshot in (sessions or {}).items()]
+    for user_id, until in (dismissals or {}).items():
+        key = redis_keys.dismissed(user_id)
+        commands += [("hset", key, {"mapping": until}), ("expireat", key, int(max(until.values())) + 1, {})]
+    return commands
 
 
 class RecommendationWriter:
@@ -272,29 +308,10 @@ class RecommendationWriter:
         include, in the same transaction, so a batch replayed after a crash is counted once;
         ``counted_before`` is where those positions stood when the batch began, so a write
         repeated after its reply was lost adds nothing twice."""
-        fenced = [(redis_keys.recs(rec_list.user_id), encode_list(rec_list), self.ttl_seconds) for rec_list in lists]
-        fenced += [(key, encode_list(rec_list), self.ttl_seconds) for key, rec_list in slot_lists]
-        if popular is not None:
-            fenced.append((redis_keys.POPULAR, encode_list(popular), 0))
-        commands: list[tuple] = []
-        if fenced:
-            keys, args = write_arguments(fence, fenced)
-            commands.append(("fenced", keys, args, {}))
-        for item_id, record in products:
-            commands.append(("set", redis_keys.product(item_id), record, {}))
-        for user_id, segment in (segments or {}).items():
-            commands.append(("hset", redis_keys.segment_bucket(user_id), user_id, segment, {}))
-        for user_id, snapshot in (sessions or {}).items():
-            commands.append(("set", redis_keys.session(user_id), snapshot, {"ex": self.session_seconds}))
-        for user_id, until in (dismissals or {}).items():
-            key = redis_keys.dismissed(user_id)
-            commands.append(("hset", key, {"mapping": until}))
-            commands.append(("expireat", key, int(max(until.values())) + 1, {}))
-        increments = [(key, amounts, floats) for key, amounts, floats in (
-            (redis_keys.EVENT_STATS, {field: n for field, n in (counters or {}).items() if n}, False),
-            (redis_keys.PREQUENTIAL_STATS, dict(prequential or {}), True),
-            (redis_keys.SEGMENT_SIZES, {segment: n for segment, n in (segment_moves or {}).items() if n}, False),
-            *experiment_increments(experiment_outcomes)) if amounts]
+        fenced = fenced_entries(lists, slot_lists, popular, self.ttl_seconds)
+        commands: list[tuple] = [("fenced", *write_arguments(fence, fenced), {})] if fenced else []
+        commands += state_commands(products, segments, sessions, self.session_seconds, dismissals)
+        increments = counter_increments(counters, prequential, segment_moves, experiment_outcomes)
         if increments or (positions is not None and positions[1]):
             group, moved = positions if positions is not None else ("", {})
             commands.append(("counted", *count_arguments(group, moved, counted_before or {}, increments), {}))

@@ -122,32 +122,16 @@ def update_session_features(
 
     items = touched_items(event)
     if _starts_new_session(features, event, gap_seconds):
-        features.session_id = f"{event.user_id}:{int(event.ts)}"
-        features.session_started = event.ts
-        features.session_events = 0
-        features.cart = []
-        features.session_items = []
-        features.purchased_this_session = []
-        features.first_item = items[0]
+        _start_session(features, event, items[0])
     features.platform_session_id = event.session_id or features.platform_session_id
     features.last_seen = max(features.last_seen, event.ts)
     features.session_events += 1
-
     kind = event.type if isinstance(event, ClickEvent) else "purchase"
     features.counts[kind] = features.counts.get(kind, 0) + 1
     if isinstance(event, PurchaseEvent):
-        units = sum(line.quantity for line in event.lines)
-        features.units_purchased += units
-        features.customer.add_order(event.ts, len(event.lines), units, order_value(event))
-        bought = set(items)
-        features.cart = [item for item in features.cart if item not in bought]
-        _append_unique(features.purchased_this_session, items, limit=None)
-        _append_unique(features.bought_items, items, limit=BOUGHT_ITEMS_KEPT)
-        _count_orders(features, set(items), event.ts)
-    elif kind == "add_to_cart":
-        _append_unique(features.cart, items, limit=None)
-    elif kind == "remove_from_cart":
-        features.cart = [item for item in features.cart if item != event.item_id]
+        _apply_purchase(features, event, items)
+    else:
+        _apply_cart_change(features, event, items)
     if kind == "dismiss":  # a "not for me" says nothing about what the customer is looking for
         features.dismissed[event.item_id] = event.ts
     else:
@@ -155,10 +139,37 @@ def update_session_features(
         _append_unique(features.session_items, items, limit=max_recent)
     if features.dismissed:
         _forget_old_dismissals(features, dismiss_seconds)
-
     features.recent_event_ids.append(event.event_id)
     del features.recent_event_ids[:-DEDUPE_WINDOW]
     return features, True
+
+
+def _start_session(features: SessionFeatures, event: UserEvent, first_item: str) -> None:
+    features.session_id = f"{event.user_id}:{int(event.ts)}"
+    features.session_started = event.ts
+    features.session_events = 0
+    features.cart = []
+    features.session_items = []
+    features.purchased_this_session = []
+    features.first_item = first_item
+
+
+def _apply_purchase(features: SessionFeatures, event: PurchaseEvent, items: list[str]) -> None:
+    units = sum(line.quantity for line in event.lines)
+    features.units_purchased += units
+    features.customer.add_order(event.ts, len(event.lines), units, order_value(event))
+    bought = set(items)
+    features.cart = [item for item in features.cart if item not in bought]
+    _append_unique(features.purchased_this_session, items, limit=None)
+    _append_unique(features.bought_items, items, limit=BOUGHT_ITEMS_KEPT)
+    _count_orders(features, bought, event.ts)
+
+
+def _apply_cart_change(features: SessionFeatures, event: ClickEvent, items: list[str]) -> None:
+    if event.type == "add_to_cart":
+        _append_unique(features.cart, items, limit=None)
+    elif event.type == "remove_from_cart":
+        features.cart = [item for item in features.cart if item != event.item_id]
 
 
 def _count_orders(features: SessionFeatures, items: set[str], ts: float) -> None:
