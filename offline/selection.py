@@ -110,25 +110,7 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     fitted: list[dict[str, BatchRecommender]] = [{} for _ in periods]
     precisions = selection.precisions
     for spec in COMPONENTS:
-        best = None
-        for params in spec.grid_for(len(history.events)):
-            started = time.monotonic()
-            try:
-                if (reason := spec.build(params).refuses(history)) is not None:
-                    raise CannotFit(reason)
-                tried = periods if spec.cheap else periods[:1]
-                models = [spec.build(params).fit(part.train) for part in tried]
-            except Exception as exc:  # a component's failure is its own: the others go on
-                reason = failure_reason(exc)
-                log.warning("component %s %s left out: %s", spec.name, params, reason)
-                selection.dropped.setdefault(spec.name, reason)
-                continue
-            scores = [_scored(part, model, fitted[n]) for n, (part, model) in enumerate(zip(tried, models))]
-            mean = _mean(scores)
-            progress(f"  {spec.name} {params or ''}: ALL {mean['ALL']:.4f} NEW {mean['NEW']:.4f} "
-                     f"({len(scores)} period{'s' * (len(scores) > 1)}, {time.monotonic() - started:.1f} s)")
-            if best is None or sum(mean.values()) > sum(_mean(best[2]).values()):
-                best = (params, models, scores)
+        best = _best_setting(spec, periods, fitted, selection, progress, history)
         if best is None:
             continue
         params, models, scores = best
@@ -151,6 +133,34 @@ def select_components(periods: list[HoldoutSplit], selection: Selection, progres
     for name, scores in precisions.items():
         _record(selection, name, scores[:len(periods)])
     return periods, fitted
+
+
+def _best_setting(spec: ComponentSpec, periods: list[HoldoutSplit], fitted: list[dict[str, BatchRecommender]],
+                  selection: Selection, progress: Progress,
+                  history: Interactions) -> tuple[dict, list[BatchRecommender], list[APs]] | None:
+    """``spec``'s best point of its grid for ``history``: (params, models fitted on the periods
+    tried, their scores); the cheap components are tried on every period, the costly ones on the
+    first. None where no point fits: the first reason is recorded as the component's drop."""
+    best = None
+    for params in spec.grid_for(len(history.events)):
+        started = time.monotonic()
+        try:
+            if (reason := spec.build(params).refuses(history)) is not None:
+                raise CannotFit(reason)
+            tried = periods if spec.cheap else periods[:1]
+            models = [spec.build(params).fit(part.train) for part in tried]
+        except Exception as exc:  # a component's failure is its own: the others go on
+            reason = failure_reason(exc)
+            log.warning("component %s %s left out: %s", spec.name, params, reason)
+            selection.dropped.setdefault(spec.name, reason)
+            continue
+        scores = [_scored(part, model, fitted[n]) for n, (part, model) in enumerate(zip(tried, models))]
+        mean = _mean(scores)
+        progress(f"  {spec.name} {params or ''}: ALL {mean['ALL']:.4f} NEW {mean['NEW']:.4f} "
+                 f"({len(scores)} period{'s' * (len(scores) > 1)}, {time.monotonic() - started:.1f} s)")
+        if best is None or sum(mean.values()) > sum(_mean(best[2]).values()):
+            best = (params, models, scores)
+    return best
 
 
 def _on_other_periods(spec: ComponentSpec, params: dict, every_core: bool, periods: list[HoldoutSplit],
