@@ -15,7 +15,8 @@ For each dataset and test protocol:
 
 Prints one table (MAP@10 and NDCG@10, ALL and NEW) and the published lists' ratio to the best
 other row, with its 95% interval from a paired bootstrap over the test customers (how far the
-ratio could move on another draw of customers like them); writes bench/results/quality_suite.json and docs/evaluation.md.
+ratio could move on another draw of customers like them); writes bench/results/quality_suite.json
+and docs/evaluation.md.
 
 Run: .venv/bin/python bench/quality_suite.py [--datasets retail-global retail-basket ...]
 """
@@ -220,6 +221,7 @@ def baselines(split: HoldoutSplit) -> dict[str, dict[str, np.ndarray]]:
 
 
 BOOTSTRAP_DRAWS = 1000
+DRAWS_AT_ONCE = 100  # each draw indexes every customer of every row: Book-Crossing has 40,000
 
 
 def ratio_interval(published: np.ndarray, others: list[np.ndarray], seed: int = 0) -> tuple[float, float]:
@@ -229,8 +231,8 @@ def ratio_interval(published: np.ndarray, others: list[np.ndarray], seed: int = 
     rng = np.random.default_rng(seed)
     rows = np.vstack([published, *others])
     ratios = []
-    for _ in range(BOOTSTRAP_DRAWS // 100):  # 100 draws at a time: Book-Crossing has 40,000 customers
-        drawn = rows[:, rng.integers(0, rows.shape[1], (100, rows.shape[1]))].mean(axis=2)
+    for _ in range(BOOTSTRAP_DRAWS // DRAWS_AT_ONCE):
+        drawn = rows[:, rng.integers(0, rows.shape[1], (DRAWS_AT_ONCE, rows.shape[1]))].mean(axis=2)
         ratios.append(drawn[0] / np.maximum(drawn[1:].max(axis=0), 1e-12))
     low, high = np.percentile(np.concatenate(ratios), [2.5, 97.5])
     return float(low), float(high)

@@ -158,7 +158,7 @@ def _commands(publication: Publication, products: Iterable[tuple[str, bytes]], s
 
 
 def _list_encoder(version: str, explain: bool) -> Callable[..., bytes]:
-    """Stored lists of ``version``, stamped with the publish's start."""
+    """Stored lists of ``version``, all stamped with one time: when the publish begins writing them."""
     now = round(time.time(), 3)
 
     def encoded(items, scores, reasons=None) -> bytes:
