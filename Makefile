@@ -12,6 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(STAMP)
 
+# The Spark engine's extra (PySpark) for its tests; the demo and a plain install stay without it.
+SPARK_STAMP := $(VENV)/.spark-installed
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,local,spark]'
+	touch $(SPARK_STAMP)
+
 install: $(STAMP)
 
 demo: install
@@ -27,7 +33,12 @@ PROMTOOL := /usr/bin/promtool
 $(PROMTOOL):
 	-apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null)
 
-test: install $(CHROMIUM) $(PROMTOOL)
+# The Spark engine's tests need Java 17 (Debian's package).
+JAVA := /usr/bin/java
+$(JAVA):
+	-apt-get install -y -q --no-install-recommends openjdk-17-jre-headless >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends openjdk-17-jre-headless >/dev/null)
+
+test: install $(SPARK_STAMP) $(CHROMIUM) $(PROMTOOL) $(JAVA)
 	$(BIN)/pytest
 
 # The benchmarks (bench/): each prints a table and writes bench/results/*.json. About 90 minutes.

@@ -103,8 +103,7 @@ class RecentPopularity(BatchRecommender):
             start = data.events["timestamp"].min()
             since = data.end - (data.end - start) * self.recent_share
             recent = (pairs["last"] >= since).to_numpy()
-        # All-time buyers break ties among items equally popular of late.
-        self._tie_break = 1e-6 * np.asarray(data.bought.sum(axis=0)).ravel() / max(data.n_users, 1)
+        self._alltime = np.asarray(data.bought.sum(axis=0)).ravel()
         self.overall = self._counts(cols[recent])
         self.by_segment: dict[str, np.ndarray] = {}
         if self.segments:
@@ -122,8 +121,7 @@ class RecentPopularity(BatchRecommender):
 
     def _counts(self, cols: np.ndarray) -> np.ndarray:
         """Scores from the item columns of the customer-item pairs counted (one per buyer)."""
-        counts = np.bincount(cols, minlength=self.data.n_items).astype(np.float64) + self._tie_break
-        return counts / max(counts.max(), 1e-12)
+        return popularity_scores(np.bincount(cols, minlength=self.data.n_items), self._alltime, self.data.n_users)
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         if self._vectors is None:  # ranked once: every block of customers shares the same few vectors
@@ -137,9 +135,21 @@ class RecentPopularity(BatchRecommender):
                                  order)
 
     def top(self, k: int, segment: str | None = None) -> list[tuple[str, float]]:
-        counts = self.by_segment.get(segment, self.overall) if segment else self.overall
-        best = np.argsort(-counts, kind="stable")[:k]
-        return [(self.data.item_ids[j], float(counts[j])) for j in best if counts[j] > 0]
+        return best_items(self.by_segment.get(segment, self.overall) if segment else self.overall,
+                          self.data.item_ids, k)
+
+
+def popularity_scores(recent_buyers: np.ndarray, alltime_buyers: np.ndarray, n_users: int) -> np.ndarray:
+    """Items' scores from their recent buyers, all-time buyers breaking ties among items equally
+    popular of late; the best item scores 1."""
+    counts = recent_buyers.astype(np.float64) + 1e-6 * alltime_buyers / max(n_users, 1)
+    return counts / max(counts.max(initial=0.0), 1e-12)
+
+
+def best_items(scores: np.ndarray, item_ids: np.ndarray, k: int) -> list[tuple[str, float]]:
+    """The ``k`` best-scored items with a positive score (equal scores: the earlier item first)."""
+    best = np.argsort(-scores, kind="stable")[:k]
+    return [(item_ids[j], float(scores[j])) for j in best if scores[j] > 0]
 
 
 class TrendingPopularity(RecentPopularity):

@@ -27,7 +27,7 @@ from offline.retail_history import HistoryError
 from streams.connections import redis_client
 from streams.local_stack import LocalStack, StackError
 from streams.model_artifacts import ArtifactError
-from streams.settings import Settings, SettingsError, redact_url
+from streams.settings import TRAIN_ENGINES, Settings, SettingsError, redact_url
 
 app = typer.Typer(help="Event-driven streaming recommender for e-commerce.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -40,7 +40,8 @@ console = Console(markup=False)
 SOURCE_HELP = ("auto (real data if present, else simulator), retail, simulator, or archive (the worker's "
                "ARCHIVE_DIR); ignored with --interactions.")
 SOURCE_OPTION = typer.Option("auto", help=SOURCE_HELP)
-INTERACTIONS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Generic interactions CSV/Parquet.")
+INTERACTIONS_OPTION = typer.Option(None, exists=True, help="Generic interactions: a CSV or Parquet file, or a folder "
+                                                            "of them.")
 ITEMS_OPTION = typer.Option(None, exists=True, dir_okay=False, help="Items file: item_id, text, category, price.")
 VALIDATION_OPTION = typer.Option("auto", help="Validation split: auto (chosen from the data), global-time, "
                                                 "last-basket, last-items or random-items.")
@@ -207,10 +208,10 @@ def demo(
 
 def training_history(source: str, interactions: Optional[Path], items: Optional[Path], download: Optional[bool]):
     """(order lines, items or None, where they came from) for the offline commands."""
-    from offline.interactions_loader import load_interactions, load_items
+    from offline.interactions_loader import load_interactions_from, load_items
 
     if interactions is not None:
-        return load_interactions(interactions), load_items(items) if items else None, str(interactions)
+        return load_interactions_from(interactions), load_items(items) if items else None, str(interactions)
     if source == "archive":
         from offline.archive_loader import load_archive
 
@@ -257,6 +258,9 @@ def train(
                                                             "round, for the dashboard."),
     download: Optional[bool] = DOWNLOAD_OPTION,
     validation: str = VALIDATION_OPTION,
+    engine: Optional[str] = typer.Option(None, help="local (one process) or spark; default TRAIN_ENGINE."),
+    spark_conf: list[str] = typer.Option([], "--conf", help="Spark configuration key=value (repeatable), over "
+                                                            "SPARK_CONF; with --engine spark."),
 ) -> None:
     """Train every model on the history, write a versioned artifact, optionally publish it."""
     from offline.release import train_and_publish
@@ -264,6 +268,17 @@ def train(
 
     interval = parse_interval(every) if every else None
     conf = settings()
+    engine = engine or conf.train_engine
+    if engine not in TRAIN_ENGINES:
+        raise typer.BadParameter(f"must be {' or '.join(TRAIN_ENGINES)}", param_hint="--engine")
+    if engine == "spark":
+        if evaluate:
+            raise typer.BadParameter("the holdout evaluation runs on the local engine only; train with "
+                                     "--engine spark, then run `recsys evaluate`", param_hint="--evaluate")
+        run = _spark_run(conf, source, interactions, items, download, publish or interval is not None, validation,
+                         spark_conf)
+        run() if interval is None else run_periodically(run, interval, conf, console)
+        return
 
     def run() -> str:
         history, item_table, origin = training_history(source, interactions, items, download)
@@ -284,6 +299,44 @@ def train(
         run()
     else:
         run_periodically(run, interval, conf, console)
+
+
+def _spark_run(conf: Settings, source: str, interactions: Optional[Path], items: Optional[Path],
+               download: Optional[bool], publish: bool, validation: str, extra_conf: list[str]):
+    """A training round on the Spark engine: the session starts once and serves every round."""
+    from offline.spark.session import executor_errors, parse_conf, start_spark
+    from offline.spark.trainer import train_and_publish_on_spark
+
+    spark_conf = {**parse_conf(conf.spark_conf.split(",")), **parse_conf(extra_conf)}
+    session = []
+
+    def run() -> str:
+        with working("training on Spark") as step:
+            if not session:
+                session.append(start_spark(conf.spark_master, spark_conf))
+                step(f"Spark {session[0].version} on {conf.spark_master}")
+            with executor_errors():
+                lines, item_table, origin = _spark_history(session[0], source, interactions, items, download)
+                step(f"history from {origin}")
+                return train_and_publish_on_spark(conf, session[0], lines, item_table, origin, publish, step,
+                                                  validation).version
+
+    return run
+
+
+def _spark_history(spark, source: str, interactions: Optional[Path], items: Optional[Path], download: Optional[bool]):
+    """(order lines as a Spark DataFrame, items or None, where they came from): interactions and the
+    event archive read by Spark; the built-in data sets loaded on the driver and handed over."""
+    from offline.interactions_loader import load_items
+    from offline.spark.reading import from_frame, read_archive, read_interactions
+
+    if interactions is not None:
+        return read_interactions(spark, interactions), load_items(items) if items else None, str(interactions)
+    if source == "archive":
+        lines, archived_items = read_archive(spark, settings().archive_dir)
+        return lines, load_items(items) if items else archived_items, f"event archive ({settings().archive_dir})"
+    history, item_table, origin = training_history(source, None, items, download)
+    return from_frame(spark, history), item_table, origin
 
 
 @app.command()

@@ -88,6 +88,32 @@ def _bad_rows(path, mask: pd.Series, what: str) -> None:
         raise HistoryError(f"{path}: {int(mask.sum())} rows with {what} (lines {lines}{', ...' if mask.sum() > MAX_REPORTED else ''})")
 
 
+READABLE = re.compile(r"\.(csv|tsv|txt|parquet)(\.gz|\.bz2)?$", re.IGNORECASE)
+
+
+def input_files(path: str | Path) -> list[str]:
+    """``path`` itself, or the data files in the folder ``path`` and below, in name order (the
+    ``_SUCCESS`` markers of Spark and Hive, and hidden files, left aside)."""
+    path = Path(path)
+    if path.is_file():
+        return [str(path)]
+    files = sorted(str(file) for file in path.rglob("*") if file.is_file() and READABLE.search(file.name)
+                   and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts))
+    if not files:
+        raise HistoryError(f"{path}: no CSV or Parquet files to read")
+    return files
+
+
+def load_interactions_from(path: str | Path) -> pd.DataFrame:
+    """The interactions of a file, or of every file in a folder (each read as ``load_interactions``
+    reads it alone), in time order."""
+    files = input_files(path)
+    if len(files) == 1:
+        return load_interactions(files[0])
+    return pd.concat(map(load_interactions, files), ignore_index=True).sort_values(
+        "timestamp", kind="stable").reset_index(drop=True)
+
+
 def load_interactions(path: str | Path) -> pd.DataFrame:
     """Interactions in the history schema; raises HistoryError naming the bad column or rows."""
     raw = _read_table(path).reset_index(drop=True)

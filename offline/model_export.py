@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from models.item_categories import catalog_categories
 from models.popularity import RecentPopularity
+from models.segments import CustomerSegmentation
 from offline.customer_table import customer_feature_table
 from models.base import sparse_top_n
 from offline.evaluation import filled
@@ -32,7 +33,7 @@ LIST_SCHEMA = pa.schema([("user_id", pa.string()), ("items", pa.list_(pa.string(
                          ("reasons", pa.list_(pa.string())), ("evidence", pa.list_(pa.string()))])
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
@@ -144,13 +145,18 @@ def complements(trained: TrainedModels, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
 
 
 def item_table(trained: TrainedModels) -> pd.DataFrame:
+    return item_table_of(trained.data.item_ids, trained.data.items)
+
+
+def item_table_of(item_ids: np.ndarray, catalog: pd.DataFrame) -> pd.DataFrame:
     """item_id, category (the catalog's where it has one, else derived from descriptions), price and
-    title (the item's text: its most frequent description)."""
-    items = trained.data.items.reindex(trained.data.item_ids)
+    title (the item's text: its most frequent description) of ``item_ids``, from the item_id-indexed
+    ``catalog`` (``offline.training.item_catalog``)."""
+    items = catalog.reindex(item_ids)
     category = catalog_categories(items)
     price = items["price"] if "price" in items else pd.Series(np.nan, index=items.index)
     title = items["text"] if "text" in items else pd.Series("", index=items.index)
-    return pd.DataFrame({"item_id": trained.data.item_ids, "category": category.astype(str).to_numpy(),
+    return pd.DataFrame({"item_id": item_ids, "category": category.astype(str).to_numpy(),
                          "price": pd.to_numeric(price, errors="coerce").to_numpy(dtype=float),
                          "title": title.fillna("").astype(str).str.strip().to_numpy()})
 
@@ -165,34 +171,41 @@ def popular_lists(trained: TrainedModels, k: int, categories: pd.Series | None =
     if "trending" in trained.components:
         lists["trending"] = trained.components["trending"].top(k)
     if categories is not None:
-        # Recent buyers first; a category quiet of late falls back on its buyers over all time.
         alltime = trained.data.bought.astype(bool).sum(axis=0).A1
-        score = popularity.overall + 1e-6 * alltime / max(alltime.max(), 1)
-        ranked = pd.DataFrame({"item_id": trained.data.item_ids, "category": categories.to_numpy(), "score": score})
-        lists["categories"] = {
-            category: [(item, round(float(s), 6)) for item, s in part.nlargest(k, "score")[["item_id", "score"]]
+        lists["categories"] = category_lists(popularity.overall, alltime, trained.data.item_ids, categories, k)
+    return lists
+
+
+def category_lists(overall: np.ndarray, alltime_buyers: np.ndarray, item_ids: np.ndarray, categories: pd.Series,
+                   k: int) -> dict[str, list[tuple[str, float]]]:
+    """Each category's ``k`` most popular items: recent buyers first; a category quiet of late
+    falls back on its buyers over all time."""
+    score = overall + 1e-6 * alltime_buyers / max(alltime_buyers.max(initial=0), 1)
+    ranked = pd.DataFrame({"item_id": item_ids, "category": categories.to_numpy(), "score": score})
+    return {category: [(item, round(float(s), 6)) for item, s in part.nlargest(k, "score")[["item_id", "score"]]
                        .itertuples(index=False)]
             for category, part in ranked.groupby("category")}
-    return lists
+
+
+def segment_profiles(segmentation: CustomerSegmentation) -> bytes:
+    """segment_profiles.json: k, the silhouette of each k tried, and each segment's profile."""
+    profiles = {"k": segmentation.k, "silhouette": segmentation.silhouette,
+                "segments": [vars(p) for p in segmentation.profiles.values()]}
+    return json.dumps(profiles, default=float).encode()
 
 
 def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[str, bytes]:
     segmentation = trained.segmentation
-    profiles = {
-        "k": segmentation.k,
-        "silhouette": segmentation.silhouette,
-        "segments": [vars(p) for p in segmentation.profiles.values()],
-    }
     items = item_table(trained)
     files = {
         **slot_files(trained, k),
-        "similar_items.parquet": _parquet(similar_items(trained)),
-        "complements.parquet": _parquet(complements(trained)),
-        "items.parquet": _parquet(items),
+        "similar_items.parquet": parquet_bytes(similar_items(trained)),
+        "complements.parquet": parquet_bytes(complements(trained)),
+        "items.parquet": parquet_bytes(items),
         "popular.json": json.dumps(popular_lists(trained, k, items["category"])).encode(),
-        "segments.parquet": _parquet(segmentation.labels.rename("segment").rename_axis("user_id").reset_index()),
-        "segment_profiles.json": json.dumps(profiles, default=float).encode(),
-        "customer_features.parquet": _parquet(
+        "segments.parquet": parquet_bytes(segmentation.labels.rename("segment").rename_axis("user_id").reset_index()),
+        "segment_profiles.json": segment_profiles(segmentation),
+        "customer_features.parquet": parquet_bytes(
             customer_feature_table(history, segmentation.features).rename_axis("user_id").reset_index()),
     }
     if trained.hybrid is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable, Iterable, Iterator
 
 import msgspec
@@ -29,7 +30,7 @@ class StaleVersion(RuntimeError):
     """A newer model version than the one being published is already in Redis."""
 
 
-def _batched(commands: Iterable[tuple], client: redis.Redis, on_batch: Callable[[int], None]) -> int:
+def batched(commands: Iterable[tuple], client: redis.Redis, on_batch: Callable[[int], None]) -> int:
     pipe, pending, written = client.pipeline(transaction=False), 0, 0
     write_lists = client.register_script(WRITE_LISTS)
     for name, *args in commands:
@@ -124,30 +125,41 @@ def publish_to_redis(artifact: Artifact, settings: Settings, on_batch: Callable[
     """Write every customer's lists (recs, buy again, discover), less the items they dismissed, similar
     items, popular lists and segments; return the key count."""
     publication = Publication.read(artifact)
-    fence = fence_of(artifact.version)
     client = redis_client(settings)
     try:
-        # Raised before any list is written: from here on, workers still on an older version
-        # cannot overwrite what this publish writes.
-        in_force = client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence).decode()
-        if in_force > fence:
-            raise StaleVersion(f"a newer model version (fence {in_force}) is already published; "
-                               f"{artifact.version} is not written")
-        commands = _commands(publication, catalog_records(artifact), settings, fence,
-                             read_dismissals(client, time.time()))
-        return _batched(commands, client, on_batch)
+        fence = raise_fence(client, artifact.version)
+        encoded = list_encoder(publication.version, settings.explain_lists)
+        lists = customer_list_commands(publication.slots, encoded, fence, settings.recs_ttl_seconds,
+                                       read_dismissals(client, time.time()))
+        return batched(chain(lists, shop_commands(publication, catalog_records(artifact), encoded, fence)),
+                        client, on_batch)
     finally:
         client.close()
 
 
-def _commands(publication: Publication, products: Iterable[tuple[str, bytes]], settings: Settings, fence: str,
-              dismissals: dict[str, set[str]]) -> Iterator[tuple]:
-    """The Redis commands of a publish, in order: customer lists, products, similar items, segments, popular lists."""
-    encoded = _list_encoder(publication.version, settings.explain_lists)
+def raise_fence(client: redis.Redis, version: str) -> str:
+    """Raise the version's fence before any list is written (from then on, workers still on an
+    older version cannot overwrite what the publish writes) and return it; StaleVersion where a
+    newer version is in force already."""
+    fence = fence_of(version)
+    in_force = client.eval(RAISE, 1, redis_keys.MODEL_FENCE, fence).decode()
+    if in_force > fence:
+        raise StaleVersion(f"a newer model version (fence {in_force}) is already published; {version} is not written")
+    return fence
+
+
+def customer_list_commands(slots: Iterable[tuple[Callable[[str], str], pd.DataFrame]], encoded: Callable[..., bytes],
+                           fence: str, ttl: int, dismissals: dict[str, set[str]]) -> Iterator[tuple]:
+    """The fenced writes of customers' lists: each slot's key and lists frame."""
     yield from _fenced(fence, ((key(user_id), encoded(*without_dismissed(user_id, items, scores, reasons, dismissals)),
-                                settings.recs_ttl_seconds)
-                               for key, lists in publication.slots
+                                ttl)
+                               for key, lists in slots
                                for user_id, items, scores, reasons in _explained_rows(lists)))
+
+
+def shop_commands(publication: Publication, products: Iterable[tuple[str, bytes]], encoded: Callable[..., bytes],
+                  fence: str) -> Iterator[tuple]:
+    """The Redis commands of a publish after the customers' lists: products, similar items, segments, popular lists."""
     for item_id, record in products:
         # nx: a record the platform sent on the products topic is never replaced.
         yield "set", redis_keys.product(item_id), record, None, None, True
@@ -157,9 +169,10 @@ def _commands(publication: Publication, products: Iterable[tuple[str, bytes]], s
     yield from _popular_commands(publication.popular, encoded, fence)
 
 
-def _list_encoder(version: str, explain: bool) -> Callable[..., bytes]:
-    """Stored lists of ``version``, all stamped with one time: when the publish begins writing them."""
-    now = round(time.time(), 3)
+def list_encoder(version: str, explain: bool, now: float | None = None) -> Callable[..., bytes]:
+    """Stored lists of ``version``, all stamped with one time: ``now``, by default when the publish
+    begins writing them."""
+    now = round(time.time() if now is None else now, 3)
 
     def encoded(items, scores, reasons=None) -> bytes:
         # Without EXPLAIN_LISTS the published lists carry no reasons either: the smallest values.

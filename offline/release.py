@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from offline.model_export import export_files
 from offline.publish import announce_model, publish_to_redis
+from offline.selection import Selection
 from offline.training import TrainedModels, train_all
 from streams.model_artifacts import ArtifactStore, data_hash, new_version
 from streams.settings import Settings
@@ -26,18 +27,39 @@ class Release:
 
 
 def manifest_for(trained: TrainedModels, history_hash: str, origin: str, recs_count: int) -> dict:
-    """What a version records about itself: its data, settings, validation decisions and sizes."""
     data = trained.data
+    return version_manifest(trained.selection, ManifestFacts(
+        list(trained.components), trained.hybrid is not None, trained.segmentation.k, data.n_users, data.n_items,
+        len(data.events), trained.seconds), history_hash, origin, recs_count)
+
+
+@dataclass
+class ManifestFacts:
+    """What a trained version is made of, whichever engine trained it."""
+
+    components: list[str]
+    hybrid: bool
+    segments_k: int
+    customers: int
+    items: int
+    order_lines: int
+    seconds: dict[str, float]
+    engine: str = "local"
+
+
+def version_manifest(selection: Selection, facts: ManifestFacts, history_hash: str, origin: str,
+                     recs_count: int) -> dict:
+    """What a version records about itself: its data, settings, validation decisions and sizes."""
     return {
-        "data_hash": history_hash, "data_source": origin, "trained_at": time.time(),
-        "parameters": {"components": list(trained.components), "hybrid": trained.hybrid is not None,
-                       "recs_count": recs_count, "segments_k": trained.segmentation.k},
-        "validation": trained.selection.as_dict(),
-        "metrics": {"customers": data.n_users, "items": data.n_items, "order_lines": len(data.events),
-                    "seconds": trained.seconds,
+        "data_hash": history_hash, "data_source": origin, "trained_at": time.time(), "engine": facts.engine,
+        "parameters": {"components": facts.components, "hybrid": facts.hybrid,
+                       "recs_count": recs_count, "segments_k": facts.segments_k},
+        "validation": selection.as_dict(),
+        "metrics": {"customers": facts.customers, "items": facts.items, "order_lines": facts.order_lines,
+                    "seconds": facts.seconds,
                     # three lists and a segment per customer; similar items and a catalog record per item;
                     # popular lists; segment sizes
-                    "redis_keys": 4 * data.n_users + 2 * data.n_items + 2 + 2 * trained.segmentation.k},
+                    "redis_keys": 4 * facts.customers + 2 * facts.items + 2 + 2 * facts.segments_k},
     }
 
 

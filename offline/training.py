@@ -79,10 +79,7 @@ def train_all(history: pd.DataFrame, items: pd.DataFrame | None = None, progress
 
 
 def train_models(data: Interactions, progress: Progress = print, protocol: str | None = None) -> TrainedModels:
-    progress(f"history: {data.n_users:,} customers, {data.n_items:,} items, {len(data.events):,} order lines")
-    if data.n_users < MIN_CUSTOMERS:
-        raise HistoryError(f"the history has {data.n_users} customer{'s' * (data.n_users != 1)}; "
-                           f"training needs at least {MIN_CUSTOMERS} to segment them and validate on")
+    check_history_size(data.n_users, data.n_items, len(data.events), progress)
     # The customers' features are computed beside the model selection, which leaves a core idle
     # much of the time (at 10M order lines, segmenting took 34 s on one core, most of it these).
     # Clustering them waits for the models: K-Means sets the process's BLAS thread count, on
@@ -98,11 +95,45 @@ def train_models(data: Interactions, progress: Progress = print, protocol: str |
     return TrainedModels(data, segmentation, selection, components, hybrid, seconds)
 
 
+def check_history_size(customers: int, items: int, order_lines: int, progress: Progress) -> None:
+    """Say how large the history is; a HistoryError where it has too few customers to train on."""
+    progress(f"history: {customers:,} customers, {items:,} items, {order_lines:,} order lines")
+    if customers < MIN_CUSTOMERS:
+        raise HistoryError(f"the history has {customers} customer{'s' * (customers != 1)}; "
+                           f"training needs at least {MIN_CUSTOMERS} to segment them and validate on")
+
+
 def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
                     ) -> tuple[Selection, dict[str, BatchRecommender], LearnedHybrid | None, dict[str, float]]:
     """What validation chose, the kept models fitted on the whole history, and each step's seconds."""
+    chosen = choose_models(data, progress, protocol)
+    selection, capabilities, rankers, seconds = chosen.selection, chosen.capabilities, chosen.rankers, chosen.seconds
+    clock = Clock(seconds)
+    components, rankers = _fit_kept(selection, capabilities, rankers, data, progress)
+    hybrid = LearnedHybrid(list(components.values()), rankers, PER_MODEL, data) if rankers else None
+    clock("final fit")
+    report_choices(selection, progress)
+    progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
+    return selection, components, hybrid, seconds
+
+
+@dataclass
+class Choice:
+    """What validation chose before the final fit: the guard's selection, each validated
+    component's capabilities, the hybrid's rankers (None where it was left out), and the seconds
+    each step took."""
+
+    selection: Selection
+    capabilities: dict[str, frozenset]
+    rankers: dict | None
+    seconds: dict[str, float]
+
+
+def choose_models(data: Interactions, progress: Progress, protocol: str | None) -> Choice:
+    """The validation protocol chosen from ``data``, every component and the hybrid scored on its
+    periods, and the guard's choice of what each list publishes. Both engines choose with it."""
     seconds: dict[str, float] = {}
-    clock = _Clock(seconds)
+    clock = Clock(seconds)
     chosen = resolve_protocol(data.events, protocol)
     # On a large history every choice is made on a random share of customers: model rankings
     # hold on a sample, and each validation fit then costs what a mid-sized shop's would.
@@ -126,13 +157,12 @@ def _select_and_fit(data: Interactions, progress: Progress, protocol: str | None
     clock("hybrid validation")
     capabilities = {name: model.capabilities for name, model in fitted[0].items()}
     guard(selection, capabilities)
-    components, rankers = _fit_kept(selection, capabilities, rankers, data, progress)
-    hybrid = LearnedHybrid(list(components.values()), rankers, PER_MODEL, data) if rankers else None
-    clock("final fit")
+    return Choice(selection, capabilities, rankers, seconds)
+
+
+def report_choices(selection: Selection, progress: Progress) -> None:
     for view, reason in selection.reasons.items():
         progress(f"{LISTS[view]} list: {selection.published[view]} ({reason})")
-    progress(f"fitted {', '.join(components)} on the whole history ({seconds['final fit']:.1f} s)")
-    return selection, components, hybrid, seconds
 
 
 def _fit_kept(selection: Selection, capabilities: dict[str, frozenset], rankers: dict | None, data: Interactions,
@@ -191,7 +221,7 @@ def _earlier_periods(split: HoldoutSplit, protocol: str, count: int = EARLIER_SP
     return earlier
 
 
-class _Clock:
+class Clock:
     """Records the seconds since the previous step under each step's name."""
 
     def __init__(self, seconds: dict[str, float]):

@@ -40,6 +40,11 @@ def _sha256(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def _file_sha256(file: Path) -> str:
+    with open(file, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 @dataclass
 class Artifact:
     version: str
@@ -47,7 +52,12 @@ class Artifact:
     manifest: dict
 
     def has(self, name: str) -> bool:
-        return name in self.manifest.get("files", {})
+        """Whether the version holds ``name``: one file, or a folder of parts (``name/part-*``)."""
+        return name in self.manifest.get("files", {}) or bool(self.parts(name))
+
+    def parts(self, name: str) -> list[str]:
+        """The part files of a folder ``name`` (a distributed engine writes each table as one), in order."""
+        return sorted(file for file in self.manifest.get("files", {}) if file.startswith(f"{name}/"))
 
     def read_bytes(self, name: str) -> bytes:
         """A file's bytes, after checking its hash against the manifest."""
@@ -55,7 +65,7 @@ class Artifact:
         if expected is None:
             raise ArtifactError(f"{name} is not listed in {self.version}'s manifest")
         file = self.path / name
-        if file.is_symlink() or not file.is_file():
+        if file.is_symlink() or not file.is_file() or not file.resolve().is_relative_to(self.path.resolve()):
             raise ArtifactError(f"{file} is missing or is a link")
         payload = file.read_bytes()
         if _sha256(payload) != expected:
@@ -63,7 +73,13 @@ class Artifact:
         return payload
 
     def frame(self, name: str) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.read_bytes(name)))
+        """A Parquet table: the file ``name``, or its parts one after another."""
+        if name in self.manifest.get("files", {}):
+            return pd.read_parquet(io.BytesIO(self.read_bytes(name)))
+        parts = [pd.read_parquet(io.BytesIO(self.read_bytes(part))) for part in self.parts(name)]
+        if not parts:
+            raise ArtifactError(f"{name} is not listed in {self.version}'s manifest")
+        return pd.concat(parts, ignore_index=True)
 
     def json(self, name: str):
         return json.loads(self.read_bytes(name))
@@ -77,18 +93,31 @@ class ArtifactStore:
         self.root = Path(root).resolve()
 
     def write(self, version: str, files: dict[str, bytes], manifest: dict) -> Artifact:
-        path = self._inside(version)
-        tmp = path.with_name(f".{version}.tmp")
-        tmp.mkdir(parents=True, exist_ok=False)
-        hashes = {}
+        staged = self.stage(version)
         for name, payload in files.items():
-            (tmp / name).write_bytes(payload)
-            hashes[name] = _sha256(payload)
+            (staged / name).write_bytes(payload)
+        return self.seal(version, manifest)
+
+    def stage(self, version: str) -> Path:
+        """The folder a version is written into before ``seal`` makes it visible."""
+        staged = self._staging(version)
+        staged.mkdir(parents=True, exist_ok=False)
+        return staged
+
+    def seal(self, version: str, manifest: dict) -> Artifact:
+        """Hash every file staged for ``version`` (parts in folders included), write the manifest and
+        make the version visible, whole: readers never see half a version."""
+        staged, path = self._staging(version), self._inside(version)
+        hashes = {file.relative_to(staged).as_posix(): _file_sha256(file)
+                  for file in sorted(staged.rglob("*")) if file.is_file()}
         manifest = {**manifest, "model_version": version, "files": hashes}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-        os.replace(tmp, path)  # a version appears whole or not at all
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        os.replace(staged, path)
         (self.root / LATEST).write_text(version)
         return Artifact(version, path, manifest)
+
+    def _staging(self, version: str) -> Path:
+        return self._inside(version).with_name(f".{version}.tmp")
 
     def resolve(self, version: str) -> str:
         """``version`` itself, or for "latest" the newest version written."""

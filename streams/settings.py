@@ -38,6 +38,7 @@ EMPTY_MEANS_OFF = frozenset({"archive_dir"})
 
 # Settings whose values are secrets: never printed, logged or shown in errors.
 SECRETS = frozenset({"kafka_sasl_password", "redis_password", "api_key"})
+TRAIN_ENGINES = ("local", "spark")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -64,6 +65,12 @@ class Settings:
     artifact_dir: str = "artifacts"
     archive_dir: str = "archive"
     report_dir: str = "reports"
+
+    # The trainer's engine: local (one process) or spark (offline.spark), with Spark's master URL and
+    # extra Spark configuration as comma-separated key=value pairs.
+    train_engine: str = "local"
+    spark_master: str = "local[*]"
+    spark_conf: str = ""
 
     # Topics of the event contract.
     topic_clicks: str = "clicks"
@@ -160,6 +167,8 @@ class Settings:
                                 f"got {self.online_segments_algorithm!r}")
         if self.worker_store not in ("rocksdb://", "memory://"):
             raise SettingsError(f"WORKER_STORE must be rocksdb:// or memory://, got {self.worker_store!r}")
+        if self.train_engine not in TRAIN_ENGINES:
+            raise SettingsError(f"TRAIN_ENGINE must be {' or '.join(TRAIN_ENGINES)}, got {self.train_engine!r}")
         if self.log_level.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise SettingsError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {self.log_level!r}")
 

@@ -1,0 +1,240 @@
+"""The trainer's Spark engine against the local engine, on one shared local Spark session.
+
+Counts (popularity, repeat, co-occurrence) must be those of the local engine exactly, ALS's
+lists must overlap the local ALS's at equal settings, and a version trained on Spark must be
+served by the API and re-ranked by a worker like any other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from models.cooccurrence import ItemCooccurrence
+from models.factorization import ImplicitALS
+from models.popularity import RecentPopularity
+from models.segments import CustomerSegmentation
+from offline.interactions_loader import load_interactions_from
+from offline.retail_history import HistoryError
+from offline.simulator import simulate_history
+from offline.spark import scores
+from offline.spark.session import EngineError, executor_errors, parse_conf, start_spark, stop_spark
+from offline.training import interactions
+from fastapi.testclient import TestClient
+
+from streams.model_artifacts import ArtifactError, ArtifactStore
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = start_spark("local[2]", {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4"})
+    yield session
+    stop_spark(session)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    """A small shop's history, the local engine's view of it, and Spark's."""
+    return simulate_history(n_users=150, n_items=90, seed=11)
+
+
+@pytest.fixture(scope="module")
+def both(spark, shop):
+    from offline.spark.reading import from_frame
+
+    return interactions(shop), scores.SparkHistory.of(spark, from_frame(spark, shop))
+
+
+def _by_pair(frame: pd.DataFrame, data, column: str = "score") -> sp.csr_matrix:
+    rows = data.rows(frame["user_id"])
+    return sp.csr_matrix((frame[column].to_numpy(dtype=float), (rows, frame["col"].to_numpy())),
+                         shape=(data.n_users, data.n_items))
+
+
+def test_the_history_and_its_pairs_are_the_local_engines(both):
+    data, history = both
+    assert list(history.item_ids) == list(data.item_ids)
+    assert history.n_users == data.n_users
+    assert history.n_lines == len(data.events)
+    pairs = history.pairs.toPandas()
+    assert (_by_pair(pairs, data, "orders") != data.orders).nnz == 0
+    np.testing.assert_allclose(_by_pair(pairs, data, "age_days").toarray(),
+                               (data.last_age_days - data.bought).toarray(), atol=1e-6)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1, 0.05])
+def test_popularity_counts_are_the_local_engines(both, share):
+    data, history = both
+    local = RecentPopularity(share).fit(data).overall
+    np.testing.assert_array_equal(scores.popularity(history, "popularity", share).scores, local)
+
+
+def test_segment_popularity_is_the_local_engines(spark, both):
+    data, history = both
+    labels = {user: f"s{n % 3}" for n, user in enumerate(data.user_ids)}
+    local = RecentPopularity(0.1, segments=labels).fit(data).by_segment
+    segments = spark.createDataFrame(pd.DataFrame({"user_id": list(labels), "segment": list(labels.values())}))
+    spark_side = scores.segment_popularity(history, 0.1, segments)
+    assert set(spark_side) == set(local)
+    for segment, vector in local.items():
+        np.testing.assert_array_equal(spark_side[segment], vector)
+
+
+@pytest.mark.parametrize("half_life", [30.0, 1e6])
+def test_repeat_scores_are_the_local_engines(both, half_life):
+    data, history = both
+    repeat = scores.repeat(history, half_life).candidates.toPandas()
+    np.testing.assert_allclose(_by_pair(repeat, data).toarray(), data.decayed(half_life).toarray(), rtol=1e-12)
+    one = repeat.iloc[0]
+    orders = data.orders[data.user_index[one["user_id"]], one["col"]]
+    assert one["code"] == "bought_before" and one["evidence"].startswith(f"{int(orders)}|")
+
+
+def test_cooccurrence_counts_neighbours_and_scores_are_the_local_engines(both):
+    data, history = both
+    local = ItemCooccurrence(history_half_life_days=30.0).fit(data)
+    similarity = scores.cooccurrence_similarity(history).toPandas()
+    together = (data.bought.T @ data.bought).tocsr()
+    spark_together = sp.csr_matrix((similarity["together"], (similarity["col"], similarity["other_col"])),
+                                   shape=together.shape)
+    assert (spark_together != together.multiply(spark_together.astype(bool))).nnz == 0  # counts, pair by pair
+    spark_similarity = sp.csr_matrix((similarity["similarity"], (similarity["col"], similarity["other_col"])),
+                                     shape=together.shape)
+    assert (spark_similarity.astype(bool) != local.similarity.astype(bool)).nnz == 0  # the same neighbours kept
+    np.testing.assert_allclose(spark_similarity.toarray(), local.similarity.toarray(), rtol=1e-6)
+    spark_scores = scores.cooccurrence(history, scores.cooccurrence_similarity(history), 30.0).candidates.toPandas()
+    block = local.block(np.arange(data.n_users))
+    at = block.at(data.rows(spark_scores["user_id"]), spark_scores["col"].to_numpy())
+    np.testing.assert_allclose(spark_scores["score"].to_numpy(), at, rtol=1e-5)
+
+
+def test_als_top10_overlaps_the_local_als_at_equal_settings(both):
+    data, history = both
+    settings = {"factors": 16, "regularization": 0.05, "iterations": 15}
+    local = ImplicitALS(**settings).fit(data).block(np.arange(data.n_users)).top_n(10)
+    spark_side = scores.als(history, 10, **settings).candidates.toPandas()
+    spark_lists = spark_side.groupby("user_id")["item_id"].apply(set)
+    overlap = [len(spark_lists.get(user, set()) & set(data.item_ids[row[row >= 0]])) / 10
+               for user, row in zip(data.user_ids, local.items)]
+    assert np.mean(overlap) >= 0.7
+
+
+def test_segments_are_the_local_engines(both):
+    from offline.spark.segments import segment_customers
+
+    data, history = both
+    local = CustomerSegmentation().fit(data)
+    segmentation, segments, _ = segment_customers(history)
+    assert segmentation.k == local.k
+    spark_labels = segments.toPandas().set_index("user_id")["segment"].sort_index()
+    pd.testing.assert_series_equal(spark_labels, local.labels.sort_index(), check_names=False, check_index_type=False)
+
+
+def test_a_folder_of_files_is_read_with_the_local_rules(spark, tmp_path):
+    from offline.spark.reading import read_interactions
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "part-1.csv").write_text("user_id;item_id;timestamp;price\nu1;a;31/12/2024 10:00;2,55\n"
+                                       "u2;b;01/01/2025 11:00;1,10\n")
+    pd.DataFrame({"user_id": ["u3", "u1"], "item_id": ["a", "c"], "rating": [5, 1],
+                  "timestamp": pd.to_datetime(["2025-01-02", "2025-01-03"])}).to_parquet(folder / "part-2.parquet")
+    (folder / "_SUCCESS").write_text("")
+    local = load_interactions_from(folder)
+    read = read_interactions(spark, folder).toPandas().sort_values("timestamp", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(read[local.columns], local, check_dtype=False)
+    assert read["price"].tolist()[:2] == [2.55, 1.10]  # decimal commas, as the local loader reads them
+    assert read["weight"].tolist()[2:] == [1.0, 0.5]
+
+
+def test_a_bad_line_read_on_an_executor_is_the_local_engines_one_line_error(spark, tmp_path):
+    from offline.spark.reading import read_interactions
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id,quantity\nu1,a,2\nu2,b,many\n")
+    with pytest.raises(HistoryError) as local:
+        load_interactions_from(bad)
+    with pytest.raises(HistoryError) as remote, executor_errors():
+        read_interactions(spark, bad).count()
+    assert str(remote.value) == str(local.value)
+    assert "\n" not in str(remote.value)
+
+
+def test_what_keeps_spark_from_starting_is_one_line_naming_the_fix(monkeypatch):
+    with pytest.raises(EngineError, match="is not a Spark master"):
+        start_spark("local[two]", {})
+    with pytest.raises(EngineError, match="not spark.key=value"):
+        parse_conf(["spark.executor.memory"])
+    assert parse_conf(["spark.executor.memory=2g", " "]) == {"spark.executor.memory": "2g"}
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    from offline.spark.session import java_home
+
+    with pytest.raises(EngineError, match="apt-get install openjdk-17-jre-headless"):
+        java_home()
+
+
+def test_an_artifact_reads_a_folder_of_parts_as_one_table_and_checks_each(tmp_path):
+    store = ArtifactStore(tmp_path)
+    staged = store.stage("20261207T000000Z-parts")
+    (staged / "recommendations.parquet").mkdir()
+    for n in range(2):
+        pd.DataFrame({"user_id": [f"u{n}"], "items": [["a"]], "scores": [[1.0]]}).to_parquet(
+            staged / "recommendations.parquet" / f"part-{n}.parquet")
+    store.seal("20261207T000000Z-parts", {})
+    artifact = store.load("latest")
+    assert artifact.has("recommendations.parquet") and not artifact.has("recommendations")
+    assert artifact.frame("recommendations.parquet")["user_id"].tolist() == ["u0", "u1"]
+    (artifact.path / "recommendations.parquet" / "part-1.parquet").write_bytes(b"changed")
+    with pytest.raises(ArtifactError, match="does not match its sha256"):
+        store.load("latest")
+
+
+@pytest.mark.integration
+def test_a_version_trained_on_spark_is_served_by_the_api_and_reranked_by_a_worker(spark, shop, stack_settings,
+                                                                                 redis_client, tmp_path):
+    from offline.publish import StaleVersion
+    from offline.spark.export import publish_from_executors
+    from offline.spark.reading import from_frame
+    from offline.spark.trainer import train_and_publish_on_spark
+    from streams import redis_keys
+    from streams.api.app import create_api
+    from streams.recommendation_store import read_recommendations
+    from streams.topic_admin import ensure_topics
+    from tests.conftest import running_worker
+    from tests.test_hot_reload import wait_for_version
+
+    settings = stack_settings
+    ensure_topics(settings)
+    steps = []
+    with running_worker(settings, tmp_path / "worker.log"):
+        release = train_and_publish_on_spark(settings, spark, from_frame(spark, shop), None, "simulator", True,
+                                             steps.append)
+        users = sorted(shop["user_id"].unique())
+        for key in (redis_keys.recs, redis_keys.buy_again, redis_keys.discover):
+            assert sum(redis_client.exists(key(user)) for user in users) == len(users)
+        user, bought = users[0], set(shop.loc[shop["user_id"] == users[0], "item_id"])
+        published = read_recommendations(redis_client, user)
+        assert published.model_version == release.version and len(published.items) == settings.recs_count
+        with TestClient(create_api(settings)) as api:
+            answer = api.get(f"/recs/{user}", params={"explain": "true", "k": 20}).json()
+            assert answer["model_version"] == release.version and answer["items"] == published.items
+            assert [entry["item_id"] for entry in answer["explanations"]] == answer["items"]
+            discover = api.get(f"/recs/{user}/discover", params={"k": 20}).json()
+            assert len(discover["items"]) == 20 and not set(discover["items"]) & bought
+            again = api.get(f"/recs/{user}/buy-again", params={"k": 20}).json()
+            assert set(again["items"]) <= bought
+            assert api.get(f"/similar/{next(iter(bought))}").status_code == 200
+        reranked = wait_for_version(settings, redis_client, user, next(iter(bought)), release.version)
+        assert reranked.event_ts is not None  # written by the worker, from the Spark-made version
+    assert any("from the executors" in step for step in steps)
+    manifest = ArtifactStore(settings.artifact_dir).load(release.version).manifest
+    assert manifest["engine"] == "spark" and manifest["validation"]["published"] == release.selection.published
+    # Readers never go backwards: once a newer version's fence is up, the executors write nothing.
+    redis_client.set(redis_keys.MODEL_FENCE, "29991231T000000Z")
+    redis_client.delete(redis_keys.recs(users[1]))
+    with pytest.raises(StaleVersion):
+        publish_from_executors(spark, ArtifactStore(settings.artifact_dir).load(release.version), settings)
+    assert not redis_client.exists(redis_keys.recs(users[1]))
