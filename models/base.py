@@ -12,6 +12,7 @@ Ids are strings, scores are floats.
 
 from __future__ import annotations
 
+import copy
 import heapq
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -331,6 +332,14 @@ class BatchRecommender(ABC):
     @abstractmethod
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         """Scores of the users at ``user_rows`` (indices into ``data.user_ids``)."""
+
+    def serving(self, data) -> "BatchRecommender":
+        """This fitted model serving the customers of ``data``, a slice of the customers of the
+        history it was fitted on, in the same item space: what it learned of items is kept, what it
+        knows of customers is read from ``data``. A distributed engine scores each slice apart."""
+        served = copy.copy(self)
+        served.data = data
+        return served
 
     def top_n_views(self, block: ScoreBlock, user_rows: np.ndarray, n: int,
                     exclude: sp.csr_matrix) -> tuple[TopN, TopN]:

@@ -357,21 +357,23 @@ def _pair_traits(data: Interactions, rows: np.ndarray, positions: np.ndarray, co
             np.asarray(traits["category_shares"][users, traits["category"][cols]]).ravel()]
 
 
+ITEM_TRAITS = "item-traits"  # the key under which ``Interactions.cached`` keeps the shop's item traits
+
+
 def _compute_traits(data: Interactions) -> dict[str, np.ndarray]:
-    """Per-item and per-customer traits that tell repeat buying from one-off buying."""
+    """Per-item and per-customer traits that tell repeat buying from one-off buying. Item traits
+    are the whole shop's: a slice of its customers (``Interactions.preset``) is given them."""
     bought = data.bought
-    buyers = np.asarray(bought.sum(axis=0)).ravel()
-    repeaters = np.asarray((data.orders > 1).sum(axis=0)).ravel()
+    items = data.cached(ITEM_TRAITS, lambda: item_traits(np.asarray(bought.sum(axis=0)).ravel(),
+                                                         np.asarray((data.orders > 1).sum(axis=0)).ravel(),
+                                                         data.n_users, item_categories(data)))
     per_user = data.events.groupby("user_id").agg(orders=("order_id", "nunique"), first=("timestamp", "min"),
                                                   last=("timestamp", "max")).reindex(data.user_ids)
     span = (per_user["last"] - per_user["first"]).dt.total_seconds().to_numpy() / 86400
     user_orders = per_user["orders"].to_numpy(dtype=np.float64)
-    category = item_categories(data)
     return {
-        "category": category,
-        "category_shares": _category_shares(bought, category),
-        "item_repeat_rate": (repeaters + 1) / (buyers + 5),  # smoothed towards 0.2 for rarely bought items
-        "item_buyers": buyers / max(data.n_users, 1),
+        **items,
+        "category_shares": _category_shares(bought, items["category"]),
         "user_orders": user_orders,
         "user_idle": (data.end - per_user["last"]).dt.total_seconds().to_numpy() / 86400,
         "user_gap": span / np.maximum(user_orders - 1, 1),
@@ -379,12 +381,24 @@ def _compute_traits(data: Interactions) -> dict[str, np.ndarray]:
     }
 
 
+def item_traits(buyers: np.ndarray, repeaters: np.ndarray, n_users: int, category: np.ndarray) -> dict[str, np.ndarray]:
+    """Each item's category code, share of buyers who bought it again, and share of customers who bought it."""
+    return {"category": category,
+            "item_repeat_rate": (repeaters + 1) / (buyers + 5),  # smoothed towards 0.2 for rarely bought items
+            "item_buyers": buyers / max(n_users, 1)}
+
+
 def item_categories(data: Interactions) -> np.ndarray:
     """Each item's category code: the catalog's categories, else ones derived from the items'
     texts (``models.item_categories``). A customer's categories say what they will buy next
     where a few purchases say little about single items: on validation, the simulator's lists
     rose 2-4% and those of Ta-Feng's global cut 1-5%."""
-    return pd.factorize(catalog_categories(data.items.reindex(data.item_ids)).to_numpy())[0]
+    return category_codes(data.items, data.item_ids)
+
+
+def category_codes(items: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """The category code of each of ``item_ids`` from the item_id-indexed catalog ``items``."""
+    return pd.factorize(catalog_categories(items.reindex(item_ids)).to_numpy())[0]
 
 
 def _category_shares(bought: sp.csr_matrix, category: np.ndarray) -> sp.csr_matrix:

@@ -148,6 +148,12 @@ class Interactions:
     def last_age_days(self) -> sp.csr_matrix:
         return self.cached("age", lambda: self.matrix(self._pairs()["age_days"].to_numpy() + 1.0))
 
+    def preset(self, key: str, value) -> None:
+        """Give a slice of the customers a value of the whole shop's, under ``cached``'s ``key``
+        (an item's buyers are counted over every customer, not the slice's)."""
+        with self._building:
+            self._cache[key] = value
+
     def cached(self, key: str, compute):
         """``compute()`` once per data set; for values derived from it by the models."""
         with self._building:

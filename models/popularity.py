@@ -91,6 +91,14 @@ class RecentPopularity(BatchRecommender):
         self.recent_share = recent_share
         self.segments = segments or {}
 
+    @classmethod
+    def from_scores(cls, recent_share: float, overall: np.ndarray) -> "RecentPopularity":
+        """A model whose items' scores (``popularity_scores``) were counted elsewhere, by a
+        distributed engine; it serves customers once given their data (``serving``)."""
+        model = cls(recent_share)
+        model.overall, model.by_segment, model._vectors = overall, {}, None
+        return model
+
     def fit(self, data: Interactions) -> "RecentPopularity":
         # Counted on customer-item pairs, not order lines: a customer bought the item in the
         # recent stretch exactly when their last purchase of it falls inside it.

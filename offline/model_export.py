@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from models.hybrid import feature_names
 from models.item_categories import catalog_categories
 from models.popularity import RecentPopularity
 from models.segments import CustomerSegmentation
@@ -56,7 +57,7 @@ def _slot_list_chunks(trained: TrainedModels, k: int, chunk: int = 2048,
     chunks = list(zip(edges, edges[1:]))
 
     def tables(bounds: tuple[int, int]) -> dict[str, pa.Table]:
-        frames = _chunk_lists(trained, explainer, np.arange(*bounds), k)
+        frames = chunk_lists(trained, explainer, np.arange(*bounds), k)
         return {slot: pa.Table.from_pandas(frame, schema=LIST_SCHEMA, preserve_index=False)
                 for slot, frame in frames.items()}
 
@@ -77,7 +78,7 @@ def slot_files(trained: TrainedModels, k: int, chunk: int = 2048, processes: int
     return {SLOT_FILES[slot]: sink.getvalue() for slot, sink in sinks.items()}
 
 
-def _chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndarray, k: int) -> dict[str, pd.DataFrame]:
+def chunk_lists(trained: TrainedModels, explainer: ListExplainer, rows: np.ndarray, k: int) -> dict[str, pd.DataFrame]:
     """The three lists of the customers at ``rows``, one frame per slot."""
     data = trained.data
     popularity, repeat = trained.components["popularity"], trained.components["repeat"]
@@ -209,7 +210,12 @@ def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[
             customer_feature_table(history, segmentation.features).rename_axis("user_id").reset_index()),
     }
     if trained.hybrid is not None:
-        ranker = io.BytesIO()
-        joblib.dump({"rankers": trained.hybrid.rankers, "features": trained.hybrid.feature_names}, ranker)
-        files["ranker.joblib"] = ranker.getvalue()
+        files["ranker.joblib"] = ranker_file(trained.hybrid.rankers, trained.hybrid.components)
     return files
+
+
+def ranker_file(rankers: dict, members: list) -> bytes:
+    """ranker.joblib: the hybrid's rankers and the names of the features they read."""
+    ranker = io.BytesIO()
+    joblib.dump({"rankers": rankers, "features": feature_names(members)}, ranker)
+    return ranker.getvalue()

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import Callable, Collection
 
 import pandas as pd
 
@@ -25,7 +25,7 @@ from models.compiled_ranker import compile_ahead
 from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation, customer_features
-from offline.components import LARGE_HISTORY, SPECS
+from offline.components import COMPONENTS, LARGE_HISTORY, SPECS, ComponentSpec
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.retail_history import HistoryError
 from offline.selection import (K, PER_MODEL, Selection, failure_reason, fitted_or_failure, guard, ranker_objectives,
@@ -127,11 +127,14 @@ class Choice:
     capabilities: dict[str, frozenset]
     rankers: dict | None
     seconds: dict[str, float]
+    members: list[str]  # the hybrid's components, in the order of its rankers' features
 
 
-def choose_models(data: Interactions, progress: Progress, protocol: str | None) -> Choice:
-    """The validation protocol chosen from ``data``, every component and the hybrid scored on its
-    periods, and the guard's choice of what each list publishes. Both engines choose with it."""
+def choose_models(data: Interactions, progress: Progress, protocol: str | None,
+                  specs: tuple[ComponentSpec, ...] = COMPONENTS, members: Collection[str] | None = None) -> Choice:
+    """The validation protocol chosen from ``data``, every component of ``specs`` and the hybrid of
+    ``members`` (default: all of them) scored on its periods, and the guard's choice of what each
+    list publishes. Both engines choose with it."""
     seconds: dict[str, float] = {}
     clock = Clock(seconds)
     chosen = resolve_protocol(data.events, protocol)
@@ -143,10 +146,13 @@ def choose_models(data: Interactions, progress: Progress, protocol: str | None) 
                            f"it needs {HOLDS_OUT[chosen.name]}, holding out items that the rest of the history has")
     selection = Selection(chosen.name, chosen.reason, len(split.test_users))
     progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
-    periods, fitted = select_components([split, *_earlier_periods(split, chosen.name)], selection, progress, data)
+    periods, fitted = select_components([split, *_earlier_periods(split, chosen.name)], selection, progress, data,
+                                        specs)
     clock("components")
+    in_hybrid = [{name: model for name, model in period.items() if members is None or name in members}
+                 for period in fitted]
     try:
-        rankers = validate_hybrid(periods, fitted, selection, ranker_objectives(len(data.events)))
+        rankers = validate_hybrid(periods, in_hybrid, selection, ranker_objectives(len(data.events)))
         scored = "each period ranked by the mean of the other periods' rankers" if len(periods) > 1 else "out of fold"
         views = map(partial(_hybrid_score, selection), selection.ranker_objective)
         progress(f"  hybrid ({scored}): " + " ".join(views))
@@ -157,7 +163,7 @@ def choose_models(data: Interactions, progress: Progress, protocol: str | None) 
     clock("hybrid validation")
     capabilities = {name: model.capabilities for name, model in fitted[0].items()}
     guard(selection, capabilities)
-    return Choice(selection, capabilities, rankers, seconds)
+    return Choice(selection, capabilities, rankers, seconds, list(in_hybrid[0]))
 
 
 def report_choices(selection: Selection, progress: Progress) -> None:

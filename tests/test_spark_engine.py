@@ -7,13 +7,16 @@ served by the API and re-ranked by a worker like any other.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from models.cooccurrence import ItemCooccurrence
-from models.factorization import ImplicitALS
+from models.factorization import FactorBlock, ImplicitALS
+from models.hybrid import LearnedHybrid, category_codes, item_traits
 from models.popularity import RecentPopularity
 from models.segments import CustomerSegmentation
 from offline.interactions_loader import load_interactions_from
@@ -21,7 +24,9 @@ from offline.retail_history import HistoryError
 from offline.simulator import simulate_history
 from offline.spark import scores
 from offline.spark.session import EngineError, executor_errors, parse_conf, start_spark, stop_spark
-from offline.training import interactions
+from offline.components import SPECS
+from offline.selection import PER_MODEL
+from offline.training import TrainedModels, choose_models, interactions
 from fastapi.testclient import TestClient
 
 from streams.model_artifacts import ArtifactError, ArtifactStore
@@ -68,7 +73,7 @@ def test_the_history_and_its_pairs_are_the_local_engines(both):
 def test_popularity_counts_are_the_local_engines(both, share):
     data, history = both
     local = RecentPopularity(share).fit(data).overall
-    np.testing.assert_array_equal(scores.popularity(history, "popularity", share).scores, local)
+    np.testing.assert_array_equal(scores.popularity(history, share), local)
 
 
 def test_segment_popularity_is_the_local_engines(spark, both):
@@ -82,43 +87,61 @@ def test_segment_popularity_is_the_local_engines(spark, both):
         np.testing.assert_array_equal(spark_side[segment], vector)
 
 
-@pytest.mark.parametrize("half_life", [30.0, 1e6])
-def test_repeat_scores_are_the_local_engines(both, half_life):
-    data, history = both
-    repeat = scores.repeat(history, half_life).candidates.toPandas()
-    np.testing.assert_allclose(_by_pair(repeat, data).toarray(), data.decayed(half_life).toarray(), rtol=1e-12)
-    one = repeat.iloc[0]
-    orders = data.orders[data.user_index[one["user_id"]], one["col"]]
-    assert one["code"] == "bought_before" and one["evidence"].startswith(f"{int(orders)}|")
-
-
-def test_cooccurrence_counts_neighbours_and_scores_are_the_local_engines(both):
+def test_cooccurrence_counts_and_neighbours_are_the_local_engines(both):
     data, history = both
     local = ItemCooccurrence(history_half_life_days=30.0).fit(data)
     similarity = scores.cooccurrence_similarity(history).toPandas()
     together = (data.bought.T @ data.bought).tocsr()
     spark_together = sp.csr_matrix((similarity["together"], (similarity["col"], similarity["other_col"])),
                                    shape=together.shape)
+    assert spark_together.nnz > 0
     assert (spark_together != together.multiply(spark_together.astype(bool))).nnz == 0  # counts, pair by pair
     spark_similarity = sp.csr_matrix((similarity["similarity"], (similarity["col"], similarity["other_col"])),
                                      shape=together.shape)
     assert (spark_similarity.astype(bool) != local.similarity.astype(bool)).nnz == 0  # the same neighbours kept
     np.testing.assert_allclose(spark_similarity.toarray(), local.similarity.toarray(), rtol=1e-6)
-    spark_scores = scores.cooccurrence(history, scores.cooccurrence_similarity(history), 30.0).candidates.toPandas()
-    block = local.block(np.arange(data.n_users))
-    at = block.at(data.rows(spark_scores["user_id"]), spark_scores["col"].to_numpy())
-    np.testing.assert_allclose(spark_scores["score"].to_numpy(), at, rtol=1e-5)
 
 
 def test_als_top10_overlaps_the_local_als_at_equal_settings(both):
     data, history = both
     settings = {"factors": 16, "regularization": 0.05, "iterations": 15}
     local = ImplicitALS(**settings).fit(data).block(np.arange(data.n_users)).top_n(10)
-    spark_side = scores.als(history, 10, **settings).candidates.toPandas()
-    spark_lists = spark_side.groupby("user_id")["item_id"].apply(set)
-    overlap = [len(spark_lists.get(user, set()) & set(data.item_ids[row[row >= 0]])) / 10
-               for user, row in zip(data.user_ids, local.items)]
+    item_factors, user_factors = scores.als(history, **settings)
+    factors = user_factors.toPandas().set_index("user_id")["features"].reindex(data.user_ids)
+    on_spark = FactorBlock(np.vstack(factors.to_numpy()), item_factors).top_n(10)
+    overlap = [len(set(mine[mine >= 0]) & set(theirs[theirs >= 0])) / 10
+               for mine, theirs in zip(on_spark.items, local.items)]
     assert np.mean(overlap) >= 0.7
+
+
+def test_each_bucket_of_customers_gets_the_lists_the_local_export_gives_them(spark, both):
+    """The hybrid, ALS and every fill-in and reason, customer by customer, scored bucket by bucket."""
+    from offline.model_export import SLOT_FILES, slot_files
+    from offline.spark.customer_lists import ShopModels, customer_lists, slot_table
+    from offline.spark.trainer import HYBRID_MEMBERS, SPARK_COMPONENTS
+
+    data, history = both
+    choice = choose_models(data, lambda message: None, None, SPARK_COMPONENTS, HYBRID_MEMBERS)
+    selection = choice.selection
+    assert choice.rankers is not None
+    selection.published = {"ALL": "hybrid", "NEW": "als"}
+    components = {name: SPECS[name].build(params).fit(data) for name, params in selection.params.items()}
+    hybrid = LearnedHybrid([components[name] for name in choice.members], choice.rankers, PER_MODEL, data)
+    local = slot_files(TrainedModels(data, None, selection, components, hybrid), 20, processes=1)
+    traits = item_traits(np.asarray(data.bought.sum(axis=0)).ravel(), np.asarray((data.orders > 1).sum(axis=0)).ravel(),
+                         data.n_users, category_codes(data.items, data.item_ids))
+    shop = ShopModels(components, choice.members, choice.rankers, selection, data.item_ids, data.items, data.end,
+                      traits)
+    factors = pd.DataFrame({"user_id": data.user_ids, "features": list(components["als"].user_factors)})
+    lists = customer_lists(history, shop, 20, spark.createDataFrame(factors, "user_id string, features array<float>"))
+    for slot, name in SLOT_FILES.items():
+        expected = pd.read_parquet(io.BytesIO(local[name])).set_index("user_id").sort_index()
+        found = slot_table(lists, slot).toPandas().set_index("user_id").sort_index()
+        assert list(found.index) == list(expected.index)
+        for column in ("items", "reasons", "evidence"):
+            assert found[column].map(list).tolist() == expected[column].map(list).tolist(), (slot, column)
+        np.testing.assert_allclose(np.concatenate(found["scores"].to_numpy()),
+                                   np.concatenate(expected["scores"].to_numpy()), atol=1e-4)
 
 
 def test_segments_are_the_local_engines(both):

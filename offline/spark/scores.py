@@ -1,11 +1,10 @@
 """Each kept component's scores, computed on the executors.
 
 The definitions are the local engine's (``models/``); only where the numbers are computed
-differs. A component answers either one score per item that every customer shares
-(popularity, trending: ``ItemScores``) or each customer's candidate items with a score and
-the reason each is there (repeat, co-occurrence, ALS: ``CustomerScores``, a DataFrame of
-``user_id, item_id, col, score, code, evidence``). ``col`` is the item's position in the
-sorted item ids, as the local engine numbers its columns: equal scores rank by it.
+differs. Spark computes what a model learns of items from every customer: popularity scores,
+co-occurrence neighbours, ALS factors. Customers are then scored bucket by bucket with the local
+engine's models (``customer_lists``). ``col`` is an item's position in the sorted item ids, as
+the local engine numbers its columns.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from models.explanations import BOUGHT_BEFORE, DISCOVER, SIMILAR_TO
 from models.interactions import DAY
 from models.popularity import popularity_scores
 
@@ -60,14 +58,6 @@ class SparkHistory:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def decayed(self, half_life_days: float):
-        """The pairs with ``score``: distinct orders times weight, halved every ``half_life_days``
-        since the last purchase (``Interactions.decayed``)."""
-        from pyspark.sql import functions as F
-
-        return self.pairs.withColumn(
-            "score", F.col("orders") * F.col("weight") * F.pow(F.lit(2.0), -F.col("age_days") / half_life_days))
-
     def customer_sample(self, max_lines: int, seed: int = 0) -> pd.DataFrame:
         """The order lines of a random share of customers, about ``max_lines`` lines, on the
         driver; the whole history when it is no larger. Customers are drawn by a hash of their
@@ -83,24 +73,6 @@ class SparkHistory:
 
 def _micros(moment) -> int:
     return int(pd.Timestamp(moment).value // 1000)
-
-
-@dataclass
-class ItemScores:
-    """One score per item (aligned with the history's ``item_ids``), shared by every customer."""
-
-    name: str
-    scores: np.ndarray
-    recent_share: float
-
-
-@dataclass
-class CustomerScores:
-    """Each customer's candidate items: a DataFrame of user_id, item_id, col, score, code, evidence."""
-
-    name: str
-    candidates: object
-    similarity: object = None  # item-item models: DataFrame of item_id, col, other, other_col, similarity
 
 
 def recent_buyers(history: SparkHistory, recent_share: float, by=None):
@@ -123,11 +95,11 @@ def item_counts(history: SparkHistory, pairs) -> np.ndarray:
     return counts
 
 
-def popularity(history: SparkHistory, name: str, recent_share: float) -> ItemScores:
-    """``models.popularity.RecentPopularity``: recent buyers per item, all-time buyers breaking ties."""
+def popularity(history: SparkHistory, recent_share: float) -> np.ndarray:
+    """``models.popularity.RecentPopularity``'s scores: recent buyers per item, all-time buyers breaking ties."""
     alltime = item_counts(history, history.pairs)
     recent = item_counts(history, recent_buyers(history, recent_share))
-    return ItemScores(name, popularity_scores(recent, alltime, history.n_users), recent_share)
+    return popularity_scores(recent, alltime, history.n_users)
 
 
 def segment_popularity(history: SparkHistory, recent_share: float, segments) -> dict[str, np.ndarray]:
@@ -152,16 +124,6 @@ def _per_segment(counted: pd.DataFrame, alltime: np.ndarray, history: SparkHisto
     return scored
 
 
-def repeat(history: SparkHistory, half_life_days: float) -> CustomerScores:
-    """``models.repeat_purchase.RepeatPurchase``: each item the customer bought, by decayed orders;
-    the reason says how often and when last."""
-    from pyspark.sql import functions as F
-
-    evidence = F.concat_ws("|", F.col("orders").cast("string"), F.date_format("last", "yyyy-MM-dd"))
-    return CustomerScores("repeat", history.decayed(half_life_days).select(
-        "user_id", "item_id", "col", "score", F.lit(BOUGHT_BEFORE).alias("code"), evidence.alias("evidence")))
-
-
 def cooccurrence_similarity(history: SparkHistory, neighbours: int = 100, cap: int = HISTORY_CAP):
     """``models.cooccurrence.ItemCooccurrence``'s similarity: the Jaccard index of two items' buyers,
     each item keeping its ``neighbours`` best others (equal scores: the lower column first).
@@ -183,33 +145,11 @@ def cooccurrence_similarity(history: SparkHistory, neighbours: int = 100, cap: i
             .select("item_id", "col", "other", "other_col", "similarity", "together"))
 
 
-def cooccurrence(history: SparkHistory, similarity, history_half_life_days: float) -> CustomerScores:
-    """A customer's score for an item: the similarity of the item to their decayed history, plus the
-    item's own history weight (SAR's self-similarity). The reason names the customer's item that
-    pulls the item most (history weight x similarity; equal pulls: the lower column)."""
-    from pyspark.sql import functions as F
-
-    weights = history.decayed(history_half_life_days).select("user_id", "item_id", "col", F.col("score").alias("weight"))
-    pulls = weights.join(similarity, ["item_id", "col"]).select(
-        "user_id", F.col("other").alias("item_id"), F.col("other_col").alias("col"),
-        (F.col("weight") * F.col("similarity")).alias("pull"), F.col("item_id").alias("source"),
-        F.col("col").alias("source_col"))
-    own = weights.select("user_id", "item_id", "col", F.col("weight").alias("pull"),
-                         F.lit(None).cast("string").alias("source"), F.lit(None).cast("long").alias("source_col"))
-    strength = F.when(F.col("source").isNotNull(), F.struct(F.col("pull"), -F.col("source_col")))
-    scored = pulls.unionByName(own).groupBy("user_id", "item_id", "col").agg(
-        F.sum("pull").alias("score"), F.max_by("source", strength).alias("source"),
-        F.max(F.when(F.col("source").isNotNull(), F.col("pull"))).alias("strongest"))
-    found = F.coalesce(F.col("strongest") > 0, F.lit(False))
-    return CustomerScores("cooccurrence", scored.select(
-        "user_id", "item_id", "col", "score", F.when(found, F.lit(SIMILAR_TO)).otherwise(F.lit(DISCOVER)).alias("code"),
-        F.when(found, F.col("source")).otherwise(F.lit("cooccurrence")).alias("evidence")), similarity)
-
-
-def als(history: SparkHistory, candidates: int, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
-        iterations: int = 15, seed: int = 0) -> CustomerScores:
+def als(history: SparkHistory, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
+        iterations: int = 15, seed: int = 0):
     """``models.factorization.ImplicitALS`` on MLlib: Hu, Koren & Volinsky's weighted ALS on
-    confidence ``alpha * weight * log(1 + orders)``; each customer's ``candidates`` best items."""
+    confidence ``alpha * weight * log(1 + orders)``. Returns the item factors (rows in column
+    order) and a DataFrame of user_id and features."""
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as F
 
@@ -218,10 +158,9 @@ def als(history: SparkHistory, candidates: int, factors: int = 64, regularizatio
     ratings = history.pairs.join(users, "user_id").select(
         "user", "col", (F.log1p("orders") * F.col("weight")).cast("float").alias("rating"))
     model = ALS(rank=factors, maxIter=iterations, regParam=regularization, alpha=alpha, implicitPrefs=True,
-                userCol="user", itemCol="col", ratingCol="rating", seed=seed, blockSize=128,
-                coldStartStrategy="drop").fit(ratings)
-    columns = history.pairs.select("col", "item_id").distinct()
-    best = (model.recommendForAllUsers(candidates).select("user", F.explode("recommendations").alias("r"))
-            .select("user", F.col("r.col").alias("col"), F.col("r.rating").cast("double").alias("score")))
-    return CustomerScores("als", best.join(users, "user").join(F.broadcast(columns), "col").select(
-        "user_id", "item_id", "col", "score", F.lit(DISCOVER).alias("code"), F.lit("als").alias("evidence")))
+                userCol="user", itemCol="col", ratingCol="rating", seed=seed).fit(ratings)
+    learned = model.itemFactors.toPandas()
+    item_factors = np.zeros((history.n_items, factors), dtype=np.float32)
+    item_factors[learned["id"].to_numpy()] = np.vstack(learned["features"].to_numpy())
+    user_factors = model.userFactors.withColumnRenamed("id", "user").join(users, "user").select("user_id", "features")
+    return item_factors, user_factors

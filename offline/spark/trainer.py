@@ -22,27 +22,36 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from models.popularity import best_items
-from offline.components import LARGE_HISTORY
-from offline.model_export import (SIMILAR_ITEMS, SIMILARITY_BLEND, SLOT_FILES, category_lists, item_table_of, parquet_bytes,
+from models.cooccurrence import ItemCooccurrence
+from models.factorization import ImplicitALS
+from models.hybrid import category_codes, item_traits
+from models.popularity import RecentPopularity, best_items
+from offline.components import COMPONENTS, LARGE_HISTORY
+from offline.model_export import (SIMILAR_ITEMS, SIMILARITY_BLEND, SLOT_FILES, SLOTS, category_lists, item_table_of, parquet_bytes, ranker_file,
                                   segment_profiles)
 from offline.publish import announce_model
 from offline.release import ManifestFacts, version_manifest
-from offline.selection import Selection, guard
-from offline.spark import lists, scores
+from offline.selection import Selection
+from offline.spark import scores
+from offline.spark.customer_lists import ShopModels, customer_lists, slot_table
 from offline.spark.export import publish_from_executors, write_tables
-from offline.spark.scores import CustomerScores, ItemScores, SparkHistory
+from offline.spark.scores import SparkHistory
 from offline.spark.segments import segment_customers
-from offline.training import Clock, check_history_size, choose_models, interactions, report_choices
+from offline.training import Choice, Clock, check_history_size, choose_models, interactions, report_choices
 from streams.model_artifacts import ArtifactStore, new_version
 from streams.settings import Settings
 
 Progress = Callable[[str], None]
-# The models the Spark engine computes, in the order they are fitted.
-SPARK_COMPONENTS = ("popularity", "trending", "repeat", "cooccurrence", "als")
-# ALS candidates past k per customer, from which a list of unbought items is drawn.
-ALS_MARGIN = 100
+# The models the Spark engine computes: validation scores these, and the guard chooses among them.
+SPARK_COMPONENTS = tuple(spec for spec in COMPONENTS if spec.name in ("popularity", "trending", "repeat",
+                                                                      "cooccurrence", "als"))
+# The hybrid's members: components whose scores the Spark engine computes as the local engine does,
+# to the digit, since its rankers learned them on validation (MLlib's ALS finds other factors).
+HYBRID_MEMBERS = ("popularity", "trending", "repeat", "cooccurrence")
+# Components every version needs: popular fill-ins and lists, buy-again lists, similar items.
+ALWAYS = ("popularity", "trending", "repeat", "cooccurrence")
 
 
 @dataclass
@@ -63,13 +72,12 @@ def train_and_publish_on_spark(conf: Settings, spark, lines, items: pd.DataFrame
     check_history_size(history.n_users, history.n_items, history.n_lines, step)
     clock("history")
     sample = history.customer_sample(LARGE_HISTORY).sort_values("timestamp", kind="stable").reset_index(drop=True)
-    choice = choose_models(interactions(sample, items), step, validation)
+    choice = choose_models(interactions(sample, items), step, validation, SPARK_COMPONENTS, HYBRID_MEMBERS)
     seconds.update(choice.seconds)
-    selection = choice.selection
-    keep_what_spark_computes(selection, choice.capabilities)
-    report_choices(selection, step)
+    report_choices(choice.selection, step)
     clock("validation")
-    fitted = fit_on_spark(history, selection, conf.recs_count, step)
+    catalog = item_catalog(history, items)
+    fitted = fit_on_spark(history, choice, catalog, step)
     clock("final fit")
     segmentation, segments, features = segment_customers(history)
     step(f"segments: k={segmentation.k} by silhouette")
@@ -78,19 +86,19 @@ def train_and_publish_on_spark(conf: Settings, spark, lines, items: pd.DataFrame
     version = new_version(digest)
     store = ArtifactStore(conf.artifact_dir)
     staged = store.stage(version)
-    write_tables({SLOT_FILES["recs"]: _slot(history, fitted, selection, "ALL", conf.recs_count),
-                  SLOT_FILES["buyagain"]: lists.buy_again_lists(history, fitted["repeat"], conf.recs_count),
-                  SLOT_FILES["discover"]: _slot(history, fitted, selection, "NEW", conf.recs_count)}, staged)
+    lists = customer_lists(history, fitted.shop, conf.recs_count, fitted.user_factors).persist()
+    write_tables({SLOT_FILES[slot]: slot_table(lists, slot) for slot in SLOTS}, staged)
+    lists.unpersist()
     write_tables({"segments.parquet": segments, "customer_features.parquet": features}, staged)
-    for name, payload in _shop_files(history, fitted, segmentation, segments, items, conf.recs_count).items():
+    for name, payload in _shop_files(history, fitted, segmentation, segments, catalog, conf.recs_count).items():
         (staged / name).write_bytes(payload)
     clock("export")
-    facts = ManifestFacts(list(fitted), False, segmentation.k, history.n_users, history.n_items, history.n_lines,
-                          seconds, engine="spark")
-    artifact = store.seal(version, version_manifest(selection, facts, digest, origin,
-                                                    conf.recs_count))
+    shop = fitted.shop
+    facts = ManifestFacts(list(shop.components), shop.rankers is not None, segmentation.k, history.n_users,
+                          history.n_items, history.n_lines, seconds, engine="spark")
+    artifact = store.seal(version, version_manifest(choice.selection, facts, digest, origin, conf.recs_count))
     step(f"artifact {artifact.path}")
-    release = SparkRelease(version, selection, seconds)
+    release = SparkRelease(version, choice.selection, seconds)
     if not publish:
         step("not published; `recsys train --publish` writes Redis and tells running workers")
         return release
@@ -101,45 +109,51 @@ def train_and_publish_on_spark(conf: Settings, spark, lines, items: pd.DataFrame
     return release
 
 
-def keep_what_spark_computes(selection: Selection, capabilities: dict[str, frozenset]) -> None:
-    """Leave out, with their reason, the models the Spark engine does not compute, then let the guard
-    choose again among the rest."""
-    for name in list(selection.scores):
-        if name == "hybrid":
-            selection.leave_out(name, "the Spark engine does not score the hybrid's candidates yet")
-        elif name not in SPARK_COMPONENTS:
-            selection.leave_out(name, "the Spark engine does not compute it")
-    guard(selection, capabilities)
+@dataclass
+class SparkFit:
+    """The published models as every bucket of customers shares them, the co-occurrence neighbours
+    as Spark computed them (for similar items), and ALS's customer factors where ALS is published."""
+
+    shop: ShopModels
+    similarity: object | None
+    user_factors: object | None
 
 
-def fit_on_spark(history: SparkHistory, selection: Selection, k: int, step: Progress
-                 ) -> dict[str, ItemScores | CustomerScores]:
-    """The components the lists, popular lists and similar items draw on, computed on the executors
-    with the settings validation chose for them."""
-    needed = {"popularity", "repeat", "trending", "cooccurrence", *selection.published.values()}
-    fitted = {}
-    for name in SPARK_COMPONENTS:
-        if name in needed and name in selection.params:
-            started = time.monotonic()
-            fitted[name] = _fit(name, history, selection.params[name], k)
-            step(f"{name} on Spark ({time.monotonic() - started:.1f} s)")
-    return fitted
+def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, step: Progress) -> SparkFit:
+    """What the published lists draw on, learned on the executors from every customer, with the
+    settings validation chose."""
+    selection = choice.selection
+    hybrid = "hybrid" in selection.published.values()
+    needed = {*ALWAYS, *selection.published.values(), *(choice.members if hybrid else ())}
+    components, similarity, user_factors = {}, None, None
+    for spec in SPARK_COMPONENTS:
+        if spec.name not in needed or spec.name not in selection.params:
+            continue
+        started = time.monotonic()
+        model = spec.build(selection.params[spec.name])
+        if isinstance(model, RecentPopularity):
+            model = type(model).from_scores(model.recent_share, scores.popularity(history, model.recent_share))
+        elif isinstance(model, ItemCooccurrence):
+            similarity = scores.cooccurrence_similarity(history, model.neighbours).persist()
+            model.similarity = _matrix(similarity, history.n_items)
+        elif isinstance(model, ImplicitALS):
+            model.item_factors, user_factors = scores.als(history, model.factors, model.regularization, model.alpha,
+                                                          model.iterations, model.seed)
+        components[spec.name] = model
+        step(f"{spec.name} on Spark ({time.monotonic() - started:.1f} s)")
+    buyers = scores.item_counts(history, history.pairs)
+    repeaters = scores.item_counts(history, history.pairs.filter("orders > 1"))
+    traits = item_traits(buyers, repeaters, history.n_users, category_codes(catalog, history.item_ids))
+    shop = ShopModels(components, choice.members, choice.rankers if hybrid else None, selection, history.item_ids,
+                      catalog, pd.Timestamp(history.end), traits)
+    return SparkFit(shop, similarity, user_factors)
 
 
-def _fit(name: str, history: SparkHistory, params: dict, k: int) -> ItemScores | CustomerScores:
-    if name in ("popularity", "trending"):
-        return scores.popularity(history, name, **params)
-    if name == "repeat":
-        return scores.repeat(history, **params)
-    if name == "cooccurrence":
-        similarity = scores.cooccurrence_similarity(history).persist()
-        return scores.cooccurrence(history, similarity, **params)
-    return scores.als(history, k + ALS_MARGIN, **params)
-
-
-def _slot(history: SparkHistory, fitted: dict, selection: Selection, view: str, k: int):
-    unbought = view == "NEW" or selection.recs_unbought
-    return lists.slot_lists(history, fitted[selection.published[view]], fitted["popularity"], k, unbought)
+def _matrix(similarity, n_items: int) -> sp.csr_matrix:
+    """The neighbours as the local engine holds them: items x items, float32."""
+    pairs = similarity.select("col", "other_col", "similarity").toPandas()
+    return sp.csr_matrix((pairs["similarity"].to_numpy(dtype=np.float32),
+                          (pairs["col"].to_numpy(), pairs["other_col"].to_numpy())), shape=(n_items, n_items))
 
 
 def history_hash(history: SparkHistory) -> str:
@@ -150,18 +164,23 @@ def history_hash(history: SparkHistory) -> str:
     return hashlib.sha256(f"{history.n_lines}:{total}".encode()).hexdigest()
 
 
-def _shop_files(history: SparkHistory, fitted: dict, segmentation, segments, items: pd.DataFrame | None,
+def _shop_files(history: SparkHistory, fitted: SparkFit, segmentation, segments, catalog: pd.DataFrame,
                 k: int) -> dict[str, bytes]:
-    """The files every customer shares: similar items, complements, products, popular lists, profiles."""
-    catalog = item_table_of(history.item_ids, item_catalog(history, items))
-    cooccurrence = fitted.get("cooccurrence")
-    return {
-        "similar_items.parquet": parquet_bytes(similar_items(history, cooccurrence, SIMILARITY_BLEND["cooccurrence"])),
-        "complements.parquet": parquet_bytes(similar_items(history, cooccurrence, 1.0)),
-        "items.parquet": parquet_bytes(catalog),
-        "popular.json": json.dumps(popular_lists(history, fitted, segments, catalog["category"], k)).encode(),
+    """The files every customer shares: similar items, complements, products, popular lists, profiles,
+    and the hybrid's rankers where it is published."""
+    items = item_table_of(history.item_ids, catalog)
+    files = {
+        "similar_items.parquet": parquet_bytes(similar_items(history, fitted.similarity, SIMILARITY_BLEND["cooccurrence"])),
+        "complements.parquet": parquet_bytes(similar_items(history, fitted.similarity, 1.0)),
+        "items.parquet": parquet_bytes(items),
+        "popular.json": json.dumps(popular_lists(history, fitted.shop.components, segments, items["category"],
+                                                 k)).encode(),
         "segment_profiles.json": segment_profiles(segmentation),
     }
+    shop = fitted.shop
+    if shop.rankers is not None:
+        files["ranker.joblib"] = ranker_file(shop.rankers, [shop.components[name] for name in shop.members])
+    return files
 
 
 def item_catalog(history: SparkHistory, items: pd.DataFrame | None) -> pd.DataFrame:
@@ -179,16 +198,15 @@ def item_catalog(history: SparkHistory, items: pd.DataFrame | None) -> pd.DataFr
     return derived if items is None or items.empty else items.set_index("item_id").combine_first(derived)
 
 
-def similar_items(history: SparkHistory, cooccurrence: CustomerScores | None, weight: float) -> pd.DataFrame:
+def similar_items(history: SparkHistory, similarity, weight: float) -> pd.DataFrame:
     """Each item's ``SIMILAR_ITEMS`` best co-bought items, scores scaled so the best pair is ``weight``
     (``offline.model_export.similar_items`` without descriptions)."""
     empty = pd.DataFrame({"item_id": history.item_ids, "items": [[] for _ in history.item_ids],
                           "scores": [[] for _ in history.item_ids]})
-    if cooccurrence is None:
+    if similarity is None:
         return empty
     from pyspark.sql import Window, functions as F
 
-    similarity = cooccurrence.similarity
     top = similarity.agg(F.max("similarity")).first()[0] or 0.0
     best = Window.partitionBy("col").orderBy(F.col("similarity").desc(), "other_col")
     ranked = (similarity.filter(F.col("similarity") > 0).withColumn("n", F.row_number().over(best))
@@ -203,14 +221,14 @@ def similar_items(history: SparkHistory, cooccurrence: CustomerScores | None, we
     return empty
 
 
-def popular_lists(history: SparkHistory, fitted: dict, segments, categories: pd.Series, k: int) -> dict:
+def popular_lists(history: SparkHistory, components: dict, segments, categories: pd.Series, k: int) -> dict:
     """popular.json: best sellers overall, per segment, trending (when kept) and per category."""
-    popularity: ItemScores = fitted["popularity"]
+    popularity: RecentPopularity = components["popularity"]
     by_segment = scores.segment_popularity(history, popularity.recent_share, segments)
     alltime = scores.item_counts(history, history.pairs)
-    lists_ = {"all": best_items(popularity.scores, history.item_ids, k),
-              "segments": {segment: best_items(vector, history.item_ids, k) for segment, vector in by_segment.items()},
-              "categories": category_lists(popularity.scores, alltime, history.item_ids, categories, k)}
-    if "trending" in fitted:
-        lists_["trending"] = best_items(fitted["trending"].scores, history.item_ids, k)
-    return lists_
+    lists = {"all": best_items(popularity.overall, history.item_ids, k),
+             "segments": {segment: best_items(vector, history.item_ids, k) for segment, vector in by_segment.items()},
+             "categories": category_lists(popularity.overall, alltime, history.item_ids, categories, k)}
+    if "trending" in components:
+        lists["trending"] = best_items(components["trending"].overall, history.item_ids, k)
+    return lists
