@@ -18,7 +18,12 @@ other row, with its 95% interval from a paired bootstrap over the test customers
 ratio could move on another draw of customers like them); writes bench/results/quality_suite.json
 and docs/evaluation.md.
 
-Run: .venv/bin/python bench/quality_suite.py [--datasets retail-global retail-basket ...]
+With ``--engines local spark`` (the default) the same training file is also trained and published
+by the Spark engine (``recsys train --engine spark``, on ``local[2]``), and its lists, read from
+Redis, form the row "published, Spark engine": each view's MAP@10 over the local engine's is
+the parity the two engines must keep (0.97-1.03).
+
+Run: .venv/bin/python bench/quality_suite.py [--datasets retail-global retail-basket ...] [--engines local]
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ from offline.interactions_loader import load_interactions, load_items, rating_we
 from offline.private_stack import private_stack
 from offline.release import train_and_publish
 from offline.simulator import planted_preferences, simulate_history
+from offline.spark.reading import read_interactions
+from offline.spark.session import start_spark
+from offline.spark.trainer import train_and_publish_on_spark
 from offline.training import interactions, test_split
 from streams import redis_keys
 from streams.connections import redis_client
@@ -154,6 +162,8 @@ DATASETS = {
 CEILINGS = {"simulator": lambda: planted_preferences(**SIMULATOR)}
 CEILING_ROW = "ceiling: planted preferences"
 PUBLISHED = "published (from Redis)"
+ON_SPARK = "published, Spark engine (from Redis)"
+NOT_RIVALS = (PUBLISHED, CEILING_ROW, ON_SPARK)  # rows the ratio's "best other" is not chosen from
 
 
 def ceiling_lists(preferences: pd.DataFrame, split: HoldoutSplit) -> dict[str, np.ndarray]:
@@ -248,7 +258,7 @@ class DataUnavailable(RuntimeError):
     """A dataset's files are missing or cannot be fetched: the suite goes on without it."""
 
 
-def run_dataset(name: str, stack) -> dict:
+def run_dataset(name: str, stack, spark=None) -> dict:
     loader, protocol = DATASETS[name]
     started = time.monotonic()
     try:
@@ -263,14 +273,21 @@ def run_dataset(name: str, stack) -> dict:
     with tempfile.TemporaryDirectory(prefix="recsys-quality-") as folder:
         interactions_path, items_path = write_training_files(history, split, items, Path(folder))
         loaded = load_interactions(interactions_path)
-        release = train_and_publish(stack.settings, loaded, load_items(items_path) if items_path else None,
-                                    f"{name} (generic format)", True,
-                                    lambda m: console.print(f"  [dim]{time.monotonic() - started:6.0f}s[/dim] {m}"))
-    client = redis_client(stack.settings)
-    index = split.train.item_index
-    published = {"ALL": read_lists(client, redis_keys.recs, split.test_users, index),
-                 "NEW": read_lists(client, redis_keys.discover, split.test_users, index)}
-    lists = {PUBLISHED: published} | baselines(split)
+        item_table = load_items(items_path) if items_path else None
+
+        def step(message: str) -> None:
+            console.print(f"  [dim]{time.monotonic() - started:6.0f}s[/dim] {message}")
+
+        release = train_and_publish(stack.settings, loaded, item_table, f"{name} (generic format)", True, step)
+        client = redis_client(stack.settings)
+        lists = {PUBLISHED: published_lists(client, split)}
+        if spark is not None:
+            spark_started = time.monotonic()
+            train_and_publish_on_spark(stack.settings, spark, read_interactions(spark, interactions_path), item_table,
+                                       f"{name} (generic format)", True, step)
+            spark_seconds = round(time.monotonic() - spark_started, 1)
+            lists[ON_SPARK] = published_lists(client, split)
+    lists |= baselines(split)
     if name in CEILINGS:
         lists[CEILING_ROW] = ceiling_lists(CEILINGS[name](), split)
     trained = release.trained
@@ -283,15 +300,23 @@ def run_dataset(name: str, stack) -> dict:
     rows, precisions = {}, {}
     for model, shown in lists.items():
         rows[model], precisions[model] = scored(split, shown)
-    others = [model for model in rows if model not in (PUBLISHED, CEILING_ROW)]
+    others = [model for model in rows if model not in NOT_RIVALS]
     return {"dataset": name, "protocol": protocol, "train_users": split.train.n_users,
             "items": split.train.n_items, "test_users": len(split.test_users),
             "validation": trained.selection.as_dict(), "seconds": round(time.monotonic() - started, 1),
+            "spark_seconds": spark_seconds if spark is not None else None,
             "rows": {model: {view: {m: r[view][m] for m in ("map", "ndcg", "users")} for view in ("ALL", "NEW")}
                      for model, r in rows.items()},
             "ratio_interval": {view: ratio_interval(precisions[PUBLISHED][view],
                                                     [precisions[model][view] for model in others])
                                for view in ("ALL", "NEW")}}
+
+
+def published_lists(client, split: HoldoutSplit) -> dict[str, np.ndarray]:
+    """The test customers' published lists as Redis holds them: ALL from ``recs:``, NEW from ``discover:``."""
+    index = split.train.item_index
+    return {"ALL": read_lists(client, redis_keys.recs, split.test_users, index),
+            "NEW": read_lists(client, redis_keys.discover, split.test_users, index)}
 
 
 def _columns_of(lists: dict, source, target) -> dict:
@@ -307,7 +332,7 @@ def report(results: list[dict]) -> str:
              "customers (paired: every row scored on the same draw, the best other row chosen again in each).", ""]
     for result in results:
         rows = result["rows"]
-        best = {view: max(r[view]["map"] for name, r in rows.items() if name not in (PUBLISHED, CEILING_ROW))
+        best = {view: max(r[view]["map"] for name, r in rows.items() if name not in NOT_RIVALS)
                 for view in ("ALL", "NEW")}
         v = result["validation"]
         lines += [f"### {result['dataset']} ({result['protocol']} test; {result['train_users']:,} customers, "
@@ -324,6 +349,13 @@ def report(results: list[dict]) -> str:
         lines += ["", "Published / best other: " + ", ".join(
             f"{view} {published[view]['map'] / max(best[view], 1e-9):.3f} (95% interval {interval[view][0]:.3f}-"
             f"{interval[view][1]:.3f})" for view in ("ALL", "NEW")), ""]
+        if ON_SPARK in rows:
+            spark = rows[ON_SPARK]
+            lines += ["Spark engine / local engine: " + ", ".join(
+                f"{view} {spark[view]['map'] / max(published[view]['map'], 1e-9):.3f}" for view in ("ALL", "NEW"))
+                + "; Spark / best other: " + ", ".join(
+                f"{view} {spark[view]['map'] / max(best[view], 1e-9):.3f}" for view in ("ALL", "NEW"))
+                + f" (Spark engine: {result['spark_seconds']:.0f} s on local[2])", ""]
         if CEILING_ROW in rows:
             ceiling = rows[CEILING_ROW]
             lines += [f"Ceiling / best other: ALL {ceiling['ALL']['map'] / max(best['ALL'], 1e-9):.3f}, "
@@ -335,12 +367,14 @@ def report(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--engines", nargs="+", default=["local", "spark"], choices=["local", "spark"])
     args = parser.parse_args()
     results = []
+    spark = start_spark("local[2]", {}) if "spark" in args.engines else None
     with private_stack("quality", archive_dir="") as stack:
         for name in args.datasets:
             try:
-                results.append(run_dataset(name, stack))
+                results.append(run_dataset(name, stack, spark))
             except DataUnavailable as exc:
                 console.print(f"[yellow]{exc}[/yellow]")
                 continue

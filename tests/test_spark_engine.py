@@ -8,6 +8,10 @@ served by the API and re-ranked by a worker like any other.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from dataclasses import fields
 
 import numpy as np
 import pandas as pd
@@ -30,6 +34,7 @@ from offline.training import TrainedModels, choose_models, interactions
 from fastapi.testclient import TestClient
 
 from streams.model_artifacts import ArtifactError, ArtifactStore
+from streams.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,7 @@ def test_cooccurrence_counts_and_neighbours_are_the_local_engines(both):
 
 def test_als_top10_overlaps_the_local_als_at_equal_settings(both):
     data, history = both
-    settings = {"factors": 16, "regularization": 0.05, "iterations": 15}
+    settings = {"factors": 16, "regularization": 0.05, "iterations": 10}
     local = ImplicitALS(**settings).fit(data).block(np.arange(data.n_users)).top_n(10)
     item_factors, user_factors = scores.als(history, **settings)
     factors = user_factors.toPandas().set_index("user_id")["features"].reindex(data.user_ids)
@@ -215,13 +220,20 @@ def test_an_artifact_reads_a_folder_of_parts_as_one_table_and_checks_each(tmp_pa
         store.load("latest")
 
 
+def _environment(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The process environment with every setting of ``settings``, as a deployment would give them."""
+    return {**os.environ, **{field.name.upper(): str(getattr(settings, field.name)) for field in fields(Settings)},
+            **overrides}
+
+
 @pytest.mark.integration
-def test_a_version_trained_on_spark_is_served_by_the_api_and_reranked_by_a_worker(spark, shop, stack_settings,
-                                                                                 redis_client, tmp_path):
+def test_recsys_train_on_a_cluster_publishes_what_the_api_serves_and_a_worker_reranks(spark, shop, stack_settings,
+                                                                                      redis_client, tmp_path):
+    """``recsys train --engine spark --publish`` on a local-cluster master, whose executor is a JVM and
+    Python workers of its own: the code and models shipped to executors are pickled and loaded
+    there, as on a real cluster."""
     from offline.publish import StaleVersion
     from offline.spark.export import publish_from_executors
-    from offline.spark.reading import from_frame
-    from offline.spark.trainer import train_and_publish_on_spark
     from streams import redis_keys
     from streams.api.app import create_api
     from streams.recommendation_store import read_recommendations
@@ -231,33 +243,47 @@ def test_a_version_trained_on_spark_is_served_by_the_api_and_reranked_by_a_worke
 
     settings = stack_settings
     ensure_topics(settings)
-    steps = []
+    shop[["user_id", "item_id", "order_id", "timestamp", "quantity", "price", "description"]].to_csv(
+        tmp_path / "orders.csv", index=False)
+    command = [sys.executable, "-m", "offline.cli", "train", "--engine", "spark", "--publish", "--interactions",
+               str(tmp_path / "orders.csv")]
     with running_worker(settings, tmp_path / "worker.log"):
-        release = train_and_publish_on_spark(settings, spark, from_frame(spark, shop), None, "simulator", True,
-                                             steps.append)
+        done = subprocess.run(command, env=_environment(settings, SPARK_MASTER="local-cluster[1,2,1024]"),
+                              capture_output=True, text=True, timeout=280, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "from the executors" in done.stdout
+        version = ArtifactStore(settings.artifact_dir).resolve("latest")
         users = sorted(shop["user_id"].unique())
         for key in (redis_keys.recs, redis_keys.buy_again, redis_keys.discover):
             assert sum(redis_client.exists(key(user)) for user in users) == len(users)
         user, bought = users[0], set(shop.loc[shop["user_id"] == users[0], "item_id"])
         published = read_recommendations(redis_client, user)
-        assert published.model_version == release.version and len(published.items) == settings.recs_count
+        assert published.model_version == version and len(published.items) == settings.recs_count
         with TestClient(create_api(settings)) as api:
             answer = api.get(f"/recs/{user}", params={"explain": "true", "k": 20}).json()
-            assert answer["model_version"] == release.version and answer["items"] == published.items
+            assert answer["model_version"] == version and answer["items"] == published.items
             assert [entry["item_id"] for entry in answer["explanations"]] == answer["items"]
             discover = api.get(f"/recs/{user}/discover", params={"k": 20}).json()
             assert len(discover["items"]) == 20 and not set(discover["items"]) & bought
             again = api.get(f"/recs/{user}/buy-again", params={"k": 20}).json()
             assert set(again["items"]) <= bought
             assert api.get(f"/similar/{next(iter(bought))}").status_code == 200
-        reranked = wait_for_version(settings, redis_client, user, next(iter(bought)), release.version)
+        reranked = wait_for_version(settings, redis_client, user, next(iter(bought)), version)
         assert reranked.event_ts is not None  # written by the worker, from the Spark-made version
-    assert any("from the executors" in step for step in steps)
-    manifest = ArtifactStore(settings.artifact_dir).load(release.version).manifest
-    assert manifest["engine"] == "spark" and manifest["validation"]["published"] == release.selection.published
+    assert ArtifactStore(settings.artifact_dir).load(version).manifest["engine"] == "spark"
     # Readers never go backwards: once a newer version's fence is up, the executors write nothing.
     redis_client.set(redis_keys.MODEL_FENCE, "29991231T000000Z")
     redis_client.delete(redis_keys.recs(users[1]))
     with pytest.raises(StaleVersion):
-        publish_from_executors(spark, ArtifactStore(settings.artifact_dir).load(release.version), settings)
+        publish_from_executors(spark, ArtifactStore(settings.artifact_dir).load(version), settings)
     assert not redis_client.exists(redis_keys.recs(users[1]))
+
+
+def test_a_master_spark_cannot_use_is_one_line_and_exit_2(stack_settings, tmp_path):
+    (tmp_path / "orders.csv").write_text("user_id,item_id\nu1,a\n")
+    command = [sys.executable, "-m", "offline.cli", "train", "--engine", "spark", "--interactions",
+               str(tmp_path / "orders.csv")]
+    wrong = subprocess.run(command, env=_environment(stack_settings, SPARK_MASTER="mesos://nowhere"),
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().count("\n") == 0 and "is not a Spark master" in wrong.stderr

@@ -21,9 +21,9 @@ DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.host": "127.0.0.1",
 }
+# On one machine (local, local-cluster), the driver and executors talk over loopback only.
+ON_ONE_MACHINE = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
 
 
 # Where iterative jobs cut their lineage: a path every executor can write on a cluster.
@@ -78,8 +78,11 @@ def start_spark(master: str, conf: dict[str, str], app_name: str = "recsys-train
         from pyspark.sql import SparkSession
     except ImportError:
         raise EngineError("the Spark engine needs PySpark: pip install 'recsys-streaming[spark]'") from None
+    local = master.startswith("local")
+    if local:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local-cluster's executors bind loopback too
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**DEFAULTS, **conf}.items():
+    for key, value in {**DEFAULTS, **(ON_ONE_MACHINE if local else {}), **conf}.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
