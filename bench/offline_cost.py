@@ -16,7 +16,13 @@ Targets: 1M interactions and 50k items in <= 3 min and <= 4 GB; 10M interactions
 Prints a table (wall time of training plus export, the export's share of it, CPU seconds of the
 whole run, data generation included, and peak memory); writes bench/results/offline_cost.json.
 
+With ``--engine spark`` each simulated point is written as a folder of Parquet files (not
+counted) and trained on the Spark engine (``local[2]``, driver memory ``--spark-memory``): read
+on the executors, validated on the driver, every customer's lists written to the artifact; the
+peak memory is that of the process tree (the driver's Python, the JVM and its Python workers).
+
 Run: .venv/bin/python bench/offline_cost.py [--points 1000000:50000:100000 10000000:100000:1000000] [--no-retail]
+     [--engine local|spark] [--spark-memory 10g]
 """
 
 from __future__ import annotations
@@ -60,6 +66,34 @@ files = export_files(trained, history, 20)
 done = time.perf_counter()
 print(f"generate_seconds={generated:.1f} export_seconds={done - trained_at:.1f} train_seconds={done - started:.1f}",
       flush=True)
+"""
+SYNTHETIC_SPARK = """
+import sys, time
+from pathlib import Path
+from offline.simulator import simulate_catalog
+from offline.spark.reading import read_interactions
+from offline.spark.session import start_spark
+from offline.spark.trainer import train_and_publish_on_spark
+from streams.settings import Settings
+lines, items, users = (int(v) for v in sys.argv[1:4])
+folder, memory = Path(sys.argv[4]), sys.argv[5]
+started = time.perf_counter()
+history, catalog = simulate_catalog(users, items, lines, seed=4)
+parts = 16
+for n in range(parts):
+    history.iloc[n::parts].to_parquet(folder / f"part-{n:03d}.parquet", index=False)
+catalog = catalog.reset_index() if "item_id" not in catalog else catalog
+del history
+generated = time.perf_counter() - started
+print(f"lines={lines} customers={users} items={items}", flush=True)
+started = time.perf_counter()
+spark = start_spark("local[2]", {"spark.driver.memory": memory, "spark.sql.shuffle.partitions": "16"})
+step = lambda m: print(f"{time.perf_counter() - started:7.1f}s {m}", flush=True)
+release = train_and_publish_on_spark(Settings.from_env(), spark, read_interactions(spark, folder), catalog,
+                                     "simulated", False, step)
+done = time.perf_counter()
+print(f"generate_seconds={generated:.1f} export_seconds={release.seconds.get('export', 0.0):.1f} "
+      f"train_seconds={done - started:.1f}", flush=True)
 """
 
 
@@ -119,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", nargs="+", default=["1000000:50000:100000", "10000000:100000:1000000"])
     parser.add_argument("--no-retail", dest="retail", action="store_false")
+    parser.add_argument("--engine", choices=["local", "spark"], default="local")
+    parser.add_argument("--spark-memory", default="10g", help="the Spark driver's heap (local[2]: executors share it)")
     args = parser.parse_args()
     console = Console(width=150)
     rows = []
@@ -131,9 +167,14 @@ def main() -> None:
             console.print({k: v for k, v in rows[-1].items() if k != "log"})
         for point in args.points:
             lines, items, users = point.split(":")
-            run = measured([sys.executable, "-c", SYNTHETIC, lines, items, users], env)
+            if args.engine == "spark":
+                folder = Path(tempfile.mkdtemp(dir=workdir))
+                run = measured([sys.executable, "-c", SYNTHETIC_SPARK, lines, items, users, str(folder),
+                                args.spark_memory], env)
+            else:
+                run = measured([sys.executable, "-c", SYNTHETIC, lines, items, users], env)
             rows.append({"run": f"simulated: {int(lines):,} interactions, {int(items):,} items, "
-                                f"{int(users):,} customers", **run})
+                                f"{int(users):,} customers ({args.engine} engine)", **run})
             console.print({k: v for k, v in rows[-1].items() if k != "log"})
             console.print("\n".join(run["log"][-25:]))
     table = Table("run", "data", "train + export wall (s)", "of which export (s)", "CPU (s)",

@@ -18,7 +18,7 @@ from models.item_categories import catalog_categories
 from models.popularity import RecentPopularity
 from models.segments import CustomerSegmentation
 from offline.customer_table import customer_feature_table
-from models.base import sparse_top_n
+from models.base import BatchRecommender, sparse_top_n
 from offline.evaluation import filled
 from offline.explanations import ListExplainer, per_row
 from offline.threads import in_forked_processes
@@ -122,27 +122,28 @@ def _neighbours(similarity: sp.csr_matrix, item_ids: np.ndarray, k: int) -> pd.D
     })
 
 
-def _scaled_similarity(trained: TrainedModels, name: str) -> sp.csr_matrix | None:
-    model = trained.components.get(name)
+def _scaled_similarity(components: dict[str, BatchRecommender], name: str) -> sp.csr_matrix | None:
+    model = components.get(name)
     if model is None:
         return None
     similarity = model.similarity
     return similarity / max(float(similarity.max()) if similarity.nnz else 0.0, 1e-9)
 
 
-def similar_items(trained: TrainedModels, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
-    n = trained.data.n_items
+def similar_items(components: dict[str, BatchRecommender], item_ids: np.ndarray, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
+    """Each item's ``k`` most similar items: the item-item ``components`` blended (``SIMILARITY_BLEND``)."""
+    n = len(item_ids)
     parts = [weight * m for name, weight in SIMILARITY_BLEND.items()
-             if (m := _scaled_similarity(trained, name)) is not None]
+             if (m := _scaled_similarity(components, name)) is not None]
     blended = sum(parts, sp.csr_matrix((n, n), dtype=np.float32))
-    return _neighbours(blended.tocsr(), trained.data.item_ids, k)
+    return _neighbours(blended.tocsr(), item_ids, k)
 
 
-def complements(trained: TrainedModels, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
+def complements(components: dict[str, BatchRecommender], item_ids: np.ndarray, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
     """Items bought together with each item (co-purchase only): what goes with a cart."""
-    n = trained.data.n_items
-    cooccurrence = _scaled_similarity(trained, "cooccurrence")
-    return _neighbours(cooccurrence if cooccurrence is not None else sp.csr_matrix((n, n)), trained.data.item_ids, k)
+    n = len(item_ids)
+    cooccurrence = _scaled_similarity(components, "cooccurrence")
+    return _neighbours(cooccurrence if cooccurrence is not None else sp.csr_matrix((n, n)), item_ids, k)
 
 
 def item_table(trained: TrainedModels) -> pd.DataFrame:
@@ -200,8 +201,8 @@ def export_files(trained: TrainedModels, history: pd.DataFrame, k: int) -> dict[
     items = item_table(trained)
     files = {
         **slot_files(trained, k),
-        "similar_items.parquet": parquet_bytes(similar_items(trained)),
-        "complements.parquet": parquet_bytes(complements(trained)),
+        "similar_items.parquet": parquet_bytes(similar_items(trained.components, trained.data.item_ids)),
+        "complements.parquet": parquet_bytes(complements(trained.components, trained.data.item_ids)),
         "items.parquet": parquet_bytes(items),
         "popular.json": json.dumps(popular_lists(trained, k, items["category"])).encode(),
         "segments.parquet": parquet_bytes(segmentation.labels.rename("segment").rename_axis("user_id").reset_index()),

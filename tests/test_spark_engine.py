@@ -177,6 +177,30 @@ def test_a_folder_of_files_is_read_with_the_local_rules(spark, tmp_path):
     assert read["weight"].tolist()[2:] == [1.0, 0.5]
 
 
+def test_the_event_archive_is_read_as_the_local_engine_reads_it(spark, tmp_path):
+    from offline.archive_loader import load_archive
+    from offline.spark.reading import read_archive
+    from streams.event_archive import EventArchive
+    from streams.events import OrderLine, ProductRecord, PurchaseEvent
+
+    archive = EventArchive(tmp_path, flush_rows=3)
+    day = 1_733_000_000.0
+    archive.add(ProductRecord("A", "Old title", "mugs", 2.0, day - 10))
+    archive.add(ProductRecord("A", "Tea mug", "mugs", 2.5, day))
+    archive.add(PurchaseEvent("p1", "u1", "o1", [OrderLine("A", 2, 2.5), OrderLine("B", 1, 1.0)], day, "France"))
+    archive.flush()
+    archive.add(PurchaseEvent("p1", "u1", "o1", [OrderLine("A", 2, 2.5), OrderLine("B", 1, 1.0)], day, "France"))
+    archive.add(PurchaseEvent("p2", "u2", "o2", [OrderLine("A", 1, 2.5)], day + 86400.0))
+    archive.flush()
+    history, items = load_archive(tmp_path)
+    lines, spark_items = read_archive(spark, tmp_path)
+    read = lines.toPandas().sort_values(["timestamp", "item_id"], kind="stable").reset_index(drop=True)
+    expected = history.sort_values(["timestamp", "item_id"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(read[expected.columns], expected, check_dtype=False)
+    assert len(read) == 3  # the redelivered order is counted once
+    assert spark_items.set_index("item_id").loc["A", "text"] == "Tea mug" == items.set_index("item_id").loc["A", "text"]
+
+
 def test_a_bad_line_read_on_an_executor_is_the_local_engines_one_line_error(spark, tmp_path):
     from offline.spark.reading import read_interactions
 

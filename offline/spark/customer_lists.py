@@ -23,6 +23,7 @@ from models.interactions import EVENT_COLUMNS, Interactions
 from offline.model_export import chunk_lists
 from offline.explanations import ListExplainer
 from offline.selection import PER_MODEL, Selection
+from offline.spark.reading import plain_text
 from offline.training import TrainedModels
 
 LIST_SCHEMA = ("slot string, user_id string, items array<string>, scores array<double>, reasons array<string>, "
@@ -85,8 +86,7 @@ def customer_lists(history, shop: ShopModels, k: int, user_factors=None):
         if lines.empty:
             return pd.DataFrame(columns=columns)
         frames = list(lists_of(shared.value.trained_for(lines, factors), k))
-        # Plain objects: Spark's Arrow writer takes no Arrow-backed pandas strings.
-        return pd.concat(frames, ignore_index=True)[columns].astype(object)
+        return plain_text(pd.concat(frames, ignore_index=True)[columns])
 
     if user_factors is None:
         # One parameter: Spark passes a two-parameter function the group's key first.

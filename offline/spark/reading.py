@@ -27,7 +27,14 @@ COLUMNS = [*HISTORY_COLUMNS, "weight"]
 def _loaded(paths: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     for chunk in paths:
         for path in chunk["path"]:
-            yield load_interactions(path)[COLUMNS]
+            yield plain_text(load_interactions(path)[COLUMNS])
+
+
+def plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text columns as Python objects: Spark's Arrow writer takes no pandas
+    strings backed by chunked Arrow arrays, which a large file's columns are."""
+    text = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype) or dtype == "str"]
+    return frame.astype({name: object for name in text})
 
 
 def read_interactions(spark, path: str | Path):
@@ -40,7 +47,7 @@ def read_interactions(spark, path: str | Path):
 def from_frame(spark, history: pd.DataFrame):
     """A history already on the driver (the built-in data sets) as a Spark DataFrame."""
     frame = history.assign(weight=history["weight"] if "weight" in history else 1.0)[COLUMNS]
-    return spark.createDataFrame(frame, HISTORY_SCHEMA)
+    return spark.createDataFrame(plain_text(frame), HISTORY_SCHEMA)
 
 
 def read_archive(spark, root: str | Path):

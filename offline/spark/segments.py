@@ -11,6 +11,7 @@ import pandas as pd
 
 from models.interactions import Interactions
 from models.segments import FEATURES, CustomerSegmentation, customer_features
+from offline.spark.reading import plain_text
 from offline.spark.scores import SparkHistory
 
 # Customers whose features the driver collects to fit the segments on; more would add little
@@ -28,7 +29,7 @@ def feature_table(history: SparkHistory):
 
     def described(lines: pd.DataFrame) -> pd.DataFrame:
         data = Interactions.from_frame(lines, end=end)
-        return customer_features(data).rename_axis("user_id").reset_index()
+        return plain_text(customer_features(data).rename_axis("user_id").reset_index())
 
     return (history.lines.withColumn("bucket", F.abs(F.xxhash64("user_id")) % BUCKETS)
             .groupBy("bucket").applyInPandas(described, FEATURE_SCHEMA))
@@ -48,7 +49,7 @@ def segment_customers(history: SparkHistory) -> tuple[CustomerSegmentation, obje
             if chunk.empty:
                 continue
             described = chunk.set_index("user_id")
-            yield segmentation.predict(described).rename("segment").rename_axis("user_id").reset_index()
+            yield plain_text(segmentation.predict(described).rename("segment").rename_axis("user_id").reset_index())
 
     segments = features.mapInPandas(predicted, "user_id string, segment string").persist()
     return segmentation, segments, features

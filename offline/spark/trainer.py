@@ -4,12 +4,12 @@
    pairs (``scores.SparkHistory``).
 2. Validation and the guard are the local engine's own code (``offline.training.choose_models``),
    run on the driver on a random share of customers (the whole history up to
-   ``LARGE_HISTORY`` order lines, where the local engine also chooses on all of it).
-   Models that the Spark engine does not compute are left out with their reason before the
-   guard decides, so it chooses among what can be published.
-3. The kept components are computed on the executors (``scores``), customers are segmented
-   (``segments``), every customer's lists are built (``lists``), and the version is written and
-   published from the executors (``export``).
+   ``LARGE_HISTORY`` order lines, where the local engine also chooses on all of it), over the
+   components this engine computes and their hybrid.
+3. What the kept components learn of items is computed on the executors from every customer
+   (``scores``), customers are segmented (``segments``), every customer's lists are built by
+   the local engine's models bucket by bucket (``customer_lists``), and the version is written
+   and published from the executors (``export``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from models.factorization import ImplicitALS
 from models.hybrid import category_codes, item_traits
 from models.popularity import RecentPopularity, best_items
 from offline.components import COMPONENTS, LARGE_HISTORY
-from offline.model_export import (SIMILAR_ITEMS, SIMILARITY_BLEND, SLOT_FILES, SLOTS, category_lists, item_table_of, parquet_bytes, ranker_file,
-                                  segment_profiles)
+from offline.model_export import (SLOT_FILES, SLOTS, category_lists, complements, item_table_of, parquet_bytes,
+                                  ranker_file, segment_profiles, similar_items)
 from offline.publish import announce_model
 from offline.release import ManifestFacts, version_manifest
 from offline.selection import Selection
@@ -111,11 +111,10 @@ def train_and_publish_on_spark(conf: Settings, spark, lines, items: pd.DataFrame
 
 @dataclass
 class SparkFit:
-    """The published models as every bucket of customers shares them, the co-occurrence neighbours
-    as Spark computed them (for similar items), and ALS's customer factors where ALS is published."""
+    """The published models as every bucket of customers shares them, and ALS's customer factors
+    (a DataFrame) where ALS is published."""
 
     shop: ShopModels
-    similarity: object | None
     user_factors: object | None
 
 
@@ -125,7 +124,7 @@ def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, s
     selection = choice.selection
     hybrid = "hybrid" in selection.published.values()
     needed = {*ALWAYS, *selection.published.values(), *(choice.members if hybrid else ())}
-    components, similarity, user_factors = {}, None, None
+    components, user_factors = {}, None
     for spec in SPARK_COMPONENTS:
         if spec.name not in needed or spec.name not in selection.params:
             continue
@@ -134,8 +133,7 @@ def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, s
         if isinstance(model, RecentPopularity):
             model = type(model).from_scores(model.recent_share, scores.popularity(history, model.recent_share))
         elif isinstance(model, ItemCooccurrence):
-            similarity = scores.cooccurrence_similarity(history, model.neighbours).persist()
-            model.similarity = _matrix(similarity, history.n_items)
+            model.similarity = _matrix(scores.cooccurrence_similarity(history, model.neighbours), history.n_items)
         elif isinstance(model, ImplicitALS):
             model.item_factors, user_factors = scores.als(history, model.factors, model.regularization, model.alpha,
                                                           model.iterations, model.seed)
@@ -146,7 +144,7 @@ def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, s
     traits = item_traits(buyers, repeaters, history.n_users, category_codes(catalog, history.item_ids))
     shop = ShopModels(components, choice.members, choice.rankers if hybrid else None, selection, history.item_ids,
                       catalog, pd.Timestamp(history.end), traits)
-    return SparkFit(shop, similarity, user_factors)
+    return SparkFit(shop, user_factors)
 
 
 def _matrix(similarity, n_items: int) -> sp.csr_matrix:
@@ -168,16 +166,16 @@ def _shop_files(history: SparkHistory, fitted: SparkFit, segmentation, segments,
                 k: int) -> dict[str, bytes]:
     """The files every customer shares: similar items, complements, products, popular lists, profiles,
     and the hybrid's rankers where it is published."""
+    shop = fitted.shop
     items = item_table_of(history.item_ids, catalog)
     files = {
-        "similar_items.parquet": parquet_bytes(similar_items(history, fitted.similarity, SIMILARITY_BLEND["cooccurrence"])),
-        "complements.parquet": parquet_bytes(similar_items(history, fitted.similarity, 1.0)),
+        "similar_items.parquet": parquet_bytes(similar_items(shop.components, history.item_ids)),
+        "complements.parquet": parquet_bytes(complements(shop.components, history.item_ids)),
         "items.parquet": parquet_bytes(items),
         "popular.json": json.dumps(popular_lists(history, fitted.shop.components, segments, items["category"],
                                                  k)).encode(),
         "segment_profiles.json": segment_profiles(segmentation),
     }
-    shop = fitted.shop
     if shop.rankers is not None:
         files["ranker.joblib"] = ranker_file(shop.rankers, [shop.components[name] for name in shop.members])
     return files
@@ -196,29 +194,6 @@ def item_catalog(history: SparkHistory, items: pd.DataFrame | None) -> pd.DataFr
     price = history.lines.groupBy("item_id").agg(F.median("price").alias("price"))
     derived = text.join(price, "item_id").toPandas().set_index("item_id")
     return derived if items is None or items.empty else items.set_index("item_id").combine_first(derived)
-
-
-def similar_items(history: SparkHistory, similarity, weight: float) -> pd.DataFrame:
-    """Each item's ``SIMILAR_ITEMS`` best co-bought items, scores scaled so the best pair is ``weight``
-    (``offline.model_export.similar_items`` without descriptions)."""
-    empty = pd.DataFrame({"item_id": history.item_ids, "items": [[] for _ in history.item_ids],
-                          "scores": [[] for _ in history.item_ids]})
-    if similarity is None:
-        return empty
-    from pyspark.sql import Window, functions as F
-
-    top = similarity.agg(F.max("similarity")).first()[0] or 0.0
-    best = Window.partitionBy("col").orderBy(F.col("similarity").desc(), "other_col")
-    ranked = (similarity.filter(F.col("similarity") > 0).withColumn("n", F.row_number().over(best))
-              .filter(F.col("n") <= SIMILAR_ITEMS)
-              .groupBy("item_id").agg(F.sort_array(F.collect_list(F.struct("n", "other", "similarity"))).alias("s"))
-              .select("item_id", F.col("s.other").alias("items"), F.col("s.similarity").alias("raw")).toPandas())
-    scale = weight / max(top, 1e-9)
-    ranked["scores"] = [np.round(np.asarray(raw, dtype=np.float32) * np.float32(scale), 4).tolist() for raw in ranked["raw"]]
-    found = ranked.set_index("item_id")
-    empty["items"] = [list(found["items"].get(item, [])) for item in history.item_ids]
-    empty["scores"] = [list(found["scores"].get(item, [])) for item in history.item_ids]
-    return empty
 
 
 def popular_lists(history: SparkHistory, components: dict, segments, categories: pd.Series, k: int) -> dict:
