@@ -28,10 +28,20 @@ class EASE(ItemItemRecommender):
 
     def fit(self, data: Interactions) -> "EASE":
         self.data = data
-        buyers = np.asarray(data.bought.sum(axis=0)).ravel()
-        self.columns = np.sort(np.argsort(-buyers, kind="stable")[: self.max_items])
-        X = data.bought[:, self.columns]
-        gram = (X.T @ X).toarray().astype(np.float32)
+        columns = self.columns_of(np.asarray(data.bought.sum(axis=0)).ravel())
+        X = data.bought[:, columns]
+        return self.fit_gram((X.T @ X).toarray().astype(np.float32), columns, data.n_items)
+
+    def columns_of(self, buyers: np.ndarray) -> np.ndarray:
+        """The item columns the model is learned over: the ``max_items`` most bought, in column order."""
+        return np.sort(np.argsort(-buyers, kind="stable")[: self.max_items])
+
+    def fit_gram(self, gram: np.ndarray, columns: np.ndarray, n_items: int) -> "EASE":
+        """Learn from the Gram matrix of the binary purchase matrix over ``columns`` (co-buyers of
+        each pair, buyers on the diagonal), however it was counted: a distributed engine sums it
+        over its partitions. The model then serves customers once given their data (``serving``)."""
+        self.columns = columns
+        gram = np.array(gram, dtype=np.float32)
         gram[np.diag_indices_from(gram)] += self.l2
         precision = _spd_inverse(gram)
         weights = -precision / np.diag(precision)
@@ -42,7 +52,7 @@ class EASE(ItemItemRecommender):
         found = local.items >= 0
         rows = np.broadcast_to(self.columns[:, None], found.shape)[found]
         self.similarity = sp.csr_matrix((local.scores[found], (rows, self.columns[local.items[found]])),
-                                        shape=(data.n_items, data.n_items))
+                                        shape=(n_items, n_items))
         return self
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:

@@ -255,7 +255,7 @@ def train(
     publish: bool = typer.Option(False, "--publish", help="Bulk-write Redis and announce the version to workers."),
     every: Optional[str] = typer.Option(None, help="Retrain periodically, e.g. 6h or 30m (implies --publish)."),
     evaluate: bool = typer.Option(False, "--evaluate", help="Also rerun the holdout evaluation (REPORT_DIR) each "
-                                                            "round, for the dashboard."),
+                                                            "round, for the dashboard (on the local engine)."),
     download: Optional[bool] = DOWNLOAD_OPTION,
     validation: str = VALIDATION_OPTION,
     engine: Optional[str] = typer.Option(None, help="local (one process) or spark; default TRAIN_ENGINE."),
@@ -271,34 +271,42 @@ def train(
     engine = engine or conf.train_engine
     if engine not in TRAIN_ENGINES:
         raise typer.BadParameter(f"must be {' or '.join(TRAIN_ENGINES)}", param_hint="--engine")
+    publishing = publish or interval is not None
     if engine == "spark":
-        if evaluate:
-            raise typer.BadParameter("the holdout evaluation runs on the local engine only; train with "
-                                     "--engine spark, then run `recsys evaluate`", param_hint="--evaluate")
-        run = _spark_run(conf, source, interactions, items, download, publish or interval is not None, validation,
-                         spark_conf)
-        run() if interval is None else run_periodically(run, interval, conf, console)
-        return
+        spark_round = _spark_run(conf, source, interactions, items, download, publishing, validation, spark_conf)
 
-    def run() -> str:
-        history, item_table, origin = training_history(source, interactions, items, download)
-        with working("training") as step:
-            step(f"history from {origin}")
-            # The spinner stands for the publishing bar too: a terminal shows one live display at a time.
-            version = train_and_publish(conf, history, item_table, origin, publish or interval is not None, step,
-                                        validation, None if console.is_terminal else console).version
-            if evaluate:
-                from offline.evaluation_report import write_evaluation
-                from offline.training import evaluate_all
-
-                report = evaluate_all(history, item_table, progress=step)
-                step(f"evaluation written to {write_evaluation(report, origin, conf.report_dir)['json']}")
-        return version
+        def run() -> str:
+            version = spark_round()
+            if evaluate:  # the holdout evaluation is the local engine's, on the history loaded here
+                history, item_table, origin = training_history(source, interactions, items, download)
+                with working("evaluating") as step:
+                    _evaluate(conf, history, item_table, origin, step)
+            return version
+    else:
+        def run() -> str:
+            history, item_table, origin = training_history(source, interactions, items, download)
+            with working("training") as step:
+                step(f"history from {origin}")
+                # The spinner stands for the publishing bar too: a terminal shows one live display at a time.
+                version = train_and_publish(conf, history, item_table, origin, publishing, step, validation,
+                                            None if console.is_terminal else console).version
+                if evaluate:
+                    _evaluate(conf, history, item_table, origin, step)
+            return version
 
     if interval is None:
         run()
     else:
         run_periodically(run, interval, conf, console)
+
+
+def _evaluate(conf: Settings, history, item_table, origin: str, step) -> None:
+    """The holdout evaluation, written to REPORT_DIR for the dashboard."""
+    from offline.evaluation_report import write_evaluation
+    from offline.training import evaluate_all
+
+    report = evaluate_all(history, item_table, progress=step)
+    step(f"evaluation written to {write_evaluation(report, origin, conf.report_dir)['json']}")
 
 
 def _spark_run(conf: Settings, source: str, interactions: Optional[Path], items: Optional[Path],

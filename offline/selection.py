@@ -99,18 +99,19 @@ class Selection:
 
 
 def select_components(periods: list[HoldoutSplit], selection: Selection, progress: Progress,
-                      history: Interactions, specs: tuple[ComponentSpec, ...] = COMPONENTS
+                      history: Interactions, specs: tuple[ComponentSpec, ...] | None = None
                       ) -> tuple[list[HoldoutSplit], list[dict[str, BatchRecommender]]]:
     """Each component at its best grid point for ``history`` (the whole history, of which the
     periods may be samples), fitted on every period's training part and scored on its held-out
     part; records mean scores and drops. The cheap components choose their setting over every
     period, the costly ones on the first (the validation period). Returns the periods kept (an
     earlier period on which a kept component cannot fit is left out, with those before it) and,
-    per period, the fitted components. Only ``specs`` are tried (an engine validates what it can publish)."""
+    per period, the fitted components. Only ``specs`` are tried, by default every component (an
+    engine validates what it can publish)."""
     periods = list(periods)
     fitted: list[dict[str, BatchRecommender]] = [{} for _ in periods]
     precisions = selection.precisions
-    for spec in specs:
+    for spec in COMPONENTS if specs is None else specs:
         best = _best_setting(spec, periods, fitted, selection, progress, history)
         if best is None:
             continue

@@ -25,7 +25,7 @@ from models.compiled_ranker import compile_ahead
 from models.hybrid import LearnedHybrid
 from models.interactions import Interactions
 from models.segments import CustomerSegmentation, customer_features
-from offline.components import COMPONENTS, LARGE_HISTORY, SPECS, ComponentSpec
+from offline.components import LARGE_HISTORY, SPECS, ComponentSpec
 from offline.evaluation import HoldoutSplit, default_cut, evaluate_lists, model_lists, split_by
 from offline.retail_history import HistoryError
 from offline.selection import (K, PER_MODEL, Selection, failure_reason, fitted_or_failure, guard, ranker_objectives,
@@ -131,7 +131,7 @@ class Choice:
 
 
 def choose_models(data: Interactions, progress: Progress, protocol: str | None,
-                  specs: tuple[ComponentSpec, ...] = COMPONENTS, members: Collection[str] | None = None) -> Choice:
+                  specs: tuple[ComponentSpec, ...] | None = None, members: Collection[str] | None = None) -> Choice:
     """The validation protocol chosen from ``data``, every component of ``specs`` and the hybrid of
     ``members`` (default: all of them) scored on its periods, and the guard's choice of what each
     list publishes. Both engines choose with it."""

@@ -19,6 +19,7 @@ import pytest
 import scipy.sparse as sp
 
 from models.cooccurrence import ItemCooccurrence
+from models.ease import EASE
 from models.factorization import FactorBlock, ImplicitALS
 from models.hybrid import LearnedHybrid, category_codes, item_traits
 from models.popularity import RecentPopularity
@@ -105,6 +106,18 @@ def test_cooccurrence_counts_and_neighbours_are_the_local_engines(both):
                                      shape=together.shape)
     assert (spark_similarity.astype(bool) != local.similarity.astype(bool)).nnz == 0  # the same neighbours kept
     np.testing.assert_allclose(spark_similarity.toarray(), local.similarity.toarray(), rtol=1e-6)
+
+
+def test_ease_learns_from_the_purchase_gram_spark_sums_what_it_learns_locally(both):
+    data, history = both
+    local = EASE(l2=200.0, max_items=50).fit(data)
+    columns = EASE(max_items=50).columns_of(scores.item_counts(history, history.pairs))
+    np.testing.assert_array_equal(columns, local.columns)
+    gram = scores.purchase_gram(history, columns)
+    bought = data.bought[:, columns]
+    np.testing.assert_array_equal(gram, (bought.T @ bought).toarray())
+    on_spark = EASE(l2=200.0, max_items=50).fit_gram(gram, columns, data.n_items)
+    np.testing.assert_array_equal(on_spark.weights, local.weights)
 
 
 def test_als_top10_overlaps_the_local_als_at_equal_settings(both):

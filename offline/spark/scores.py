@@ -14,6 +14,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from models.interactions import DAY
 from models.popularity import popularity_scores
@@ -164,3 +165,33 @@ def als(history: SparkHistory, factors: int = 64, regularization: float = 0.05, 
     item_factors[learned["id"].to_numpy()] = np.vstack(learned["features"].to_numpy())
     user_factors = model.userFactors.withColumnRenamed("id", "user").join(users, "user").select("user_id", "features")
     return item_factors, user_factors
+
+
+CUSTOMERS_PER_GRAM_BUCKET = 50_000  # customers whose purchase rows one task multiplies
+
+
+def purchase_gram(history: SparkHistory, columns: np.ndarray) -> np.ndarray:
+    """The Gram matrix of the binary purchase matrix over ``columns`` (each pair's co-buyers, each
+    item's buyers on the diagonal), as ``models.ease.EASE`` learns from it: each bucket of customers'
+    part multiplied sparse on the executors, the parts summed by Spark."""
+    from pyspark.sql import functions as F
+
+    spark = history.pairs.sparkSession
+    size = len(columns)
+    positions = spark.createDataFrame(pd.DataFrame({"col": columns.astype(np.int64), "position": np.arange(size)}))
+
+    def part(pairs: pd.DataFrame) -> pd.DataFrame:
+        _, rows = np.unique(pairs["user_id"].to_numpy(dtype=object), return_inverse=True)
+        bought = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, pairs["position"].to_numpy())),
+                               shape=(int(rows.max(initial=-1)) + 1, size))
+        gram = (bought.T @ bought).tocoo()
+        return pd.DataFrame({"i": gram.row, "j": gram.col, "n": gram.data.astype(np.int64)})
+
+    buckets = max(spark.sparkContext.defaultParallelism, -(-history.n_users // CUSTOMERS_PER_GRAM_BUCKET))
+    summed = (history.pairs.join(F.broadcast(positions), "col").select("user_id", "position")
+              .withColumn("bucket", F.abs(F.xxhash64("user_id")) % buckets).groupBy("bucket")
+              .applyInPandas(lambda pairs: part(pairs), "i long, j long, n long")
+              .groupBy("i", "j").agg(F.sum("n").alias("n")).toPandas())
+    gram = np.zeros((size, size), dtype=np.float32)
+    gram[summed["i"].to_numpy(), summed["j"].to_numpy()] = summed["n"].to_numpy()
+    return gram

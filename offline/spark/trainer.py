@@ -25,6 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.cooccurrence import ItemCooccurrence
+from models.ease import EASE
 from models.factorization import ImplicitALS
 from models.hybrid import category_codes, item_traits
 from models.popularity import RecentPopularity, best_items
@@ -46,10 +47,10 @@ from streams.settings import Settings
 Progress = Callable[[str], None]
 # The models the Spark engine computes: validation scores these, and the guard chooses among them.
 SPARK_COMPONENTS = tuple(spec for spec in COMPONENTS if spec.name in ("popularity", "trending", "repeat",
-                                                                      "cooccurrence", "als"))
+                                                                      "cooccurrence", "ease", "als"))
 # The hybrid's members: components whose scores the Spark engine computes as the local engine does,
 # to the digit, since its rankers learned them on validation (MLlib's ALS finds other factors).
-HYBRID_MEMBERS = ("popularity", "trending", "repeat", "cooccurrence")
+HYBRID_MEMBERS = ("popularity", "trending", "repeat", "cooccurrence", "ease")
 # Components every version needs: popular fill-ins and lists, buy-again lists, similar items.
 ALWAYS = ("popularity", "trending", "repeat", "cooccurrence")
 
@@ -134,6 +135,9 @@ def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, s
             model = type(model).from_scores(model.recent_share, scores.popularity(history, model.recent_share))
         elif isinstance(model, ItemCooccurrence):
             model.similarity = _matrix(scores.cooccurrence_similarity(history, model.neighbours), history.n_items)
+        elif isinstance(model, EASE):  # only over its most bought items: the Gram matrix is collected
+            columns = model.columns_of(scores.item_counts(history, history.pairs))
+            model.fit_gram(scores.purchase_gram(history, columns), columns, history.n_items)
         elif isinstance(model, ImplicitALS):
             model.item_factors, user_factors = scores.als(history, model.factors, model.regularization, model.alpha,
                                                           model.iterations, model.seed)
