@@ -130,7 +130,8 @@ def _scaled_similarity(components: dict[str, BatchRecommender], name: str) -> sp
     return similarity / max(float(similarity.max()) if similarity.nnz else 0.0, 1e-9)
 
 
-def similar_items(components: dict[str, BatchRecommender], item_ids: np.ndarray, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
+def similar_items(components: dict[str, BatchRecommender], item_ids: np.ndarray,
+                  k: int = SIMILAR_ITEMS) -> pd.DataFrame:
     """Each item's ``k`` most similar items: the item-item ``components`` blended (``SIMILARITY_BLEND``)."""
     n = len(item_ids)
     parts = [weight * m for name, weight in SIMILARITY_BLEND.items()
@@ -139,7 +140,8 @@ def similar_items(components: dict[str, BatchRecommender], item_ids: np.ndarray,
     return _neighbours(blended.tocsr(), item_ids, k)
 
 
-def complements(components: dict[str, BatchRecommender], item_ids: np.ndarray, k: int = SIMILAR_ITEMS) -> pd.DataFrame:
+def complements(components: dict[str, BatchRecommender], item_ids: np.ndarray,
+                k: int = SIMILAR_ITEMS) -> pd.DataFrame:
     """Items bought together with each item (co-purchase only): what goes with a cart."""
     n = len(item_ids)
     cooccurrence = _scaled_similarity(components, "cooccurrence")

@@ -58,7 +58,8 @@ def read_archive(spark, root: str | Path):
     root = Path(root)
     if not any((root / "purchases").rglob("*.parquet")):
         raise HistoryError(f"{root} holds no archived purchases; run a worker with ARCHIVE_DIR set first")
-    lines = spark.read.parquet(str(root / "purchases")).dropDuplicates(["event_id", "item_id", "quantity", "unit_price"])
+    lines = spark.read.parquet(str(root / "purchases")).dropDuplicates(
+        ["event_id", "item_id", "quantity", "unit_price"])
     titles = _latest_products(spark, root / "products")
     if titles is not None:
         lines = lines.join(titles.select("item_id", F.col("title").alias("description")), "item_id", "left")

@@ -45,7 +45,8 @@ class SparkHistory:
         lines = lines.persist()
         start, end, n_lines = lines.agg(F.min("timestamp"), F.max("timestamp"), F.count("*")).first()
         item_ids = np.array(sorted(row.item_id for row in lines.select("item_id").distinct().collect()), dtype=object)
-        columns = spark.createDataFrame(pd.DataFrame({"item_id": item_ids.astype(str), "col": np.arange(len(item_ids))}))
+        columns = spark.createDataFrame(pd.DataFrame({"item_id": item_ids.astype(str),
+                                                      "col": np.arange(len(item_ids))}))
         pairs = (lines.groupBy("user_id", "item_id")
                  .agg(F.countDistinct("order_id").alias("orders"), F.sum("quantity").alias("quantity"),
                       F.max("timestamp").alias("last"), F.max("weight").alias("weight"))
@@ -138,9 +139,10 @@ def cooccurrence_similarity(history: SparkHistory, neighbours: int = 100, cap: i
     together = capped.join(other, "user_id").filter(F.col("col") != F.col("other_col")) \
         .groupBy("item_id", "col", "other", "other_col").agg(F.count("*").alias("together"))
     buyers = history.pairs.groupBy("col").agg(F.count("*").alias("buyers"))
+    either = F.col("buyers") + F.col("other_buyers") - F.col("together")
     jaccard = (together.join(buyers, "col")
                .join(buyers.select(F.col("col").alias("other_col"), F.col("buyers").alias("other_buyers")), "other_col")
-               .withColumn("similarity", F.col("together") / (F.col("buyers") + F.col("other_buyers") - F.col("together"))))
+               .withColumn("similarity", F.col("together") / either))
     best = Window.partitionBy("col").orderBy(F.col("similarity").desc(), "other_col")
     return (jaccard.withColumn("n", F.row_number().over(best)).filter(F.col("n") <= neighbours)
             .select("item_id", "col", "other", "other_col", "similarity", "together"))

@@ -25,8 +25,9 @@ DEFAULTS = {
 # On one machine (local, local-cluster), the driver and executors talk over loopback only, and
 # the driver's heap, which local executors share, is a quarter of the machine's memory (Spark's
 # own default, 1 GiB, runs out in the co-occurrence self-join of a mid-sized shop).
+MACHINE_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 ON_ONE_MACHINE = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
-                  "spark.driver.memory": f"{max(1, os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 4 // 2**30)}g"}
+                  "spark.driver.memory": f"{max(1, MACHINE_MEMORY // 4 // 2**30)}g"}
 
 
 # Where iterative jobs cut their lineage: a path every executor can write on a cluster.
