@@ -3,6 +3,7 @@ errors for what a user can fix (no Java, a master Spark cannot use, PySpark not 
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -95,8 +96,15 @@ def start_spark(master: str, conf: dict[str, str], app_name: str = "recsys-train
         raise EngineError(f"Spark did not start on {master}: {first}") from None
     if spark.sparkContext.getCheckpointDir() is None:
         # ALS cuts its lineage at checkpoints; without them, its iterations overflow the stack.
-        spark.sparkContext.setCheckpointDir(conf.get(CHECKPOINTS) or tempfile.mkdtemp(prefix="recsys-spark-"))
+        spark.sparkContext.setCheckpointDir(conf.get(CHECKPOINTS) or _temporary_folder())
     return spark
+
+
+def _temporary_folder() -> str:
+    """A folder removed when the process ends."""
+    folder = tempfile.mkdtemp(prefix="recsys-spark-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 HISTORY_ERROR = re.compile(r"HistoryError: (.+)")
