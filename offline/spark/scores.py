@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,12 @@ class SparkHistory:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    @cached_property
+    def buyers(self) -> np.ndarray:
+        """Each item's buyers over all time, aligned with ``item_ids``: counted once, read by
+        popularity, EASE's choice of items, the item traits and the popular lists."""
+        return item_counts(self, self.pairs)
+
     def customer_sample(self, max_lines: int, seed: int = 0) -> pd.DataFrame:
         """The order lines of a random share of customers, about ``max_lines`` lines, on the
         driver; the whole history when it is no larger. Customers are drawn by a hash of their
@@ -99,30 +106,28 @@ def item_counts(history: SparkHistory, pairs) -> np.ndarray:
 
 def popularity(history: SparkHistory, recent_share: float) -> np.ndarray:
     """``models.popularity.RecentPopularity``'s scores: recent buyers per item, all-time buyers breaking ties."""
-    alltime = item_counts(history, history.pairs)
     recent = item_counts(history, recent_buyers(history, recent_share))
-    return popularity_scores(recent, alltime, history.n_users)
+    return popularity_scores(recent, history.buyers, history.n_users)
 
 
 def segment_popularity(history: SparkHistory, recent_share: float, segments) -> dict[str, np.ndarray]:
     """Popularity within each segment (``segments``: DataFrame of user_id, segment); a segment with no
     recent buyers ranks what its customers bought over all time, as the local engine does."""
-    alltime = item_counts(history, history.pairs)
     recent = recent_buyers(history, recent_share, segments).groupBy("segment", "col").count().toPandas()
-    scored = _per_segment(recent, alltime, history)
+    scored = _per_segment(recent, history)
     quiet = set(segments.select("segment").distinct().toPandas()["segment"]) - set(scored)
     if quiet:
         everyone = history.pairs.join(segments.filter(segments.segment.isin(sorted(quiet))), "user_id")
-        scored.update(_per_segment(everyone.groupBy("segment", "col").count().toPandas(), alltime, history))
+        scored.update(_per_segment(everyone.groupBy("segment", "col").count().toPandas(), history))
     return scored
 
 
-def _per_segment(counted: pd.DataFrame, alltime: np.ndarray, history: SparkHistory) -> dict[str, np.ndarray]:
+def _per_segment(counted: pd.DataFrame, history: SparkHistory) -> dict[str, np.ndarray]:
     scored = {}
     for segment, part in counted.groupby("segment"):
         counts = np.zeros(history.n_items)
         counts[part["col"].to_numpy()] = part["count"].to_numpy()
-        scored[segment] = popularity_scores(counts, alltime, history.n_users)
+        scored[segment] = popularity_scores(counts, history.buyers, history.n_users)
     return scored
 
 

@@ -136,16 +136,15 @@ def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, s
         elif isinstance(model, ItemCooccurrence):
             model.similarity = _matrix(scores.cooccurrence_similarity(history, model.neighbours), history.n_items)
         elif isinstance(model, EASE):  # only over its most bought items: the Gram matrix is collected
-            columns = model.columns_of(scores.item_counts(history, history.pairs))
+            columns = model.columns_of(history.buyers)
             model.fit_gram(scores.purchase_gram(history, columns), columns, history.n_items)
         elif isinstance(model, ImplicitALS):
             model.item_factors, user_factors = scores.als(history, model.factors, model.regularization, model.alpha,
                                                           model.iterations, model.seed)
         components[spec.name] = model
         step(f"{spec.name} on Spark ({time.monotonic() - started:.1f} s)")
-    buyers = scores.item_counts(history, history.pairs)
     repeaters = scores.item_counts(history, history.pairs.filter("orders > 1"))
-    traits = item_traits(buyers, repeaters, history.n_users, category_codes(catalog, history.item_ids))
+    traits = item_traits(history.buyers, repeaters, history.n_users, category_codes(catalog, history.item_ids))
     shop = ShopModels(components, choice.members, choice.rankers if hybrid else None, selection, history.item_ids,
                       catalog, pd.Timestamp(history.end), traits)
     return SparkFit(shop, user_factors)
@@ -204,10 +203,9 @@ def popular_lists(history: SparkHistory, components: dict, segments, categories:
     """popular.json: best sellers overall, per segment, trending (when kept) and per category."""
     popularity: RecentPopularity = components["popularity"]
     by_segment = scores.segment_popularity(history, popularity.recent_share, segments)
-    alltime = scores.item_counts(history, history.pairs)
     lists = {"all": best_items(popularity.overall, history.item_ids, k),
              "segments": {segment: best_items(vector, history.item_ids, k) for segment, vector in by_segment.items()},
-             "categories": category_lists(popularity.overall, alltime, history.item_ids, categories, k)}
+             "categories": category_lists(popularity.overall, history.buyers, history.item_ids, categories, k)}
     if "trending" in components:
         lists["trending"] = best_items(components["trending"].overall, history.item_ids, k)
     return lists
