@@ -36,7 +36,11 @@ class ContentSimilarity(ItemItemRecommender):
 
     def fit(self, data: Interactions) -> "ContentSimilarity":
         self.data = data
-        items = data.items.reindex(data.item_ids)
+        return self.fit_items(data.items.reindex(data.item_ids), np.asarray(data.bought.sum(axis=0)).ravel())
+
+    def fit_items(self, items: pd.DataFrame, buyers: np.ndarray) -> "ContentSimilarity":
+        """Learn from the item file alone (``items``: text, category, price, one row per item
+        column) and each item's buyers: a distributed engine fits it where the catalog is."""
         text = items["text"].fillna("").astype(str) if "text" in items else pd.Series("", index=items.index)
         if (text.str.strip() != "").mean() < 0.5:
             raise CannotFit("fewer than half of the items have a text")
@@ -54,7 +58,6 @@ class ContentSimilarity(ItemItemRecommender):
         if prices.nunique() > 1:
             bands = pd.qcut(prices.rank(method="first"), PRICE_BANDS, labels=False, duplicates="drop")
             traits.append((self.price_weight, bands.fillna(-1).astype(int).to_numpy()))
-        buyers = np.asarray(data.bought.sum(axis=0)).ravel()
         among = np.sort(np.argsort(-buyers, kind="stable")[:self.max_neighbour_items])
         self.similarity = top_neighbours(normalize(words.tocsr()), self.neighbours, _with_traits(traits), among=among)
         return self

@@ -9,6 +9,7 @@ for what they bought, each vote weighted by how alike the two are.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from models.base import BatchRecommender, CannotFit, ScoreBlock, SparseBlock, sparse_top_n
@@ -50,18 +51,26 @@ class CustomerNeighbours(BatchRecommender):
     def fit(self, data: Interactions) -> "CustomerNeighbours":
         if (reason := self.refuses(data)) is not None:
             raise CannotFit(reason)
-        self.data = data
-        bought = data.bought.astype(np.float32)
-        distinct = np.asarray(bought.sum(axis=1)).ravel()
-        self.unit = sp.csr_matrix(sp.diags(1.0 / np.sqrt(np.maximum(distinct, 1.0))) @ bought, dtype=np.float32)
+        distinct = np.asarray(data.bought.sum(axis=1)).ravel()
         pool = np.sort(np.argsort(-distinct, kind="stable")[: self.max_pool])
-        self.pool_position = np.full(data.n_users, -1, dtype=np.int64)
-        self.pool_position[pool] = np.arange(len(pool))
-        self.pool_unit_by_item = self.unit[pool].T.tocsr()
-        self.pool_bought = bought[pool]
+        return self.fit_pool(data.user_ids[pool], data.bought[pool]).serving(data)
+
+    def fit_pool(self, pool_ids: np.ndarray, pool_bought: sp.csr_matrix) -> "CustomerNeighbours":
+        """Learn from the pool's purchases alone (``pool_bought``: 1 where each of the customers
+        ``pool_ids`` bought each item): all the model keeps of the shop. A distributed engine
+        collects only the pool, and serves each slice of customers apart (``serving``)."""
+        self.pool_ids = np.asarray(pool_ids, dtype=object)
+        self.pool_bought = sp.csr_matrix(pool_bought, dtype=np.float32)
+        self.pool_unit_by_item = _unit_rows(self.pool_bought).T.tocsr()
         # Each item's pool buyers: a customer's joined entries are the sum over what they bought.
         self.pool_buyers = np.asarray(self.pool_bought.sum(axis=0)).ravel()
         return self
+
+    def serving(self, data: Interactions) -> "CustomerNeighbours":
+        served = super().serving(data)
+        served.unit = _unit_rows(data.bought.astype(np.float32))
+        served.pool_position = pd.Index(self.pool_ids).get_indexer(data.user_ids)  # -1: not in the pool
+        return served
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         work = self.data.bought[user_rows] @ self.pool_buyers
@@ -80,3 +89,9 @@ class CustomerNeighbours(BatchRecommender):
         nearest = sp.csr_matrix((top.scores[found], (np.nonzero(found)[0], top.items[found])),
                                 shape=(len(user_rows), self.pool_bought.shape[0]))
         return (nearest @ self.pool_bought).tocsr()
+
+
+def _unit_rows(bought: sp.csr_matrix) -> sp.csr_matrix:
+    """Each customer's purchase vector scaled to unit length."""
+    distinct = np.asarray(bought.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / np.sqrt(np.maximum(distinct, 1.0))) @ bought, dtype=np.float32)

@@ -19,37 +19,46 @@ Measure = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def top_neighbours(vectors: sp.csr_matrix, k: int, measure: Measure | None = None,
-                   max_entries: int = 20_000_000, among: np.ndarray | None = None) -> sp.csr_matrix:
+                   max_entries: int = 20_000_000, among: np.ndarray | None = None,
+                   rows: np.ndarray | None = None) -> sp.csr_matrix:
     """items x items: for each row of ``vectors`` (items x features) its ``k`` best other
     items by ``measure`` of their dot products (the dot product itself by default), chosen
-    ``among`` the given item rows (default: all).
+    ``among`` the given item rows (default: all). Only ``rows`` (default: all) get neighbours:
+    a distributed engine gives each task a block of items and the features those touch.
 
     >>> v = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 1, 2], [0, 0, 1]], dtype=float))
     >>> top_neighbours(v, k=1).toarray().astype(int).tolist()
     [[0, 2, 0, 0], [2, 0, 0, 0], [0, 0, 0, 2], [0, 0, 2, 0]]
     >>> top_neighbours(v, k=1, among=np.array([2, 3])).toarray().astype(int).tolist()
     [[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 2], [0, 0, 2, 0]]
+    >>> top_neighbours(v, k=1, rows=np.array([2])).toarray().astype(int).tolist()
+    [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 2], [0, 0, 0, 0]]
     """
     vectors = sp.csr_matrix(vectors, dtype=np.float32)
     n = vectors.shape[0]
     among = np.arange(n) if among is None else np.asarray(among)
+    rows = np.arange(n) if rows is None else np.asarray(rows)
     right = vectors[among].T.tocsr()
     # Upper bound of each item's joined entries: how many non-zeros its features' other items have.
-    work = np.asarray(vectors.astype(bool).astype(np.float32) @ right.astype(bool).sum(axis=1)).ravel()
-    blocks = []
+    work = np.asarray(vectors[rows].astype(bool).astype(np.float32) @ right.astype(bool).sum(axis=1)).ravel()
+    kept_rows, kept_items, kept_scores = [], [], []
     for start, stop in work_blocks(work, max_entries):
-        gram = (vectors[start:stop] @ right).tocsr()
-        rows = np.repeat(np.arange(start, stop), np.diff(gram.indptr))
+        chosen = rows[start:stop]
+        gram = (vectors[chosen] @ right).tocsr()
+        at = np.repeat(chosen, np.diff(gram.indptr))
         cols = among[gram.indices]
-        values = gram.data if measure is None else measure(rows, cols, gram.data)
+        values = gram.data if measure is None else measure(at, cols, gram.data)
         # An item is not its own neighbour; -inf entries are never among a row's best.
-        gram.data = np.where((rows != cols) & (values > 0), values, -np.inf).astype(np.float32)
+        gram.data = np.where((at != cols) & (values > 0), values, -np.inf).astype(np.float32)
         top = sparse_top_n(gram, k)
         found = top.items >= 0
-        block_rows = np.nonzero(found)[0]
-        blocks.append(sp.csr_matrix((top.scores[found], (block_rows, among[top.items[found]])),
-                                    shape=(stop - start, n)))
-    return sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((n, n), dtype=np.float32)
+        kept_rows.append(chosen[np.nonzero(found)[0]])
+        kept_items.append(among[top.items[found]])
+        kept_scores.append(top.scores[found])
+    if not kept_rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(kept_scores), (np.concatenate(kept_rows), np.concatenate(kept_items))),
+                         shape=(n, n), dtype=np.float32)
 
 
 def work_blocks(work: np.ndarray, max_entries: int):

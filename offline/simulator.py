@@ -8,6 +8,8 @@ category. A recommender that learns anything should find that structure.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,34 +105,80 @@ def simulate_catalog(n_users: int, n_items: int, n_lines: int, days: int = 365, 
     A customer's lines of one day form one order. Item texts name their category.
     """
     rng = np.random.default_rng(seed)
-    item_category = rng.permutation(np.arange(n_items) % n_categories)  # no category left empty
-    appeal = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.8
-    by_category = np.argsort(item_category, kind="stable")
-    starts = np.searchsorted(item_category[by_category], np.arange(n_categories + 1))
-    # Cumulative appeal within each category, for inverse-transform sampling.
-    cumulative = np.cumsum(appeal[by_category])
-    base = np.concatenate([[0.0], cumulative])[starts[:-1]]
-    totals = cumulative[np.maximum(starts[1:] - 1, 0)] - base
-    activity = rng.pareto(1.5, n_users) + 1.0
-    users = rng.choice(n_users, size=n_lines, p=activity / activity.sum())
-    favourite = rng.integers(0, n_categories, n_users)
-    category = np.where(rng.random(n_lines) < preference_strength, favourite[users],
-                        rng.integers(0, n_categories, n_lines))
-    target = base[category] + rng.random(n_lines) * totals[category]
-    position = np.clip(np.searchsorted(cumulative, target), starts[category], starts[category + 1] - 1)
-    items = by_category[position]
-    day = rng.integers(0, days, n_lines)
-    history = pd.DataFrame({
-        "order_id": _labels(users.astype(np.int64) * days + day, "o"), "user_id": _labels(users, "c"),
-        "item_id": _labels(items, "p"), "description": "",
-        "quantity": rng.integers(1, 5, n_lines), "price": np.round(1 + 20 * appeal[items] ** 0.2, 2),
-        "timestamp": pd.Timestamp(start) + pd.to_timedelta(day * 86400 + rng.integers(0, 86400, n_lines), unit="s"),
-        "country": "Simland",
-    }).drop_duplicates(["order_id", "item_id"])
-    catalog = pd.DataFrame({"item_id": _labels(np.arange(n_items), "p"),
-                            "text": [f"category {c} item {i}" for i, c in enumerate(item_category)],
-                            "category": [f"category {c}" for c in item_category]})
-    return history.sort_values("timestamp", kind="stable").reset_index(drop=True), catalog
+    shop = _CatalogShop.of(rng, n_items, n_categories)
+    history = shop.order_lines(rng, 0, n_users, n_lines, days, preference_strength, start)
+    return history.sort_values("timestamp", kind="stable").reset_index(drop=True), shop.catalog()
+
+
+def simulate_catalog_files(folder: Path, n_users: int, n_items: int, n_lines: int, parts: int, days: int = 365,
+                           n_categories: int = 200, preference_strength: float = 0.8, seed: int = 7,
+                           start: str = "2024-01-01") -> pd.DataFrame:
+    """The shop of ``simulate_catalog`` too large for one frame: its customers split into ``parts``
+    ranges, each range's order lines drawn on its own and written to ``folder`` as one Parquet file.
+    Returns the items file. Each part holds ``1/parts`` of the customers and of the lines."""
+    rng = np.random.default_rng(seed)
+    shop = _CatalogShop.of(rng, n_items, n_categories)
+    bounds = np.linspace(0, n_users, parts + 1).astype(int)
+    for part, (first, last) in enumerate(zip(bounds[:-1], bounds[1:])):
+        part_rng = np.random.default_rng([seed, part])
+        lines = shop.order_lines(part_rng, int(first), int(last - first), n_lines // parts, days,
+                                 preference_strength, start)
+        lines.to_parquet(folder / f"part-{part:04d}.parquet", index=False)
+    return shop.catalog()
+
+
+@dataclass
+class _CatalogShop:
+    """Each item's category and appeal, and the cumulative appeal within each category that
+    order lines are drawn from (inverse-transform sampling)."""
+
+    item_category: np.ndarray
+    appeal: np.ndarray
+    by_category: np.ndarray
+    starts: np.ndarray
+    cumulative: np.ndarray
+    base: np.ndarray
+    totals: np.ndarray
+
+    @classmethod
+    def of(cls, rng: np.random.Generator, n_items: int, n_categories: int) -> "_CatalogShop":
+        item_category = rng.permutation(np.arange(n_items) % n_categories)  # no category left empty
+        appeal = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.8
+        by_category = np.argsort(item_category, kind="stable")
+        starts = np.searchsorted(item_category[by_category], np.arange(n_categories + 1))
+        cumulative = np.cumsum(appeal[by_category])
+        base = np.concatenate([[0.0], cumulative])[starts[:-1]]
+        totals = cumulative[np.maximum(starts[1:] - 1, 0)] - base
+        return cls(item_category, appeal, by_category, starts, cumulative, base, totals)
+
+    def order_lines(self, rng: np.random.Generator, first_user: int, n_users: int, n_lines: int, days: int,
+                    preference_strength: float, start: str) -> pd.DataFrame:
+        """``n_lines`` order lines of customers ``first_user .. first_user + n_users - 1``."""
+        n_categories = len(self.starts) - 1
+        activity = rng.pareto(1.5, n_users) + 1.0
+        users = rng.choice(n_users, size=n_lines, p=activity / activity.sum())
+        favourite = rng.integers(0, n_categories, n_users)
+        category = np.where(rng.random(n_lines) < preference_strength, favourite[users],
+                            rng.integers(0, n_categories, n_lines))
+        target = self.base[category] + rng.random(n_lines) * self.totals[category]
+        position = np.clip(np.searchsorted(self.cumulative, target), self.starts[category],
+                           self.starts[category + 1] - 1)
+        items = self.by_category[position]
+        day = rng.integers(0, days, n_lines)
+        users = users.astype(np.int64) + first_user
+        return pd.DataFrame({
+            "order_id": _labels(users * days + day, "o"), "user_id": _labels(users, "c"),
+            "item_id": _labels(items, "p"), "description": "",
+            "quantity": rng.integers(1, 5, n_lines), "price": np.round(1 + 20 * self.appeal[items] ** 0.2, 2),
+            "timestamp": pd.Timestamp(start) + pd.to_timedelta(day * 86400 + rng.integers(0, 86400, n_lines),
+                                                               unit="s"),
+            "country": "Simland",
+        }).drop_duplicates(["order_id", "item_id"])
+
+    def catalog(self) -> pd.DataFrame:
+        return pd.DataFrame({"item_id": _labels(np.arange(len(self.appeal)), "p"),
+                             "text": [f"category {c} item {i}" for i, c in enumerate(self.item_category)],
+                             "category": [f"category {c}" for c in self.item_category]})
 
 
 def _labels(codes: np.ndarray, prefix: str) -> pd.Series:

@@ -131,10 +131,12 @@ class Choice:
 
 
 def choose_models(data: Interactions, progress: Progress, protocol: str | None,
-                  specs: tuple[ComponentSpec, ...] | None = None, members: Collection[str] | None = None) -> Choice:
+                  specs: tuple[ComponentSpec, ...] | None = None, members: Collection[str] | None = None,
+                  left_out: dict[str, str] | None = None) -> Choice:
     """The validation protocol chosen from ``data``, every component of ``specs`` and the hybrid of
     ``members`` (default: all of them) scored on its periods, and the guard's choice of what each
-    list publishes. Both engines choose with it."""
+    list publishes. ``left_out``: components not tried, and why (the manifest says so). Both
+    engines choose with it."""
     seconds: dict[str, float] = {}
     clock = Clock(seconds)
     chosen = resolve_protocol(data.events, protocol)
@@ -146,6 +148,9 @@ def choose_models(data: Interactions, progress: Progress, protocol: str | None,
                            f"it needs {HOLDS_OUT[chosen.name]}, holding out items that the rest of the history has")
     selection = Selection(chosen.name, chosen.reason, len(split.test_users))
     progress(f"validation: {chosen.name} ({chosen.reason}); {len(split.test_users):,} customers")
+    for name, reason in (left_out or {}).items():
+        selection.dropped[name] = reason
+        progress(f"  {name} left out: {reason}")
     periods, fitted = select_components([split, *_earlier_periods(split, chosen.name)], selection, progress, data,
                                         specs)
     clock("components")

@@ -7,6 +7,7 @@ served by the API and re-ranked by a worker like any other.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -18,16 +19,20 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from models.content import ContentSimilarity
 from models.cooccurrence import ItemCooccurrence
+from models.customer_neighbours import CustomerNeighbours
 from models.ease import EASE
 from models.factorization import FactorBlock, ImplicitALS
 from models.hybrid import LearnedHybrid, category_codes, item_traits
+from models.interactions import Interactions
 from models.popularity import RecentPopularity
 from models.segments import CustomerSegmentation
 from offline.interactions_loader import load_interactions_from
 from offline.retail_history import HistoryError
 from offline.simulator import simulate_history
 from offline.spark import scores
+from offline.spark.trainer import NOT_ON_SPARK, components_for, item_catalog
 from offline.spark.session import EngineError, executor_errors, parse_conf, start_spark, stop_spark
 from offline.components import SPECS
 from offline.selection import PER_MODEL
@@ -93,19 +98,54 @@ def test_segment_popularity_is_the_local_engines(spark, both):
         np.testing.assert_array_equal(spark_side[segment], vector)
 
 
-def test_cooccurrence_counts_and_neighbours_are_the_local_engines(both):
+def test_cooccurrence_neighbours_are_the_local_engines_to_the_bit(both):
+    """Each item's neighbours and their Jaccard indices, counted block by block of items on the
+    executors, are the local engine's exactly: a co-buyer counted once too many or too few would
+    change an index."""
     data, history = both
-    local = ItemCooccurrence(history_half_life_days=30.0).fit(data)
+    local = ItemCooccurrence(history_half_life_days=30.0).fit(data).similarity
     similarity = scores.cooccurrence_similarity(history).toPandas()
-    together = (data.bought.T @ data.bought).tocsr()
-    spark_together = sp.csr_matrix((similarity["together"], (similarity["col"], similarity["other_col"])),
-                                   shape=together.shape)
-    assert spark_together.nnz > 0
-    assert (spark_together != together.multiply(spark_together.astype(bool))).nnz == 0  # counts, pair by pair
+    assert similarity["col"].nunique() > 1  # items of several blocks
     spark_similarity = sp.csr_matrix((similarity["similarity"], (similarity["col"], similarity["other_col"])),
-                                     shape=together.shape)
-    assert (spark_similarity.astype(bool) != local.similarity.astype(bool)).nnz == 0  # the same neighbours kept
-    np.testing.assert_allclose(spark_similarity.toarray(), local.similarity.toarray(), rtol=1e-6)
+                                     shape=local.shape, dtype=np.float32)
+    assert local.nnz > 0 and spark_similarity.nnz == local.nnz == len(similarity)
+    assert (spark_similarity.astype(bool) != local.astype(bool)).nnz == 0  # the same neighbours kept
+    np.testing.assert_array_equal(spark_similarity.toarray(), local.toarray())
+
+
+def test_customer_neighbours_from_the_collected_pool_serve_a_slice_as_the_local_model(both):
+    data, history = both
+    local = CustomerNeighbours(neighbours=20, max_pool=60).fit(data)
+    pool_ids, pool_bought = scores.customer_pool(history, 60)
+    assert len(pool_ids) == 60 and list(pool_ids) == list(local.pool_ids)
+    assert (pool_bought != local.pool_bought).nnz == 0
+    on_spark = CustomerNeighbours(neighbours=20, max_pool=60).fit_pool(pool_ids, pool_bought)
+    chosen = set(data.user_ids[::3])  # a bucket: pool and other customers, apart from their neighbours
+    bucket = Interactions(data.events[data.events["user_id"].isin(chosen)], data.item_ids, data.items, data.end)
+    served = on_spark.serving(bucket).block(np.arange(bucket.n_users)).top_n(10)
+    whole = local.block(data.rows(bucket.user_ids)).top_n(10)
+    np.testing.assert_array_equal(served.items, whole.items)
+    np.testing.assert_array_equal(served.scores, whole.scores)
+
+
+def test_content_similarity_from_the_catalog_spark_derives_is_the_local_models(both):
+    data, history = both
+    local = ContentSimilarity().fit(data).similarity
+    catalog = item_catalog(history, None).reindex(history.item_ids)
+    on_spark = ContentSimilarity().fit_items(catalog, history.buyers).similarity
+    assert local.nnz > 0
+    assert (on_spark != local).nnz == 0
+
+
+def test_components_the_whole_history_is_too_large_for_are_left_out_with_their_reason(both):
+    _, history = both
+    specs, left_out = components_for(dataclasses.replace(history, n_users=400_000))
+    assert "customer-knn" not in {spec.name for spec in specs}
+    assert "400,000 customers" in left_out["customer-knn"]
+    assert left_out["surprise-svd"] == left_out["surprise-knn"] == NOT_ON_SPARK
+    specs, left_out = components_for(history)
+    assert {"customer-knn", "content", "cooccurrence"} <= {spec.name for spec in specs}
+    assert "customer-knn" not in left_out
 
 
 def test_ease_learns_from_the_purchase_gram_spark_sums_what_it_learns_locally(both):

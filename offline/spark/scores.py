@@ -18,11 +18,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.interactions import DAY
+from models.neighbours import jaccard, top_neighbours
 from models.popularity import popularity_scores
 
-# A customer's most recent distinct items that enter the co-occurrence self-join: the join's
-# size grows with the square of a history's length, and a few wholesale accounts with
-# thousands of items would otherwise make most of it.
+# A customer's most recent distinct items that enter the co-occurrence counts: their cost grows
+# with the square of a basket's length, and a few wholesale accounts with thousands of items
+# would otherwise make most of it.
 HISTORY_CAP = 500
 
 
@@ -131,26 +132,59 @@ def _per_segment(counted: pd.DataFrame, history: SparkHistory) -> dict[str, np.n
     return scored
 
 
+def customer_pool(history: SparkHistory, size: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    """``models.customer_neighbours.CustomerNeighbours``' pool: the ``size`` customers who bought the
+    most distinct items (equal counts: the lower id first), in id order, and what each bought
+    (customers x item columns), collected to the driver."""
+    from pyspark.sql import functions as F
+
+    distinct = history.pairs.groupBy("user_id").agg(F.count("*").alias("distinct"))
+    pool = distinct.orderBy(F.col("distinct").desc(), "user_id").limit(size).select("user_id")
+    bought = history.pairs.join(F.broadcast(pool), "user_id").select("user_id", "col").toPandas()
+    pool_ids, rows = np.unique(bought["user_id"].to_numpy(dtype=object), return_inverse=True)
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, bought["col"].to_numpy())),
+                           shape=(len(pool_ids), history.n_items))
+    return pool_ids, matrix
+
+
+LINES_PER_ITEM_BLOCK = 2_500_000  # a block's task holds the baskets of every customer who bought one of its items
+
+
 def cooccurrence_similarity(history: SparkHistory, neighbours: int = 100, cap: int = HISTORY_CAP):
     """``models.cooccurrence.ItemCooccurrence``'s similarity: the Jaccard index of two items' buyers,
     each item keeping its ``neighbours`` best others (equal scores: the lower column first).
-    DataFrame of item_id, col, other, other_col, similarity."""
+    DataFrame of col, other_col, similarity.
+
+    Items are split into blocks (by column modulo their number). Each block's task receives the
+    basket of every customer who bought one of its items, and counts its items' co-buyers with
+    the local engine's own sparse products (``models.neighbours.top_neighbours``): what is
+    shuffled is baskets, not the pairs of a self-join, which grow with the square of a basket."""
     from pyspark.sql import Window, functions as F
 
+    spark = history.pairs.sparkSession
+    blocks = max(spark.sparkContext.defaultParallelism, -(-history.n_lines // LINES_PER_ITEM_BLOCK))
     latest = Window.partitionBy("user_id").orderBy(F.col("last").desc(), "col")
-    capped = (history.pairs.withColumn("n", F.row_number().over(latest)).filter(F.col("n") <= cap)
-              .select("user_id", "item_id", "col"))
-    other = capped.select("user_id", F.col("item_id").alias("other"), F.col("col").alias("other_col"))
-    together = capped.join(other, "user_id").filter(F.col("col") != F.col("other_col")) \
-        .groupBy("item_id", "col", "other", "other_col").agg(F.count("*").alias("together"))
-    buyers = history.pairs.groupBy("col").agg(F.count("*").alias("buyers"))
-    either = F.col("buyers") + F.col("other_buyers") - F.col("together")
-    jaccard = (together.join(buyers, "col")
-               .join(buyers.select(F.col("col").alias("other_col"), F.col("buyers").alias("other_buyers")), "other_col")
-               .withColumn("similarity", F.col("together") / either))
-    best = Window.partitionBy("col").orderBy(F.col("similarity").desc(), "other_col")
-    return (jaccard.withColumn("n", F.row_number().over(best)).filter(F.col("n") <= neighbours)
-            .select("item_id", "col", "other", "other_col", "similarity", "together"))
+    baskets = (history.pairs.withColumn("n", F.row_number().over(latest)).filter(F.col("n") <= cap)
+               .groupBy("user_id").agg(F.collect_list("col").alias("cols")))
+    spread = baskets.select(F.explode(F.array_distinct(F.transform("cols", lambda col: col % blocks))).alias("block"),
+                            "cols")
+    shared = spark.sparkContext.broadcast(history.buyers.astype(np.float32))
+    n_items = history.n_items
+
+    def block_neighbours(table):
+        import pyarrow as pa
+
+        cols = table.column("cols").combine_chunks()
+        lengths = cols.value_lengths().to_numpy(zero_copy_only=False)
+        baskets = sp.csr_matrix((np.ones(int(lengths.sum()), dtype=np.float32), cols.flatten().to_numpy(),
+                                 np.concatenate([[0], np.cumsum(lengths)])), shape=(len(cols), n_items))
+        block = table.column("block")[0].as_py()
+        found = top_neighbours(baskets.T.tocsr(), neighbours, jaccard(shared.value),
+                               rows=np.arange(block, n_items, blocks)).tocoo()
+        return pa.table({"col": found.row.astype(np.int64), "other_col": found.col.astype(np.int64),
+                         "similarity": found.data.astype(np.float32)})
+
+    return spread.groupBy("block").applyInArrow(block_neighbours, "col long, other_col long, similarity float")
 
 
 def als(history: SparkHistory, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
@@ -174,7 +208,9 @@ def als(history: SparkHistory, factors: int = 64, regularization: float = 0.05, 
     return item_factors, user_factors
 
 
-CUSTOMERS_PER_GRAM_BUCKET = 50_000  # customers whose purchase rows one task multiplies
+# Order lines whose customers' purchase rows one task multiplies: each task sends its whole Gram
+# matrix on to be summed, so fewer, larger buckets shuffle less.
+LINES_PER_GRAM_BUCKET = 10_000_000
 
 
 def purchase_gram(history: SparkHistory, columns: np.ndarray) -> np.ndarray:
@@ -194,7 +230,7 @@ def purchase_gram(history: SparkHistory, columns: np.ndarray) -> np.ndarray:
         gram = (bought.T @ bought).tocoo()
         return pd.DataFrame({"i": gram.row, "j": gram.col, "n": gram.data.astype(np.int64)})
 
-    buckets = max(spark.sparkContext.defaultParallelism, -(-history.n_users // CUSTOMERS_PER_GRAM_BUCKET))
+    buckets = max(spark.sparkContext.defaultParallelism, -(-history.n_lines // LINES_PER_GRAM_BUCKET))
     summed = (history.pairs.join(F.broadcast(positions), "col").select("user_id", "position")
               .withColumn("bucket", F.abs(F.xxhash64("user_id")) % buckets).groupBy("bucket")
               .applyInPandas(lambda pairs: part(pairs), "i long, j long, n long")

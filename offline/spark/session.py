@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from typing import Iterable
 
@@ -22,6 +23,9 @@ DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # PySpark warns on every worker that it does not yet fully support pandas 3; the trainer's
+    # tests run it with pandas 3 on every path it takes, and the warning would fill the log.
+    "spark.executorEnv.PYTHONWARNINGS": "ignore:PySpark does not yet fully support pandas:FutureWarning",
 }
 # On one machine (local, local-cluster), the driver and executors talk over loopback only, and
 # the driver's heap, which local executors share, is a quarter of the machine's memory (Spark's
@@ -79,6 +83,7 @@ def start_spark(master: str, conf: dict[str, str], app_name: str = "recsys-train
     # Executors on this machine run the driver's interpreter, with the project's packages; a
     # cluster names its own (spark.pyspark.python, or a packed environment: docs/spark.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     try:
         from pyspark.sql import SparkSession
     except ImportError:

@@ -18,18 +18,21 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from models.content import ContentSimilarity
 from models.cooccurrence import ItemCooccurrence
+from models.customer_neighbours import CustomerNeighbours
 from models.ease import EASE
 from models.factorization import ImplicitALS
 from models.hybrid import category_codes, item_traits
 from models.popularity import RecentPopularity, best_items
-from offline.components import COMPONENTS, LARGE_HISTORY
+from offline.components import COMPONENTS, LARGE_HISTORY, ComponentSpec
 from offline.model_export import (SLOT_FILES, SLOTS, category_lists, complements, item_table_of, parquet_bytes,
                                   ranker_file, segment_profiles, similar_items)
 from offline.publish import announce_model
@@ -46,11 +49,12 @@ from streams.settings import Settings
 
 Progress = Callable[[str], None]
 # The models the Spark engine computes: validation scores these, and the guard chooses among them.
-SPARK_COMPONENTS = tuple(spec for spec in COMPONENTS if spec.name in ("popularity", "trending", "repeat",
-                                                                      "cooccurrence", "ease", "als"))
+SPARK_COMPONENTS = tuple(spec for spec in COMPONENTS if spec.name in (
+    "popularity", "trending", "repeat", "cooccurrence", "ease", "als", "customer-knn", "content"))
 # The hybrid's members: components whose scores the Spark engine computes as the local engine does,
 # to the digit, since its rankers learned them on validation (MLlib's ALS finds other factors).
-HYBRID_MEMBERS = ("popularity", "trending", "repeat", "cooccurrence", "ease")
+HYBRID_MEMBERS = ("popularity", "trending", "repeat", "cooccurrence", "ease", "customer-knn", "content")
+NOT_ON_SPARK = "not computed by the Spark engine: it learns a factor or bias per customer on one machine"
 # Components every version needs: popular fill-ins and lists, buy-again lists, similar items.
 ALWAYS = ("popularity", "trending", "repeat", "cooccurrence")
 
@@ -73,7 +77,8 @@ def train_and_publish_on_spark(conf: Settings, spark, lines, items: pd.DataFrame
     check_history_size(history.n_users, history.n_items, history.n_lines, step)
     clock("history")
     sample = history.customer_sample(LARGE_HISTORY).sort_values("timestamp", kind="stable").reset_index(drop=True)
-    choice = choose_models(interactions(sample, items), step, validation, SPARK_COMPONENTS, HYBRID_MEMBERS)
+    specs, left_out = components_for(history)
+    choice = choose_models(interactions(sample, items), step, validation, specs, HYBRID_MEMBERS, left_out)
     seconds.update(choice.seconds)
     report_choices(choice.selection, step)
     clock("validation")
@@ -110,6 +115,18 @@ def train_and_publish_on_spark(conf: Settings, spark, lines, items: pd.DataFrame
     return release
 
 
+def components_for(history: SparkHistory) -> tuple[tuple[ComponentSpec, ...], dict[str, str]]:
+    """The components validation tries on the sample, and why the others are left out: the local
+    engine's own size limits, read against the whole history (``BatchRecommender.refuses``), and
+    the components this engine does not compute."""
+    size = SimpleNamespace(n_users=history.n_users, n_items=history.n_items)
+    left_out = {spec.name: NOT_ON_SPARK for spec in COMPONENTS if spec not in SPARK_COMPONENTS}
+    for spec in SPARK_COMPONENTS:
+        if (reason := spec.build(spec.grid[0]).refuses(size)) is not None:
+            left_out[spec.name] = reason
+    return tuple(spec for spec in SPARK_COMPONENTS if spec.name not in left_out), left_out
+
+
 @dataclass
 class SparkFit:
     """The published models as every bucket of customers shares them, and ALS's customer factors
@@ -138,6 +155,10 @@ def fit_on_spark(history: SparkHistory, choice: Choice, catalog: pd.DataFrame, s
         elif isinstance(model, EASE):  # only over its most bought items: the Gram matrix is collected
             columns = model.columns_of(history.buyers)
             model.fit_gram(scores.purchase_gram(history, columns), columns, history.n_items)
+        elif isinstance(model, CustomerNeighbours):
+            model.fit_pool(*scores.customer_pool(history, model.max_pool))
+        elif isinstance(model, ContentSimilarity):
+            model.fit_items(catalog.reindex(history.item_ids), history.buyers)
         elif isinstance(model, ImplicitALS):
             model.item_factors, user_factors = scores.als(history, model.factors, model.regularization, model.alpha,
                                                           model.iterations, model.seed)
