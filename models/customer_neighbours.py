@@ -53,7 +53,9 @@ class CustomerNeighbours(BatchRecommender):
             raise CannotFit(reason)
         distinct = np.asarray(data.bought.sum(axis=1)).ravel()
         pool = np.sort(np.argsort(-distinct, kind="stable")[: self.max_pool])
-        return self.fit_pool(data.user_ids[pool], data.bought[pool]).serving(data)
+        self.fit_pool(data.user_ids[pool], data.bought[pool])
+        self._read_customers(data)
+        return self
 
     def fit_pool(self, pool_ids: np.ndarray, pool_bought: sp.csr_matrix) -> "CustomerNeighbours":
         """Learn from the pool's purchases alone (``pool_bought``: 1 where each of the customers
@@ -68,9 +70,15 @@ class CustomerNeighbours(BatchRecommender):
 
     def serving(self, data: Interactions) -> "CustomerNeighbours":
         served = super().serving(data)
-        served.unit = _unit_rows(data.bought.astype(np.float32))
-        served.pool_position = pd.Index(self.pool_ids).get_indexer(data.user_ids)  # -1: not in the pool
+        served._read_customers(data)
         return served
+
+    def _read_customers(self, data: Interactions) -> None:
+        """What the model knows of the customers it serves: their purchase vectors, scaled to unit
+        length, and their places in the pool (-1: not in it)."""
+        self.data = data
+        self.unit = _unit_rows(data.bought.astype(np.float32))
+        self.pool_position = pd.Index(self.pool_ids).get_indexer(data.user_ids)
 
     def block(self, user_rows: np.ndarray) -> ScoreBlock:
         work = self.data.bought[user_rows] @ self.pool_buyers

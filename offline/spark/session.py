@@ -29,7 +29,7 @@ DEFAULTS = {
 }
 # On one machine (local, local-cluster), the driver and executors talk over loopback only, and
 # the driver's heap, which local executors share, is a quarter of the machine's memory (Spark's
-# own default, 1 GiB, runs out in the co-occurrence self-join of a mid-sized shop).
+# own default, 1 GiB, holds less than a mid-sized shop's shuffles).
 MACHINE_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 ON_ONE_MACHINE = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
                   "spark.driver.memory": f"{max(1, MACHINE_MEMORY // 4 // 2**30)}g"}
