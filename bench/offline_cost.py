@@ -27,7 +27,7 @@ the table says how it ended.
 
 Run: .venv/bin/python bench/offline_cost.py [--points 1000000:50000:100000 10000000:100000:1000000] [--no-retail]
      [--engine local spark] [--spark-memory 10g] [--local-memory-cap 20]
-     100M-line point: --points 100000000:500000:5000000 --engine spark local --spark-memory 9g --no-retail
+     100M-line point: --points 100000000:500000:5000000 --engine spark local --spark-memory 8g --no-retail
 """
 
 from __future__ import annotations
