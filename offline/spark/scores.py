@@ -176,10 +176,10 @@ def cooccurrence_similarity(history: SparkHistory, neighbours: int = 100, cap: i
 
         cols = table.column("cols").combine_chunks()
         lengths = cols.value_lengths().to_numpy(zero_copy_only=False)
-        baskets = sp.csr_matrix((np.ones(int(lengths.sum()), dtype=np.float32), cols.flatten().to_numpy(),
-                                 np.concatenate([[0], np.cumsum(lengths)])), shape=(len(cols), n_items))
+        bought = sp.csr_matrix((np.ones(int(lengths.sum()), dtype=np.float32), cols.flatten().to_numpy(),
+                                np.concatenate([[0], np.cumsum(lengths)])), shape=(len(cols), n_items))
         block = table.column("block")[0].as_py()
-        found = top_neighbours(baskets.T.tocsr(), neighbours, jaccard(shared.value),
+        found = top_neighbours(bought.T.tocsr(), neighbours, jaccard(shared.value),
                                rows=np.arange(block, n_items, blocks)).tocoo()
         return pa.table({"col": found.row.astype(np.int64), "other_col": found.col.astype(np.int64),
                          "similarity": found.data.astype(np.float32)})

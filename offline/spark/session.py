@@ -15,6 +15,9 @@ from typing import Iterable
 
 from offline.retail_history import HistoryError
 
+# PySpark warns on every task that it does not yet fully support pandas 3; the trainer's tests run
+# it with pandas 3 on every path it takes, and the warning would fill the log.
+PANDAS_WARNING = "PySpark does not yet fully support pandas"
 MASTER_FORMS = re.compile(r"^(local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|spark://.+|k8s://.+|yarn)$")
 # Small shuffles for a trainer that also runs on one machine; a cluster's SPARK_CONF overrides them.
 DEFAULTS = {
@@ -23,9 +26,7 @@ DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    # PySpark warns on every worker that it does not yet fully support pandas 3; the trainer's
-    # tests run it with pandas 3 on every path it takes, and the warning would fill the log.
-    "spark.executorEnv.PYTHONWARNINGS": "ignore:PySpark does not yet fully support pandas:FutureWarning",
+    "spark.executorEnv.PYTHONWARNINGS": f"ignore:{PANDAS_WARNING}:FutureWarning",
 }
 # On one machine (local, local-cluster), the driver and executors talk over loopback only, and
 # the driver's heap, which local executors share, is a quarter of the machine's memory (Spark's
@@ -83,7 +84,7 @@ def start_spark(master: str, conf: dict[str, str], app_name: str = "recsys-train
     # Executors on this machine run the driver's interpreter, with the project's packages; a
     # cluster names its own (spark.pyspark.python, or a packed environment: docs/spark.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    warnings.filterwarnings("ignore", PANDAS_WARNING, FutureWarning)
     try:
         from pyspark.sql import SparkSession
     except ImportError:
